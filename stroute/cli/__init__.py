@@ -1,0 +1,1 @@
+"""The `stroute` command line: a thin layer over the driver core."""

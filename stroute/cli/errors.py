@@ -1,0 +1,63 @@
+"""One table from exceptions to exit codes and one-line messages.
+
+The core's exceptions carry their SPEC exit code; anything else is exit 1.
+No traceback unless STROUTE_DEBUG=1, and never locals (Redis URLs carry
+passwords).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from stroute.errors import StrouteError
+
+EXIT_OK = 0
+EXIT_OTHER = 1
+EXIT_INVALID = 2
+EXIT_NOT_FOUND = 3
+EXIT_CONFLICT = 4
+EXIT_NO_POD = 5
+EXIT_REDIS = 6
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("STROUTE_DEBUG", "") not in ("", "0", "false", "no")
+
+
+def report(exc: BaseException) -> int:
+    """Print one line (and a hint) for exc on stderr; return the exit code."""
+    if isinstance(exc, StrouteError):
+        code, message, hint = exc.exit_code, exc.message, exc.hint
+    else:
+        code, message, hint = EXIT_OTHER, f"unexpected {type(exc).__name__}: {exc}", (
+            "run again with STROUTE_DEBUG=1 for a traceback"
+        )
+    if debug_enabled():
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    sys.stderr.write(f"stroute: error: {message}\n")
+    if hint:
+        sys.stderr.write(f"stroute: hint: {hint}\n")
+    return code
+
+
+def guarded(fn):
+    """Wrap a command: a stroute error becomes its exit code and one line."""
+    import functools
+
+    import typer
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+        except Exception as exc:  # one line, never a traceback with locals
+            raise typer.Exit(report(exc)) from None
+
+    return wrapper

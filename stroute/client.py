@@ -1,0 +1,391 @@
+"""The client driver: which pod does this user go to?
+
+The seed's StatefulRouteForClientDriver, in Python. `compute_linked_pod`
+follows SPEC's five steps: a cache hit on an alive pod costs no round trip;
+a new user costs one EVALSHA once the service's state snapshot is warm.
+Thread-safe: one driver serves every thread of a process.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from stroute import names, placement
+from stroute.config import Config
+from stroute.errors import Conflict, InvalidInput, NoAvailablePod, PodUnavailable, StoreError
+from stroute.podstate import Snapshot
+from stroute.store import Link, SetIfAbsent, Store
+
+SOURCES = ("cache", "existing", "new", "moved")
+_MAX_RACE_ROUNDS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    uid: str
+    service: str
+    pod: int
+    source: str  # one of SOURCES
+
+
+@dataclass(frozen=True)
+class BatchLinks:
+    pods: dict[int, list[str]]  # pod -> uids linked to it
+    missing: list[str]  # uids with no link
+
+
+@dataclass
+class _Cached:
+    pod: int
+    persistent: bool
+    deadline: float
+
+
+@dataclass
+class _ServiceView:
+    snapshot: Snapshot
+    fetched: float
+    placed: Counter = field(default_factory=Counter)  # new users per pod since the snapshot
+
+
+class ClientDriver:
+    """Computes and caches user -> pod links of one namespace.
+
+    Give it a Config (namespace, Redis URL, TTLs, strategy) or a ready Store.
+    """
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        store: Store | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        cache_max_entries: int = 100_000,
+    ) -> None:
+        from stroute import config as config_module
+
+        self.config = config or config_module.load()
+        self.namespace = self.config.namespace
+        self._owns_store = store is None
+        self.store = store or self.config.open_store()
+        self.strategy = placement.make(
+            self.config.placement.strategy, good_load_range=self.config.placement.good_load_range
+        )
+        self._clock = clock
+        self._temp_ttl_ms = round(self.config.links.temp_ttl * 1000)
+        self._expire_ms = round(self.config.state.expire * 1000)
+        self._cache_seconds = self.config.links.cache_seconds
+        self._cache_max = cache_max_entries
+        self._cache: dict[tuple[str, str], _Cached] = {}
+        self._views: dict[str, _ServiceView] = {}
+        self._lock = threading.Lock()
+
+    # --- lifecycle -------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._owns_store:
+            self.store.close()
+
+    def __enter__(self) -> "ClientDriver":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the state snapshot ------------------------------------------------------
+
+    def snapshot(self, service: str, *, refresh: bool = False) -> Snapshot:
+        """The service's pod states, re-read at most once per state.refresh seconds."""
+        return self._view(service, refresh=refresh).snapshot
+
+    def _view(self, service: str, *, refresh: bool = False) -> _ServiceView:
+        now = self._clock()
+        with self._lock:
+            view = self._views.get(service)
+        if view is not None and not refresh and now - view.fetched < self.config.state.refresh:
+            return view
+        snap = self.store.snapshot(self.namespace, service, expire_ms=self._expire_ms)
+        view = _ServiceView(snap, self._clock())
+        with self._lock:
+            self._views[service] = view
+        return view
+
+    # --- placement ----------------------------------------------------------------
+
+    def compute_linked_pod(self, namespace: str, uid: str, service: str, *, persist: bool = False) -> int:
+        """The pod this user goes to, creating the link if needed (SPEC's placement)."""
+        names.bound_namespace(self.namespace, namespace)
+        return self.place(uid, service, persist=persist).pod
+
+    def place(self, uid: str, service: str, *, persist: bool = False, reassign: bool = False) -> Placement:
+        """Like compute_linked_pod, and says where the answer came from."""
+        names.uid(uid)
+        names.service(service)
+        view = self._view(service)
+        snap = view.snapshot
+        cached = self._cache_get(service, uid)
+        if cached is not None and snap.is_alive(cached.pod) and (cached.persistent or not persist):
+            return Placement(uid, service, cached.pod, "cache")
+
+        ttl_ms = None if persist else self._temp_ttl_ms
+        routable = snap.routable()
+        if not routable:
+            return self._place_without_routable(uid, service, snap, ttl_ms)
+
+        candidate = self.strategy.choose(uid, routable, view.placed).pod
+        for _ in range(_MAX_RACE_ROUNDS):
+            result = self.store.set_if_absent(self.namespace, uid, service, candidate, ttl_ms)
+            settled = self._settle(uid, service, view, candidate, result, ttl_ms, reassign=reassign)
+            if settled is not None:
+                return settled
+        raise Conflict(
+            f"could not settle a link for uid {uid!r} of service {service!r}: it kept changing under contention",
+            hint="retry the placement",
+        )
+
+    def place_many(self, uids: Iterable[str], service: str, *, persist: bool = False) -> dict[str, Placement | Exception]:
+        """Place many users with one pipelined round trip for the new ones.
+
+        Returns uid -> Placement, or the exception that placement raised.
+        """
+        names.service(service)
+        view = self._view(service)
+        snap = view.snapshot
+        ttl_ms = None if persist else self._temp_ttl_ms
+        out: dict[str, Placement | Exception] = {}
+        todo: list[tuple[str, int]] = []
+        unroutable: list[str] = []
+        routable = snap.routable()
+        for uid in dict.fromkeys(uids):
+            try:
+                names.uid(uid)
+            except Exception as exc:
+                out[uid] = exc
+                continue
+            cached = self._cache_get(service, uid)
+            if cached is not None and snap.is_alive(cached.pod) and (cached.persistent or not persist):
+                out[uid] = Placement(uid, service, cached.pod, "cache")
+            elif routable:
+                pod = self.strategy.choose(uid, routable, view.placed).pod
+                with self._lock:
+                    view.placed[pod] += 1  # count the pick now, so the batch spreads
+                todo.append((uid, pod))
+            else:
+                unroutable.append(uid)
+        results = self.store.set_if_absent_many(self.namespace, service, todo, ttl_ms)
+        for (uid, candidate), result in zip(todo, results):
+            if not result.created:
+                with self._lock:
+                    view.placed[candidate] -= 1
+            out[uid] = self._attempt(
+                lambda: self._settle(uid, service, view, candidate, result, ttl_ms, counted=True)
+                or self.place(uid, service, persist=persist)
+            )
+        for uid in unroutable:
+            out[uid] = self._attempt(lambda: self._place_without_routable(uid, service, snap, ttl_ms))
+        return out
+
+    @staticmethod
+    def _attempt(fn: Callable[[], Placement]) -> Placement | Exception:
+        try:
+            return fn()
+        except (StoreError, InvalidInput, NoAvailablePod, Conflict) as exc:
+            return exc
+
+    def _settle(
+        self,
+        uid: str,
+        service: str,
+        view: _ServiceView,
+        candidate: int,
+        result: SetIfAbsent,
+        ttl_ms: int | None,
+        *,
+        reassign: bool = False,
+        counted: bool = False,
+    ) -> Placement | None:
+        """Turn a set-if-absent reply into a placement; None means 'try again'."""
+        snap = view.snapshot
+        persistent_now = ttl_ms is None or result.was_persistent
+        if result.created:
+            if not counted:
+                with self._lock:
+                    view.placed[candidate] += 1
+            self._cache_put(service, uid, candidate, persistent_now)
+            return Placement(uid, service, candidate, "new")
+        if snap.is_alive(result.pod):
+            self._cache_put(service, uid, result.pod, persistent_now)
+            return Placement(uid, service, result.pod, "existing")
+        if result.was_persistent and not reassign:
+            raise PodUnavailable(
+                f"pod {result.pod} unavailable: uid {uid!r} has a persistent link to pod {result.pod} "
+                f"of service {service!r}, which is not alive ({_pod_seen(snap, result.pod)})",
+                pod=result.pod,
+                service=service,
+                hint="wait for the pod to come back, or move the link (stroute link set)",
+            )
+        moved, current = self.store.move(self.namespace, uid, service, result.pod, candidate)
+        if moved:
+            with self._lock:
+                view.placed[candidate] += 1
+            self._cache_put(service, uid, candidate, persistent_now)
+            return Placement(uid, service, candidate, "moved")
+        if current is not None and snap.is_alive(current):
+            self._cache_put(service, uid, current, persistent_now)
+            return Placement(uid, service, current, "existing")
+        return None
+
+    def _place_without_routable(self, uid: str, service: str, snap: Snapshot, ttl_ms: int | None) -> Placement:
+        link = self.store.get(self.namespace, uid, service)
+        if link is not None and snap.is_alive(link.pod):
+            # Refresh (or upgrade) the link the user already has.
+            result = self.store.set_if_absent(self.namespace, uid, service, link.pod, ttl_ms)
+            if snap.is_alive(result.pod):
+                self._cache_put(service, uid, result.pod, ttl_ms is None or result.was_persistent)
+                return Placement(uid, service, result.pod, "existing")
+        elif link is not None and link.persistent:
+            raise PodUnavailable(
+                f"pod {link.pod} unavailable: uid {uid!r} has a persistent link to pod {link.pod} "
+                f"of service {service!r}, which is not alive ({_pod_seen(snap, link.pod)}), "
+                f"and no other pod is routable ({snap.describe()})",
+                pod=link.pod,
+                service=service,
+                hint="start or uncordon a pod of the service (stroute pods -s SERVICE shows their states)",
+            )
+        raise NoAvailablePod(
+            f"no available pod for service {service!r} in namespace {self.namespace!r}: {snap.describe()}",
+            hint="start or uncordon a pod of the service (stroute pods -s SERVICE shows their states)",
+        )
+
+    # --- reads ----------------------------------------------------------------------
+
+    def get_linked_pod(self, namespace: str, uid: str, service: str) -> int | None:
+        """The linked pod from the cache, else from Redis (and cached); None if none."""
+        names.bound_namespace(self.namespace, namespace)
+        cached = self._cache_get(service, names.uid(uid))
+        if cached is not None:
+            return cached.pod
+        return self.get_linked_pod_not_cache(namespace, uid, service)
+
+    def get_linked_pod_not_cache(self, namespace: str, uid: str, service: str) -> int | None:
+        """The linked pod read from Redis, bypassing (and then refreshing) the cache."""
+        names.bound_namespace(self.namespace, namespace)
+        link = self.store.get(self.namespace, uid, service)
+        if link is None:
+            self.cache_expired(namespace, uid, service)
+            return None
+        self._cache_link(link)
+        return link.pod
+
+    def get_link(self, uid: str, service: str) -> Link | None:
+        """The full link (pod, kind, TTL) from Redis."""
+        return self.store.get(self.namespace, uid, service)
+
+    def get_linked_pod_in_cache_or_if_persist(self, namespace: str, uid: str, service: str) -> int | None:
+        """The cached pod, else the persistent link from Redis; temporary links are not read."""
+        names.bound_namespace(self.namespace, namespace)
+        cached = self._cache_get(service, names.uid(uid))
+        if cached is not None:
+            return cached.pod
+        pod = self.store.get_if_persistent(self.namespace, uid, service)
+        if pod is not None:
+            self._cache_put(service, uid, pod, True)
+        return pod
+
+    def get_linked_in_cache(self, namespace: str, uid: str, service: str) -> int | None:
+        """The cached pod only; never touches Redis."""
+        names.bound_namespace(self.namespace, namespace)
+        cached = self._cache_get(service, names.uid(uid))
+        return None if cached is None else cached.pod
+
+    def batch_get_linked_pod(self, namespace: str, uids: Iterable[str], service: str) -> BatchLinks:
+        """Links of many users of one service, read from Redis in one round trip."""
+        names.bound_namespace(self.namespace, namespace)
+        wanted = list(dict.fromkeys(uids))
+        found = self.store.batch_get(self.namespace, wanted, service)
+        pods: dict[int, list[str]] = {}
+        missing: list[str] = []
+        for uid in wanted:
+            pod = found[uid]
+            if pod is None:
+                missing.append(uid)
+            else:
+                pods.setdefault(pod, []).append(uid)
+        return BatchLinks(dict(sorted(pods.items())), missing)
+
+    def links_of(self, namespace: str, uid: str) -> dict[str, int]:
+        """Every persistent link of one user: {service: pod}."""
+        names.bound_namespace(self.namespace, namespace)
+        return self.store.links_of(self.namespace, uid)
+
+    def get_link_service(self, namespace: str, tag: str) -> str | None:
+        """The service a tag points at (e.g. 'lobby' -> 'lobby-v2'), or None."""
+        names.bound_namespace(self.namespace, namespace)
+        return self.store.get_tag(self.namespace, tag)
+
+    # --- writes ------------------------------------------------------------------------
+
+    def set_linked_pod_if_absent(
+        self, namespace: str, uid: str, service: str, pod: int, *, persist: bool = False
+    ) -> SetIfAbsent:
+        """Create the link unless one exists; either way, the pod in force."""
+        names.bound_namespace(self.namespace, namespace)
+        ttl_ms = None if persist else self._temp_ttl_ms
+        result = self.store.set_if_absent(self.namespace, uid, service, pod, ttl_ms)
+        self._cache_put(service, uid, result.pod, persist or result.was_persistent)
+        return result
+
+    # --- the local cache ------------------------------------------------------------------
+
+    def set_cache(self, namespace: str, uid: str, service: str, pod: int, *, persistent: bool = False) -> None:
+        """Remember a link locally for links.cache_seconds."""
+        names.bound_namespace(self.namespace, namespace)
+        self._cache_put(names.service(service), names.uid(uid), names.pod(pod), persistent)
+
+    def cache_expired(self, namespace: str, uid: str, service: str) -> None:
+        """Forget the cached link, so the next lookup asks Redis."""
+        names.bound_namespace(self.namespace, namespace)
+        with self._lock:
+            self._cache.pop((service, uid), None)
+
+    def _cache_get(self, service: str, uid: str) -> _Cached | None:
+        with self._lock:
+            entry = self._cache.get((service, uid))
+            if entry is None:
+                return None
+            if entry.deadline <= self._clock():
+                del self._cache[(service, uid)]
+                return None
+            return entry
+
+    def _cache_put(self, service: str, uid: str, pod: int, persistent: bool, ttl_ms: int | None = None) -> None:
+        if self._cache_seconds <= 0:
+            return
+        lifetime = self._cache_seconds if ttl_ms is None else min(self._cache_seconds, ttl_ms / 1000)
+        now = self._clock()
+        with self._lock:
+            if len(self._cache) >= self._cache_max:
+                self._trim(now)
+            self._cache[(service, uid)] = _Cached(pod, persistent, now + lifetime)
+
+    def _cache_link(self, link: Link) -> None:
+        self._cache_put(link.service, link.uid, link.pod, link.persistent, link.ttl_ms)
+
+    def _trim(self, now: float) -> None:
+        """Drop expired entries; if still full, the oldest half (insertion order)."""
+        for key in [k for k, v in self._cache.items() if v.deadline <= now]:
+            del self._cache[key]
+        if len(self._cache) >= self._cache_max:
+            for key in list(self._cache)[: len(self._cache) // 2]:
+                del self._cache[key]
+
+
+def _pod_seen(snap: Snapshot, pod: int) -> str:
+    view = snap.pods.get(pod)
+    if view is None:
+        return "it has published no state" if pod not in snap.invalid else "its state is unparseable"
+    return f"{view.display_state}, heartbeat {view.heartbeat_age_ms / 1000:.1f} s ago"

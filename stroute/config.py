@@ -1,0 +1,343 @@
+"""Configuration: YAML file, then `STROUTE_*` environment, then explicit overrides.
+
+Every key has a default (the seed's where it had one), a type and a rule;
+a bad value is a ConfigError naming the key, the value and the rule. The
+environment variable of a key is `STROUTE_` + its dotted path in capitals
+with '_' for '.', e.g. `state.period` -> `STROUTE_STATE_PERIOD`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from stroute import names
+from stroute.errors import ConfigError, InvalidInput
+
+DEFAULT_URL = "embedded://"
+STRATEGIES = ("p2c", "least-loaded", "round-robin", "hash")
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    url: str | None = None  # None: nothing configured, use embedded://
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    password_file: str | None = None
+    socket_timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    period: float = 30.0  # heartbeat period of a server driver
+    expire: float = 60.0  # a heartbeat older than this marks the pod stale
+    refresh: float = 2.0  # a client re-reads a service's states at most this often
+
+
+@dataclass(frozen=True)
+class LinksConfig:
+    temp_ttl: float = 300.0  # lifetime of a temporary link, refreshed on use
+    cache_seconds: float = 240.0  # client-side cache, shorter than temp_ttl
+    remove_delay: float = 60.0  # default delay of a delayed removal
+
+
+@dataclass(frozen=True)
+class PlacementConfig:
+    strategy: str = "p2c"
+    good_load_range: int = 500  # round-robin: pods within min load + range
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    cpu_factor: float = 0.5
+    drain_seconds: float = 20.0
+
+
+@dataclass(frozen=True)
+class Config:
+    namespace: str = "default"
+    prefix: str = "sf"
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+    links: LinksConfig = field(default_factory=LinksConfig)
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    source: str | None = None  # the file it was read from, if any
+
+    @property
+    def redis_url(self) -> str:
+        return self.redis.url or DEFAULT_URL
+
+    @property
+    def url_defaulted(self) -> bool:
+        return not self.redis.url
+
+    def connect_options(self):
+        from stroute.backends import ConnectOptions
+
+        return ConnectOptions(
+            socket_timeout=self.redis.socket_timeout,
+            password=self.redis.password,
+            username=self.redis.username,
+        )
+
+    def open_store(self):
+        from stroute.store import Store
+
+        return Store.from_url(self.redis_url, prefix=self.prefix, options=self.connect_options())
+
+    def with_overrides(self, **dotted: Any) -> "Config":
+        """A copy with keys replaced, e.g. with_overrides(**{"state.period": 1})."""
+        return _build(_as_tree(self), dotted, origin="override", source=self.source)
+
+    def to_dict(self, *, redact: bool = True) -> dict[str, Any]:
+        """All keys as plain data; the password shown as '***' (or None)."""
+        from stroute.backends import redact as redact_url
+
+        tree = _as_tree(self)
+        if redact:
+            if tree["redis"]["password"] is not None:
+                tree["redis"]["password"] = "***"
+            if tree["redis"]["url"]:
+                tree["redis"]["url"] = redact_url(tree["redis"]["url"])
+        return tree
+
+
+# --- schema -----------------------------------------------------------------
+
+_SECTIONS = {
+    "redis": RedisConfig,
+    "state": StateConfig,
+    "links": LinksConfig,
+    "placement": PlacementConfig,
+    "server": ServerConfig,
+}
+_TOP = ("namespace", "prefix")
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def _fraction(value: float) -> str | None:
+    return None if 0 <= value <= 1 else "must be between 0 and 1"
+
+
+def _non_negative(value: float) -> str | None:
+    return None if value >= 0 else "must be 0 or more"
+
+
+def _strategy(value: str) -> str | None:
+    return None if value in STRATEGIES else f"must be one of {', '.join(STRATEGIES)}"
+
+
+def _name_rule(check: Callable[[Any], Any]) -> Callable[[str], str | None]:
+    def rule(value: str) -> str | None:
+        try:
+            check(value)
+        except InvalidInput:
+            return f"must be {names.NAME_RULE}"
+        return None
+
+    return rule
+
+
+_RULES: dict[str, Callable[[Any], str | None]] = {
+    "namespace": _name_rule(names.namespace),
+    "prefix": _name_rule(names.prefix),
+    "redis.socket_timeout": _positive,
+    "state.period": _positive,
+    "state.expire": _positive,
+    "state.refresh": _non_negative,
+    "links.temp_ttl": _positive,
+    "links.cache_seconds": _non_negative,
+    "links.remove_delay": _positive,
+    "placement.strategy": _strategy,
+    "placement.good_load_range": _non_negative,
+    "server.cpu_factor": _fraction,
+    "server.drain_seconds": _non_negative,
+}
+
+
+def keys() -> list[str]:
+    """Every dotted config key."""
+    out = list(_TOP)
+    for section, cls in _SECTIONS.items():
+        out += [f"{section}.{f.name}" for f in dataclasses.fields(cls)]
+    return out
+
+
+def env_name(key: str) -> str:
+    return "STROUTE_" + key.upper().replace(".", "_")
+
+
+def _as_tree(config: Config) -> dict[str, Any]:
+    tree: dict[str, Any] = {k: getattr(config, k) for k in _TOP}
+    for section in _SECTIONS:
+        tree[section] = dataclasses.asdict(getattr(config, section))
+    return tree
+
+
+def _kind(cls: type, name: str) -> str:
+    hint = {f.name: f.type for f in dataclasses.fields(cls)}[name]
+    for kind in ("float", "int", "str"):
+        if hint.startswith(kind):
+            return kind
+    raise AssertionError(hint)  # pragma: no cover
+
+
+def _coerce(key: str, kind: str, value: Any, origin: str) -> Any:
+    where = f" (from {origin})" if origin else ""
+    if value is None:
+        return None
+    if kind == "str":
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"invalid value for {key}{where}: expected a string, got a {type(value).__name__}")
+        return str(value)
+    if isinstance(value, bool) or isinstance(value, (dict, list)):
+        raise ConfigError(f"invalid value {value!r} for {key}{where}: expected a number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"invalid value {value!r} for {key}{where}: expected a number") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ConfigError(f"invalid value {value!r} for {key}{where}: expected a finite number")
+    if kind == "int":
+        if number != int(number):
+            raise ConfigError(f"invalid value {value!r} for {key}{where}: expected a whole number")
+        return int(number)
+    return number
+
+
+def _build(tree: Mapping[str, Any], overrides: Mapping[str, Any], *, origin: str, source: str | None) -> Config:
+    """Apply dotted overrides to a tree and make a validated Config."""
+    flat: dict[str, tuple[Any, str]] = {}
+    for key in _TOP:
+        flat[key] = (tree.get(key, getattr(Config, key)), "")
+    for section, cls in _SECTIONS.items():
+        values = tree.get(section) or {}
+        for f in dataclasses.fields(cls):
+            default = f.default
+            flat[f"{section}.{f.name}"] = (values.get(f.name, default), "")
+    for key, value in overrides.items():
+        if key not in flat:
+            raise ConfigError(f"unknown config key {key!r}: known keys are {', '.join(keys())}")
+        if value is not None:
+            flat[key] = (value, origin)
+
+    typed: dict[str, Any] = {}
+    for key, (value, where) in flat.items():
+        if "." in key:
+            section, name = key.split(".", 1)
+            kind = _kind(_SECTIONS[section], name)
+        else:
+            kind = "str"
+        value = _coerce(key, kind, value, where)
+        rule = _RULES.get(key)
+        problem = rule(value) if rule and value is not None else None
+        if problem:
+            suffix = f" (from {where})" if where else ""
+            raise ConfigError(f"invalid value {value!r} for {key}{suffix}: {problem}")
+        typed[key] = value
+
+    sections = {
+        section: cls(**{f.name: typed[f"{section}.{f.name}"] for f in dataclasses.fields(cls)})
+        for section, cls in _SECTIONS.items()
+    }
+    config = Config(namespace=typed["namespace"], prefix=typed["prefix"], source=source, **sections)
+    _check(config)
+    return config
+
+
+def _check(config: Config) -> None:
+    """Rules between keys (the seed's checks and the cache/TTL order)."""
+    if config.state.period > config.state.expire:
+        raise ConfigError(
+            f"invalid value {config.state.period!r} for state.period: must be at most state.expire "
+            f"({config.state.expire!r}), or every pod turns stale between heartbeats"
+        )
+    if config.links.cache_seconds >= config.links.temp_ttl:
+        raise ConfigError(
+            f"invalid value {config.links.cache_seconds!r} for links.cache_seconds: must be less than "
+            f"links.temp_ttl ({config.links.temp_ttl!r}), so a cached link never outlives it in Redis"
+        )
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys, not a {type(data).__name__}")
+    for key, value in data.items():
+        if key in _SECTIONS:
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise ConfigError(f"config file {str(path)!r}: {key!r} must be a mapping of keys")
+            for sub in value:
+                if f"{key}.{sub}" not in keys():
+                    raise ConfigError(f"config file {str(path)!r}: unknown key '{key}.{sub}'; known keys are {', '.join(keys())}")
+        elif key not in _TOP:
+            raise ConfigError(f"config file {str(path)!r}: unknown key {str(key)!r}; known keys are {', '.join(keys())}")
+    return data
+
+
+def default_paths() -> list[Path]:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return [Path("stroute.yaml"), Path(base) / "stroute" / "config.yaml"]
+
+
+def find_file(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path | None:
+    """The config file to read: the one named (must exist), else the first default that exists."""
+    named = path or env.get("STROUTE_CONFIG")
+    if named:
+        named_path = Path(named).expanduser()
+        if not named_path.is_file():
+            raise ConfigError(f"config file {str(named_path)!r} does not exist")
+        return named_path
+    return next((p for p in default_paths() if p.is_file()), None)
+
+
+def load(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Read the config file, apply `STROUTE_*` and then `overrides` (dotted keys)."""
+    env = os.environ if env is None else env
+    file = find_file(path, env)
+    tree = _read_file(file) if file else {}
+    base = _build(tree, {}, origin="", source=str(file) if file else None)
+    from_env = {key: env[env_name(key)] for key in keys() if env.get(env_name(key)) not in (None, "")}
+    config = _build(_as_tree(base), from_env, origin="environment", source=base.source) if from_env else base
+    if overrides:
+        config = config.with_overrides(**overrides)
+    return _with_password_file(config)
+
+
+def _with_password_file(config: Config) -> Config:
+    if config.redis.password is not None or not config.redis.password_file:
+        return config
+    path = Path(config.redis.password_file).expanduser()
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read redis.password_file {str(path)!r}: {exc.strerror or exc}") from None
+    return dataclasses.replace(config, redis=dataclasses.replace(config.redis, password=secret))

@@ -1,0 +1,63 @@
+"""Every Redis key name stroute uses, built in this one place.
+
+The layout is the seed's, so Go and Java services read the same data:
+
+    P:{ns:lk:uid}svc      string  pod of the link (TTL = temporary)
+    P:{ns:lk:uid}         hash    svc -> pod, persistent links only
+    P:{ns:state:svc}      hash    pod -> load-heartbeatMillis-state[-epoch]
+    P:{ns:state:svc}:ctl  hash    pod -> operator override ("cordon")
+    P:{ns:workload:svc}   string  service summary published by pod 0
+    P:{ns:tag:tag}        string  service name
+    P:{ns}:services       set     service names seen in the namespace
+
+Keys that one operation touches together share a hash tag, so every script
+runs unchanged on Redis Cluster. Names are validated by the callers
+(`stroute.names`); uids carry no braces, so the hash tag is unambiguous.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpace:
+    prefix: str
+    namespace: str
+
+    def link(self, uid: str, service: str) -> str:
+        return f"{self.prefix}:{{{self.namespace}:lk:{uid}}}{service}"
+
+    def index(self, uid: str) -> str:
+        return f"{self.prefix}:{{{self.namespace}:lk:{uid}}}"
+
+    def state(self, service: str) -> str:
+        return f"{self.prefix}:{{{self.namespace}:state:{service}}}"
+
+    def control(self, service: str) -> str:
+        return f"{self.prefix}:{{{self.namespace}:state:{service}}}:ctl"
+
+    def workload(self, service: str) -> str:
+        return f"{self.prefix}:{{{self.namespace}:workload:{service}}}"
+
+    def tag(self, tag: str) -> str:
+        return f"{self.prefix}:{{{self.namespace}:tag:{tag}}}"
+
+    def services(self) -> str:
+        return f"{self.prefix}:{{{self.namespace}}}:services"
+
+    # --- scanning -------------------------------------------------------
+
+    def link_pattern(self, service: str | None = None) -> str:
+        """SCAN MATCH pattern for link keys (names carry no glob characters)."""
+        return f"{self.prefix}:{{{self.namespace}:lk:*}}{service or '?*'}"
+
+    def parse_link(self, key: str) -> tuple[str, str] | None:
+        """(uid, service) of a link key of this namespace, or None."""
+        head = f"{self.prefix}:{{{self.namespace}:lk:"
+        if not key.startswith(head):
+            return None
+        uid, sep, service = key[len(head):].partition("}")
+        if not sep or not uid or not service:
+            return None
+        return uid, service

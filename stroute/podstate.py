@@ -1,0 +1,162 @@
+"""Pod state: the value codec, staleness, and the per-service snapshot.
+
+A pod publishes one hash field `pod -> "load-heartbeatMillis-state[-epoch]"`.
+`load-millis-state` is the Java original's format (state 1 = available,
+0 = not); 2 = DRAINING and the epoch suffix are stroute's, and Java readers
+that split on '-' and read the first three fields still understand them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class RoutingState(enum.IntEnum):
+    DOWN = 0
+    READY = 1
+    DRAINING = 2
+
+    @classmethod
+    def parse(cls, value: "str | int | RoutingState") -> "RoutingState":
+        from stroute.errors import InvalidInput
+
+        if isinstance(value, RoutingState):
+            return value
+        if isinstance(value, str) and value.upper() in cls.__members__:
+            return cls[value.upper()]
+        raise InvalidInput(f"invalid routing state {value!r}: must be one of READY, DRAINING, DOWN")
+
+
+@dataclass(frozen=True, slots=True)
+class PodState:
+    """What one pod published about itself."""
+
+    load: int
+    heartbeat_ms: int
+    state: RoutingState
+    epoch: int | None = None
+
+    def encode(self) -> str:
+        base = f"{self.load}-{self.heartbeat_ms}-{int(self.state)}"
+        return base if self.epoch is None else f"{base}-{self.epoch}"
+
+    @classmethod
+    def decode(cls, raw: str) -> "PodState | None":
+        """Parse a state field; None when it is not in the seed's format."""
+        parts = raw.split("-")
+        if len(parts) not in (3, 4) or not all(p.isdigit() for p in parts):
+            return None
+        state = int(parts[2])
+        if state not in (0, 1, 2):
+            return None
+        epoch = int(parts[3]) if len(parts) == 4 else None
+        return cls(int(parts[0]), int(parts[1]), RoutingState(state), epoch)
+
+
+@dataclass(frozen=True, slots=True)
+class PodView:
+    """One pod as a reader sees it at the snapshot's time."""
+
+    pod: int
+    load: int
+    heartbeat_ms: int
+    state: RoutingState
+    epoch: int | None
+    cordoned: bool
+    stale: bool
+    heartbeat_age_ms: int
+
+    @property
+    def alive(self) -> bool:
+        return not self.stale and self.state is not RoutingState.DOWN
+
+    @property
+    def routable(self) -> bool:
+        return self.alive and self.state is RoutingState.READY and not self.cordoned
+
+    @property
+    def display_state(self) -> str:
+        """READY / DRAINING / DOWN, or STALE when the heartbeat expired."""
+        return "STALE" if self.stale else self.state.name
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every pod of one service, read in one round trip.
+
+    `now_ms` is Redis's own clock (TIME), so staleness does not depend on the
+    reader's clock. `invalid` lists pods whose field could not be parsed:
+    they are treated as dead.
+    """
+
+    service: str
+    now_ms: int
+    pods: dict[int, PodView]
+    invalid: tuple[int, ...] = ()
+
+    @classmethod
+    def build(
+        cls,
+        service: str,
+        states: dict[str, str],
+        controls: dict[str, str],
+        now_ms: int,
+        expire_ms: int,
+    ) -> "Snapshot":
+        pods: dict[int, PodView] = {}
+        invalid: list[int] = []
+        cordoned = {int(p) for p, v in controls.items() if p.isdigit() and v == "cordon"}
+        for field_name, raw in states.items():
+            if not field_name.isdigit():
+                continue
+            pod = int(field_name)
+            parsed = PodState.decode(raw)
+            if parsed is None:
+                invalid.append(pod)
+                continue
+            age = now_ms - parsed.heartbeat_ms
+            pods[pod] = PodView(
+                pod=pod,
+                load=parsed.load,
+                heartbeat_ms=parsed.heartbeat_ms,
+                state=parsed.state,
+                epoch=parsed.epoch,
+                cordoned=pod in cordoned,
+                stale=age > expire_ms,
+                heartbeat_age_ms=max(0, age),
+            )
+        return cls(service, now_ms, dict(sorted(pods.items())), tuple(sorted(invalid)))
+
+    def is_alive(self, pod: int) -> bool:
+        view = self.pods.get(pod)
+        return view is not None and view.alive
+
+    def routable(self) -> list[PodView]:
+        return [v for v in self.pods.values() if v.routable]
+
+    def alive(self) -> list[PodView]:
+        return [v for v in self.pods.values() if v.alive]
+
+    @property
+    def workload(self) -> str:
+        """READY when every pod takes users, DOWN when none does, else DEGRADED."""
+        views = list(self.pods.values())
+        if not views or not any(v.routable for v in views):
+            return "DOWN"
+        if all(v.routable for v in views) and not self.invalid:
+            return "READY"
+        return "DEGRADED"
+
+    def describe(self) -> str:
+        """One line of what was seen, for 'no available pod' errors."""
+        if not self.pods and not self.invalid:
+            return "no pod has published a state"
+        counts: dict[str, int] = {}
+        for view in self.pods.values():
+            label = view.display_state + (" (cordoned)" if view.cordoned and view.alive else "")
+            counts[label] = counts.get(label, 0) + 1
+        if self.invalid:
+            counts["unparseable"] = len(self.invalid)
+        parts = [f"{n} {label}" for label, n in sorted(counts.items())]
+        return f"{len(self.pods) + len(self.invalid)} pods seen: " + ", ".join(parts)

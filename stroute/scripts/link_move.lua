@@ -1,0 +1,20 @@
+-- link_move: compare-and-set. Points the link at a new pod only if it points
+-- at the expected pod now; a temporary link keeps its remaining TTL.
+-- KEYS[1] link key   P:{ns:lk:uid}svc
+-- KEYS[2] index key  P:{ns:lk:uid}
+-- ARGV[1] service
+-- ARGV[2] expected pod
+-- ARGV[3] new pod
+-- Reply   {moved (1/0), pod in force or nil}
+local current = redis.call('GET', KEYS[1])
+if current ~= ARGV[2] then
+  return {0, current}
+end
+local pttl = redis.call('PTTL', KEYS[1])
+if pttl > 0 then
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', pttl)
+else
+  redis.call('SET', KEYS[1], ARGV[3])
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+end
+return {1, ARGV[3]}

@@ -1,0 +1,350 @@
+"""The Redis store: every link and pod-state operation, one round trip each.
+
+Each operation is one Lua script (run by SHA, every key through KEYS, all
+keys of one script under one hash tag) or one plain command. Names are
+validated here, before anything reaches Redis, and driver errors are wrapped
+into stroute's own exceptions at this border.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Iterable, Iterator
+
+from stroute import names
+from stroute.errors import InvalidInput, RedisUnavailable, StoreError
+from stroute.keys import KeySpace
+from stroute.podstate import RoutingState, Snapshot
+
+_SCRIPTS = (
+    "link_get",
+    "link_set",
+    "link_try_set",
+    "link_set_if_absent",
+    "link_move",
+    "link_remove",
+    "state_snapshot",
+    "state_publish",
+)
+
+# Keys per MGET: large enough to amortise, small enough not to block Redis.
+_MGET_CHUNK = 10_000
+
+
+@functools.cache
+def script_source(name: str) -> str:
+    return resources.files("stroute.scripts").joinpath(f"{name}.lua").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    namespace: str
+    uid: str
+    service: str
+    pod: int
+    ttl_ms: int | None  # None = persistent
+
+    @property
+    def persistent(self) -> bool:
+        return self.ttl_ms is None
+
+    @property
+    def ttl(self) -> int | None:
+        """Whole seconds left (rounded up) for a temporary link, None if persistent."""
+        return None if self.ttl_ms is None else math.ceil(self.ttl_ms / 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class SetIfAbsent:
+    pod: int
+    created: bool
+    was_persistent: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    heartbeat_ms: int
+    cordoned: bool
+    snapshot: Snapshot | None
+
+
+def _pod_of(raw: Any, key: str) -> int:
+    try:
+        return names.pod(raw)
+    except Exception:
+        raise StoreError(f"key {key!r} holds {raw!r}, not a pod index") from None
+
+
+def _optional_pod(raw: Any, key: str) -> int | None:
+    return None if raw is None else _pod_of(raw, key)
+
+
+def _pairs(flat: list[Any]) -> dict[str, str]:
+    return dict(zip(flat[0::2], flat[1::2]))
+
+
+class Store:
+    """All stroute data in one Redis deployment.
+
+    `client` is a redis-py client (or fakeredis) with decode_responses=True.
+    `where` is the redacted URL, used in error messages.
+    """
+
+    def __init__(self, client: Any, *, prefix: str = "sf", where: str = "redis") -> None:
+        self.client = client
+        self.prefix = names.prefix(prefix)
+        self.where = where
+        self._scripts = {name: client.register_script(script_source(name)) for name in _SCRIPTS}
+        self._keyspaces: dict[str, KeySpace] = {}
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str = "sf", options: Any = None) -> "Store":
+        from stroute.backends import connect, redact
+
+        return cls(connect(url, options), prefix=prefix, where=redact(url))
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except Exception:  # closing must never raise
+            pass
+
+    def keys(self, namespace: str) -> KeySpace:
+        ks = self._keyspaces.get(namespace)
+        if ks is None:
+            ks = self._keyspaces[namespace] = KeySpace(self.prefix, names.namespace(namespace))
+        return ks
+
+    # --- the border ---------------------------------------------------------
+
+    def _call(self, fn, *args, **kwargs):
+        import redis
+
+        try:
+            return fn(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise RedisUnavailable(
+                f"Redis at {self.where} is unreachable: {_reason(exc)}",
+                hint="check that Redis is running and the URL, password and socket timeout are right",
+            ) from None
+        except redis.RedisError as exc:
+            raise StoreError(f"Redis at {self.where} answered with an error: {_reason(exc)}") from None
+
+    def _script(self, name: str, keys: list[str], args: list[Any], client: Any = None):
+        return self._call(self._scripts[name], keys=keys, args=args, client=client)
+
+    def ping(self) -> bool:
+        return bool(self._call(self.client.ping))
+
+    # --- links ----------------------------------------------------------------
+
+    def get(self, namespace: str, uid: str, service: str) -> Link | None:
+        ks = self.keys(namespace)
+        key = ks.link(names.uid(uid), names.service(service))
+        raw, pttl = self._script("link_get", [key], [])
+        if raw is None:
+            return None
+        return Link(namespace, uid, service, _pod_of(raw, key), None if pttl < 0 else int(pttl))
+
+    def get_if_persistent(self, namespace: str, uid: str, service: str) -> int | None:
+        ks = self.keys(namespace)
+        key = ks.index(names.uid(uid))
+        return _optional_pod(self._call(self.client.hget, key, names.service(service)), key)
+
+    def links_of(self, namespace: str, uid: str) -> dict[str, int]:
+        """Every persistent link of one user: {service: pod}."""
+        key = self.keys(namespace).index(names.uid(uid))
+        raw = self._call(self.client.hgetall, key)
+        return {svc: _pod_of(pod, key) for svc, pod in sorted(raw.items())}
+
+    def _link_keys(self, namespace: str, uid: str, service: str) -> list[str]:
+        ks = self.keys(namespace)
+        names.uid(uid)
+        names.service(service)
+        return [ks.link(uid, service), ks.index(uid)]
+
+    def set(self, namespace: str, uid: str, service: str, pod: int, ttl_ms: int | None = None) -> int | None:
+        """Force the link; returns the previous pod or None."""
+        keys = self._link_keys(namespace, uid, service)
+        args = [service, names.pod(pod), _ttl_arg(ttl_ms)]
+        return _optional_pod(self._script("link_set", keys, args), keys[0])
+
+    def try_set(self, namespace: str, uid: str, service: str, pod: int, ttl_ms: int | None = None) -> tuple[bool, int]:
+        """Set unless a persistent link to another pod exists: (ok, pod in force)."""
+        keys = self._link_keys(namespace, uid, service)
+        ok, current = self._script("link_try_set", keys, [service, names.pod(pod), _ttl_arg(ttl_ms)])
+        return bool(ok), _pod_of(current, keys[0])
+
+    def set_if_absent(self, namespace: str, uid: str, service: str, pod: int, ttl_ms: int | None = None) -> SetIfAbsent:
+        keys = self._link_keys(namespace, uid, service)
+        reply = self._script("link_set_if_absent", keys, [service, names.pod(pod), _ttl_arg(ttl_ms)])
+        return _set_if_absent_reply(reply, keys[0])
+
+    def set_if_absent_many(
+        self, namespace: str, service: str, wanted: Iterable[tuple[str, int]], ttl_ms: int | None = None
+    ) -> list[SetIfAbsent]:
+        """set_if_absent for many (uid, pod) pairs in one pipelined round trip."""
+        ks = self.keys(namespace)
+        names.service(service)
+        ttl = _ttl_arg(ttl_ms)
+        pipe = self.client.pipeline(transaction=False)
+        script = self._scripts["link_set_if_absent"]
+        keys0: list[str] = []
+        for uid, pod in wanted:
+            keys = [ks.link(names.uid(uid), service), ks.index(uid)]
+            keys0.append(keys[0])
+            script(keys=keys, args=[service, names.pod(pod), ttl], client=pipe)
+        if not keys0:
+            return []
+        replies = self._call(pipe.execute)
+        return [_set_if_absent_reply(r, k) for r, k in zip(replies, keys0)]
+
+    def move(self, namespace: str, uid: str, service: str, expected: int, new: int) -> tuple[bool, int | None]:
+        """Compare-and-set: (moved, pod in force)."""
+        keys = self._link_keys(namespace, uid, service)
+        moved, current = self._script("link_move", keys, [service, names.pod(expected), names.pod(new)])
+        return bool(moved), _optional_pod(current, keys[0])
+
+    def remove(
+        self, namespace: str, uid: str, service: str, *, after_ms: int = 0, if_pod: int | None = None
+    ) -> tuple[bool, int | None]:
+        """Remove now (after_ms=0) or after a delay, fenced by if_pod: (removed, pod it held)."""
+        keys = self._link_keys(namespace, uid, service)
+        expected = "" if if_pod is None else names.pod(if_pod)
+        if after_ms < 0:
+            raise ValueError("after_ms must be >= 0")
+        removed, current = self._script("link_remove", keys, [service, int(after_ms), expected])
+        return bool(removed), _optional_pod(current, keys[0])
+
+    def batch_get(self, namespace: str, uids: list[str], service: str) -> dict[str, int | None]:
+        """Links of many uids of one service: one pipelined round trip of MGETs."""
+        ks = self.keys(namespace)
+        names.service(service)
+        keys = [ks.link(names.uid(uid), service) for uid in uids]
+        if not keys:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for start in range(0, len(keys), _MGET_CHUNK):
+            pipe.mget(keys[start:start + _MGET_CHUNK])
+        values = [v for chunk in self._call(pipe.execute) for v in chunk]
+        return {uid: _optional_pod(raw, key) for uid, key, raw in zip(uids, keys, values)}
+
+    def scan_links(
+        self, namespace: str, *, service: str | None = None, pod: int | None = None, count: int = 1000
+    ) -> Iterator[Link]:
+        """Every link of the namespace (SCAN, never KEYS), optionally filtered."""
+        ks = self.keys(namespace)
+        if service is not None:
+            names.service(service)
+        if pod is not None:
+            names.pod(pod)
+        cursor = 0
+        while True:
+            cursor, batch = self._call(self.client.scan, cursor, match=ks.link_pattern(service), count=count)
+            parsed = [(key, ks.parse_link(key)) for key in batch]
+            parsed = [(key, p) for key, p in parsed if p is not None]
+            if parsed:
+                pipe = self.client.pipeline(transaction=False)
+                for key, _ in parsed:
+                    pipe.get(key)
+                    pipe.pttl(key)
+                replies = self._call(pipe.execute)
+                for i, (key, (uid, svc)) in enumerate(parsed):
+                    raw, pttl = replies[2 * i], replies[2 * i + 1]
+                    if raw is None:
+                        continue  # expired between SCAN and GET
+                    link_pod = _pod_of(raw, key)
+                    if pod is None or link_pod == pod:
+                        yield Link(namespace, uid, svc, link_pod, None if pttl < 0 else int(pttl))
+            if int(cursor) == 0:
+                return
+
+    # --- pod states -------------------------------------------------------------
+
+    def snapshot(self, namespace: str, service: str, *, expire_ms: int) -> Snapshot:
+        ks = self.keys(namespace)
+        names.service(service)
+        states, controls, secs, micros = self._script("state_snapshot", [ks.state(service), ks.control(service)], [])
+        now_ms = int(secs) * 1000 + int(micros) // 1000
+        return Snapshot.build(service, _pairs(states), _pairs(controls), now_ms, expire_ms)
+
+    def publish_state(
+        self,
+        namespace: str,
+        service: str,
+        pod: int,
+        *,
+        load: int,
+        state: RoutingState,
+        epoch: int | None,
+        expire_ms: int,
+        summarize: bool = False,
+    ) -> Published:
+        """One heartbeat: the pod's state field and the services registry, one
+        pipelined round trip; with summarize (pod 0) also the workload summary."""
+        ks = self.keys(namespace)
+        names.service(service)
+        pipe = self.client.pipeline(transaction=False)
+        self._scripts["state_publish"](
+            keys=[ks.state(service), ks.control(service)],
+            args=[names.pod(pod), names.load(load), int(state), "" if epoch is None else int(epoch), int(summarize)],
+            client=pipe,
+        )
+        pipe.sadd(ks.services(), service)
+        (millis, control, states, controls), _ = self._call(pipe.execute)
+        snap = None
+        if summarize:
+            snap = Snapshot.build(service, _pairs(states), _pairs(controls), int(millis), expire_ms)
+            # The workload key expires with the heartbeat, so a dead pod 0
+            # does not leave a READY summary behind.
+            self._call(self.client.set, ks.workload(service), snap.workload, px=expire_ms)
+        return Published(int(millis), control == "cordon", snap)
+
+    def remove_state(self, namespace: str, service: str, pod: int) -> bool:
+        ks = self.keys(namespace)
+        return bool(self._call(self.client.hdel, ks.state(names.service(service)), names.pod(pod)))
+
+    def workload(self, namespace: str, service: str) -> str | None:
+        return self._call(self.client.get, self.keys(namespace).workload(names.service(service)))
+
+    def services(self, namespace: str) -> list[str]:
+        return sorted(self._call(self.client.smembers, self.keys(namespace).services()))
+
+    def set_cordon(self, namespace: str, service: str, pod: int, cordoned: bool) -> bool:
+        """Set or clear the operator's cordon; returns whether anything changed."""
+        ks = self.keys(namespace)
+        key = ks.control(names.service(service))
+        if cordoned:
+            return bool(self._call(self.client.hset, key, names.pod(pod), "cordon"))
+        return bool(self._call(self.client.hdel, key, names.pod(pod)))
+
+    # --- tags ---------------------------------------------------------------------
+
+    def get_tag(self, namespace: str, tag: str) -> str | None:
+        return self._call(self.client.get, self.keys(namespace).tag(names.tag(tag)))
+
+    def set_tag(self, namespace: str, tag: str, service: str) -> str | None:
+        """Point a tag at a service; returns the service it pointed at before."""
+        key = self.keys(namespace).tag(names.tag(tag))
+        return self._call(self.client.set, key, names.service(service), get=True)
+
+
+def _ttl_arg(ttl_ms: int | None) -> int:
+    if ttl_ms is None:
+        return 0
+    if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int) or ttl_ms <= 0:
+        raise InvalidInput(f"invalid ttl {ttl_ms!r} ms: must be a positive whole number of milliseconds")
+    return ttl_ms
+
+
+def _set_if_absent_reply(reply: list[Any], key: str) -> SetIfAbsent:
+    pod, created, was_persistent = reply
+    return SetIfAbsent(_pod_of(pod, key), bool(created), bool(was_persistent))
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
