@@ -189,6 +189,14 @@ def _kind(cls: type, name: str) -> str:
     raise AssertionError(hint)  # pragma: no cover
 
 
+def _nullable(key: str) -> bool:
+    if "." not in key:
+        return False
+    section, name = key.split(".", 1)
+    hint = {f.name: f.type for f in dataclasses.fields(_SECTIONS[section])}[name]
+    return "None" in str(hint)
+
+
 def _coerce(key: str, kind: str, value: Any, origin: str) -> Any:
     where = f" (from {origin})" if origin else ""
     if value is None:
@@ -235,6 +243,11 @@ def _build(tree: Mapping[str, Any], overrides: Mapping[str, Any], *, origin: str
             kind = _kind(_SECTIONS[section], name)
         else:
             kind = "str"
+        if value is None and not _nullable(key):
+            # YAML `period:` or `period: null`: refuse it here rather than
+            # crash on a comparison with None later.
+            suffix = f" (from {where})" if where else ""
+            raise ConfigError(f"invalid value null for {key}{suffix}: must be set (leave the key out for the default)")
         value = _coerce(key, kind, value, where)
         rule = _RULES.get(key)
         problem = rule(value) if rule and value is not None else None

@@ -9,7 +9,17 @@ that split on '-' and read the first three fields still understand them.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
+
+
+# ASCII digits only: str.isdigit() also accepts '²' and the like, which int()
+# then rejects, and one such field must not break every reader's snapshot.
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def _is_number(text: str) -> bool:
+    return _DIGITS.fullmatch(text) is not None
 
 
 class RoutingState(enum.IntEnum):
@@ -45,7 +55,7 @@ class PodState:
     def decode(cls, raw: str) -> "PodState | None":
         """Parse a state field; None when it is not in the seed's format."""
         parts = raw.split("-")
-        if len(parts) not in (3, 4) or not all(p.isdigit() for p in parts):
+        if len(parts) not in (3, 4) or not all(_is_number(p) for p in parts):
             return None
         state = int(parts[2])
         if state not in (0, 1, 2):
@@ -106,9 +116,9 @@ class Snapshot:
     ) -> "Snapshot":
         pods: dict[int, PodView] = {}
         invalid: list[int] = []
-        cordoned = {int(p) for p, v in controls.items() if p.isdigit() and v == "cordon"}
+        cordoned = {int(p) for p, v in controls.items() if _is_number(p) and v == "cordon"}
         for field_name, raw in states.items():
-            if not field_name.isdigit():
+            if not _is_number(field_name):
                 continue
             pod = int(field_name)
             parsed = PodState.decode(raw)

@@ -214,9 +214,9 @@ class Store:
         """Remove now (after_ms=0) or after a delay, fenced by if_pod: (removed, pod it held)."""
         keys = self._link_keys(namespace, uid, service)
         expected = "" if if_pod is None else names.pod(if_pod)
-        if after_ms < 0:
-            raise ValueError("after_ms must be >= 0")
-        removed, current = self._script("link_remove", keys, [service, int(after_ms), expected])
+        if isinstance(after_ms, bool) or not isinstance(after_ms, int) or after_ms < 0:
+            raise InvalidInput(f"invalid delay {after_ms!r} ms: must be a whole number of milliseconds, 0 or more")
+        removed, current = self._script("link_remove", keys, [service, after_ms, expected])
         return bool(removed), _optional_pod(current, keys[0])
 
     def batch_get(self, namespace: str, uids: list[str], service: str) -> dict[str, int | None]:

@@ -45,10 +45,12 @@ def _table(data: dict):
     for row in data["pods"]:
         table.add_row(str(row["pod"]), row["state"], str(row["load"]), str(row["users_placed"]))
     placed = sum(r["users_placed"] for r in data["pods"])
-    draining = [r["pod"] for r in data["pods"] if r["state"] != "READY"]
+    taking = sum(1 for r in data["pods"] if r["state"] == "READY")
+    others = ", ".join(
+        f"pod {r['pod']} ({r['state']}) got {r['users_placed']}" for r in data["pods"] if r["state"] != "READY"
+    )
     summary = Text(
-        f"{placed} users placed on {sum(1 for r in data['pods'] if r['users_placed'])} routable pods "
-        f"in {data['seconds']:.2f} s; pod {', '.join(map(str, draining)) or '-'} "
-        f"({'DRAINING'}) got {sum(r['users_placed'] for r in data['pods'] if r['pod'] in draining)}."
+        f"{placed} users placed on {taking} READY pods in {data['seconds']:.2f} s"
+        + (f"; {others}." if others else ".")
     )
     return Group(table, summary)

@@ -1,0 +1,124 @@
+"""Helpers shared by the driver-core tests: invariant checks, polling, counters."""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any, Callable
+
+from stroute.podstate import PodState, RoutingState
+
+
+def wait_until(predicate: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.02, what: str = "") -> Any:
+    """Poll until predicate() is truthy and return it; fail after the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+def check_invariant(client: Any, prefix: str = "sf") -> None:
+    """SPEC's index invariant, read with raw Redis commands:
+
+    field svc in P:{ns:lk:uid} iff P:{ns:lk:uid}svc exists with no TTL and the same value.
+    """
+    link_keys: list[str] = []
+    index_keys: list[str] = []
+    for key in client.scan_iter(match=f"{prefix}:{{*:lk:*}}*", count=1000):
+        (index_keys if key.endswith("}") else link_keys).append(key)
+    for key in link_keys:
+        head, _, service = key.rpartition("}")
+        index = head + "}"
+        value, pttl = client.get(key), client.pttl(key)
+        in_index = client.hget(index, service)
+        if value is not None and pttl == -1:
+            assert in_index == value, f"persistent link {key}={value!r} but index field {service!r} is {in_index!r}"
+        elif value is not None:
+            assert in_index is None, f"temporary link {key} (pttl {pttl}) is in the index as {in_index!r}"
+    for index in index_keys:
+        assert client.type(index) == "hash", f"{index} is a {client.type(index)}, not a hash"
+        for service, value in client.hgetall(index).items():
+            link = index + service
+            assert client.get(link) == value, f"index {index} has {service}={value!r}, link key holds {client.get(link)!r}"
+            assert client.pttl(link) == -1, f"index {index} has {service} but {link} has a TTL"
+
+
+class Checked:
+    """Wraps a Store: runs check_invariant after every method call, raising or not."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        if not callable(attr) or name.startswith("_"):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                result = attr(*args, **kwargs)
+                if hasattr(result, "__next__"):  # scan_links: drain it, then check
+                    result = list(result)
+                return result
+            finally:
+                check_invariant(self._store.client, self._store.prefix)
+
+        return call
+
+
+def redis_millis(client: Any) -> int:
+    secs, micros = client.time()
+    return int(secs) * 1000 + int(micros) // 1000
+
+
+def put_state(client: Any, service: str, pod: int, *, load: int = 0, state: RoutingState = RoutingState.READY,
+              age_ms: int = 0, epoch: int | None = None, namespace: str = "default", prefix: str = "sf") -> None:
+    """Write one pod's state field with a raw HSET, heartbeat `age_ms` before Redis's now."""
+    value = PodState(load, redis_millis(client) - age_ms, state, epoch).encode()
+    client.hset(f"{prefix}:{{{namespace}:state:{service}}}", str(pod), value)
+
+
+def all_keys(client: Any) -> dict[str, tuple[str, Any, int]]:
+    """Every key with its type, value and PTTL: a fingerprint of the whole database."""
+    out: dict[str, tuple[str, Any, int]] = {}
+    for key in client.scan_iter(count=1000):
+        kind = client.type(key)
+        value: Any = {
+            "string": client.get,
+            "hash": client.hgetall,
+            "set": lambda k: sorted(client.smembers(k)),
+        }.get(kind, lambda k: None)(key)
+        out[key] = (kind, value, -1 if client.pttl(key) == -1 else 1)
+    return out
+
+
+class CommandCounter:
+    """Counts commands a REAL redis-server ran, from its own INFO commandstats.
+
+    reset() runs CONFIG RESETSTAT; counts() leaves out the CONFIG and INFO
+    calls this counter makes itself.
+    """
+
+    _OWN = ("cmdstat_config", "cmdstat_info")
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def reset(self) -> None:
+        self.client.config_resetstat()
+
+    def counts(self) -> dict[str, int]:
+        stats = self.client.info("commandstats")
+        return {
+            name.removeprefix("cmdstat_"): int(row["calls"])
+            for name, row in stats.items()
+            if not name.startswith(self._OWN)
+        }
+
+    def total(self) -> int:
+        return sum(self.counts().values())

@@ -1,0 +1,95 @@
+"""Separate processes placing the same users at the same time agree with each other and with Redis."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+
+import pytest
+
+from stroute.config import Config
+from stroute.podstate import RoutingState
+
+from support import check_invariant, put_state
+
+PROCESSES = 8
+UIDS = [f"user-{i}" for i in range(200)]
+
+# One client process: warm up, say "ready", wait for "go" on stdin, place every uid
+# (in its own random order, every other uid persistent), print {uid: pod}.
+WORKER = textwrap.dedent(
+    """
+    import json, random, sys
+    from stroute.client import ClientDriver
+    from stroute.config import Config
+
+    url, seed = sys.argv[1], int(sys.argv[2])
+    uids = json.loads(sys.stdin.readline())
+    config = Config().with_overrides(**{"redis.url": url, "state.expire": 60, "state.refresh": 60})
+    client = ClientDriver(config)
+    client.snapshot("lobby")
+    random.Random(seed).shuffle(uids)
+    print("ready", flush=True)
+    assert sys.stdin.readline().strip() == "go"
+    placed = {uid: client.compute_linked_pod("default", uid, "lobby", persist=int(uid.split("-")[1]) % 2 == 0)
+              for uid in uids}
+    print(json.dumps(placed), flush=True)
+    """
+)
+
+
+@pytest.mark.realserver
+def test_processes_placing_the_same_users_agree(real_url, redis_server):
+    raw = redis_server.client()
+    for pod in range(4):
+        put_state(raw, "lobby", pod, state=RoutingState.READY)
+    put_state(raw, "lobby", 4, state=RoutingState.DRAINING)
+
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WORKER, real_url, str(seed)], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for seed in range(PROCESSES)
+    ]
+    try:
+        for proc in procs:
+            proc.stdin.write(json.dumps(UIDS) + "\n")
+            proc.stdin.flush()
+        for proc in procs:  # every process is connected and has its snapshot: start together
+            line = proc.stdout.readline()
+            assert line.strip() == "ready", proc.stderr.read()
+        for proc in procs:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        results = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+            results.append(json.loads(out))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    first = results[0]
+    assert sorted(first) == sorted(UIDS)
+    for other in results[1:]:
+        assert other == first
+    assert set(first.values()) <= {0, 1, 2, 3}  # never the draining pod
+    assert len(Counter(first.values())) == 4
+
+    keys = [f"sf:{{default:lk:{uid}}}lobby" for uid in UIDS]
+    held = dict(zip(UIDS, (int(v) for v in raw.mget(keys))))
+    assert held == first
+    for uid in UIDS:  # every other uid was asked persistent by every process
+        persistent = raw.pttl(f"sf:{{default:lk:{uid}}}lobby") == -1
+        assert persistent == (int(uid.split("-")[1]) % 2 == 0), uid
+    check_invariant(raw)
+    config = Config().with_overrides(**{"redis.url": real_url})
+    store = config.open_store()
+    assert store.batch_get("default", UIDS, "lobby") == first
+    store.close()
+    raw.close()

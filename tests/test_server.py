@@ -1,0 +1,310 @@
+"""The server driver: heartbeats, lifecycle, outages, config checks, link ops."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+
+import pytest
+
+from stroute.config import Config, ServerConfig, StateConfig
+from stroute.errors import ConfigError, InvalidInput, NamespaceMismatch
+from stroute.podstate import RoutingState
+from stroute.server import ServerDriver
+
+from redis_server import RedisServer
+from support import all_keys, check_invariant, wait_until
+
+NS = "default"
+READY, DRAINING, DOWN = RoutingState.READY, RoutingState.DRAINING, RoutingState.DOWN
+
+
+@pytest.fixture
+def servers():
+    """Server drivers made by a test; stopped at its end whatever happens."""
+    made: list[ServerDriver] = []
+    yield made
+    for server in made:
+        server.stop_now()
+        server.close()
+
+
+def start(servers, config, store, service="lobby", pod=0, **kwargs) -> ServerDriver:
+    server = ServerDriver(service, pod, config, store=store, **kwargs)
+    servers.append(server)
+    server.set_load_state(10)
+    server.start()
+    return server
+
+
+def view(store, pod=0, service="lobby", expire_ms=1000):
+    return store.snapshot(NS, service, expire_ms=expire_ms).pods.get(pod)
+
+
+def state_is(store, state: RoutingState, pod=0):
+    """A predicate for wait_until: the pod's view once it shows `state` (fresh)."""
+    return lambda: (v := view(store, pod)) is not None and v.state is state and not v.stale and v
+
+
+# --- lifecycle --------------------------------------------------------------------------------------
+
+
+def test_ready_then_draining_then_down(servers, config, store):
+    server = start(servers, config, store)
+    first = wait_until(lambda: view(store), what="the first heartbeat")
+    assert first.state is READY and first.routable and first.load == 10 and first.epoch == server.epoch
+    # Heartbeats keep coming every period.
+    wait_until(lambda: view(store).heartbeat_ms > first.heartbeat_ms, timeout=5, what="a second heartbeat")
+    wait_until(lambda: server.heartbeats_ok >= 2, timeout=5, what="the driver to count it")
+    assert server.running
+
+    stopper = threading.Thread(target=server.stop, args=(0.6,))
+    began = time.monotonic()
+    stopper.start()
+    draining = wait_until(state_is(store, DRAINING), timeout=5, what="DRAINING")
+    assert draining.alive and not draining.routable
+    wait_until(state_is(store, DOWN), timeout=10, what="DOWN")
+    assert time.monotonic() - began >= 0.6  # DOWN only after the drain window
+    stopper.join(timeout=5)
+    assert not stopper.is_alive() and not server.running
+    assert server.get_routing_state() is DOWN
+    assert not view(store).alive
+
+
+def test_stop_now_cuts_the_drain_short(servers, config, store):
+    server = start(servers, config, store)
+    wait_until(state_is(store, READY), what="READY")
+    stopper = threading.Thread(target=server.stop, args=(60,))
+    stopper.start()
+    wait_until(state_is(store, DRAINING), timeout=5, what="DRAINING")
+    began = time.monotonic()
+    server.stop_now()
+    stopper.join(timeout=10)
+    assert not stopper.is_alive()
+    assert time.monotonic() - began < 5
+    assert view(store).state is DOWN
+
+
+def test_stop_without_drain_goes_down_at_once(servers, config, store):
+    server = start(servers, config, store)
+    wait_until(state_is(store, READY), what="READY")
+    server.close()
+    assert view(store).state is DOWN and not server.running
+
+
+def test_routing_state_change_is_published_at_once(servers, config, store):
+    long_period = config.with_overrides(**{"state.period": 30, "state.expire": 60})
+    server = start(servers, long_period, store)
+    wait_until(lambda: view(store, expire_ms=60_000), what="the first heartbeat")
+    server.set_routing_state("draining")
+    wait_until(lambda: view(store, expire_ms=60_000).state is DRAINING, timeout=5, what="DRAINING")
+    server.set_routing_state(READY)
+    wait_until(lambda: view(store, expire_ms=60_000).state is READY, timeout=5, what="READY")
+    with pytest.raises(InvalidInput, match="'SLEEPY'"):
+        server.set_routing_state("SLEEPY")
+
+
+def test_a_dead_server_goes_stale(servers, config, store):
+    server = start(servers, config, store)
+    wait_until(state_is(store, READY), what="READY")
+    server._halt.set()  # the process "dies": heartbeats stop without a goodbye
+    server._wake.set()
+    wait_until(lambda: not server.running, what="the heartbeat thread to end")
+    stale = wait_until(lambda: (v := view(store)) is not None and v.stale and v, timeout=5, what="STALE")
+    assert stale.display_state == "STALE" and not stale.alive
+
+
+# --- what a heartbeat carries ---------------------------------------------------------------------------------
+
+
+def test_load_sources(config, store):
+    loads = iter([5, 6, "bad", 7] + [7] * 1000)
+    server = ServerDriver("lobby", 1, config, store=store, load_source=lambda: next(loads))
+    assert [server.get_load_state(), server.get_load_state(), server.get_load_state()] == [5, 6, 6]  # bad: kept
+    server.set_load_state(0)
+    assert server.get_load_state() == 0  # a set value wins over the source
+    server.publish()
+    assert view(store, 1).load == 0
+    for bad in (-1, True, "x", 2**60):
+        with pytest.raises(InvalidInput):
+            server.set_load_state(bad)
+    plain = ServerDriver("lobby", 2, config.with_overrides(**{"server.cpu_factor": 0}), store=store)
+    assert plain.get_load_state() == 0  # cpu_factor 0: CPU does not count
+
+
+def test_failing_load_source_does_not_stop_heartbeats(servers, config, store):
+    def broken() -> int:
+        raise RuntimeError("sensor gone")
+
+    server = ServerDriver("lobby", 0, config, store=store, load_source=broken)
+    servers.append(server)
+    server.start()
+    first = wait_until(lambda: view(store), what="a heartbeat")
+    wait_until(lambda: view(store).heartbeat_ms > first.heartbeat_ms, timeout=5, what="another heartbeat")
+    assert view(store).load == 0
+
+
+def test_pod_zero_publishes_the_workload_summary(servers, config, store):
+    one = start(servers, config, store, pod=1)
+    wait_until(state_is(store, READY, pod=1), what="pod 1")
+    assert store.workload(NS, "lobby") is None  # pod 1 does not summarise
+    start(servers, config, store, pod=0)
+    wait_until(lambda: store.workload(NS, "lobby") == "READY", what="READY summary")
+    one.set_routing_state(DRAINING)
+    wait_until(lambda: store.workload(NS, "lobby") == "DEGRADED", what="DEGRADED summary")
+    assert store.services(NS) == ["lobby"]
+
+
+def test_operator_cordon_reaches_the_pod(servers, config, store):
+    server = start(servers, config, store, pod=3)
+    wait_until(state_is(store, READY, pod=3), what="READY")
+    assert not server.cordoned
+    store.set_cordon(NS, "lobby", 3, True)
+    wait_until(lambda: server.cordoned, timeout=5, what="the pod to see its cordon")
+    snap = view(store, 3)
+    assert snap.cordoned and not snap.routable and snap.state is READY
+    store.set_cordon(NS, "lobby", 3, False)
+    wait_until(lambda: not server.cordoned, timeout=5, what="the cordon to lift")
+
+
+def test_a_restarted_pod_gets_a_new_epoch(servers, config, store):
+    server = start(servers, config, store)
+    first = wait_until(lambda: view(store), what="a heartbeat").epoch
+    server.stop(0)
+    wait_until(lambda: time.time() * 1000 > first + 1, what="the clock to move")
+    server.start()
+    # A stopped driver stays DOWN when started again, until told otherwise.
+    wait_until(lambda: (v := view(store)) and v.epoch != first, what="the new epoch")
+    assert view(store).epoch > first and view(store).state is DOWN
+    server.set_routing_state(READY)
+    wait_until(state_is(store, READY), what="READY again")
+
+
+# --- Redis outages ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.realserver
+def test_keeps_running_through_a_redis_restart(servers):
+    dedicated = RedisServer().start()
+    try:
+        cfg = Config().with_overrides(**{
+            "redis.url": dedicated.url, "redis.socket_timeout": 1, "state.period": 0.1, "state.expire": 1,
+        })
+        store = cfg.open_store()
+        raw = dedicated.client()
+        server = ServerDriver("lobby", 0, cfg, store=store)
+        servers.append(server)
+        server.set_load_state(1)
+        server.start()
+        wait_until(lambda: raw.hget("sf:{default:state:lobby}", "0"), what="the first heartbeat")
+
+        dedicated.stop()
+        failed = server.heartbeats_failed
+        wait_until(lambda: server.heartbeats_failed > failed, what="a failed heartbeat while Redis is down")
+        assert server.running
+        last_ok = server.last_heartbeat_ms
+
+        dedicated.start()  # the same port, an empty database
+        raw = dedicated.client()
+        wait_until(lambda: raw.hget("sf:{default:state:lobby}", "0"), timeout=10, what="heartbeats to resume")
+        wait_until(lambda: server.last_heartbeat_ms > last_ok, what="the heartbeat time to advance")
+        assert server.running
+        assert raw.smembers("sf:{default}:services") == {"lobby"}
+        assert view(store).state is READY
+
+        dedicated.restart()
+        raw = dedicated.client()
+        before = server.heartbeats_ok
+        wait_until(lambda: raw.hget("sf:{default:state:lobby}", "0") and server.heartbeats_ok > before,
+                   timeout=10, what="heartbeats after restart()")
+        server.stop(0)
+        assert view(store).state is DOWN
+        store.close()
+        raw.close()
+    finally:
+        dedicated.close()
+
+
+@pytest.mark.realserver
+def test_stop_does_not_hang_when_redis_is_gone(servers):
+    dedicated = RedisServer().start()
+    try:
+        cfg = Config().with_overrides(**{"redis.url": dedicated.url, "redis.socket_timeout": 1,
+                                         "state.period": 0.1, "state.expire": 1})
+        server = ServerDriver("lobby", 0, cfg)
+        servers.append(server)
+        server.start()
+        wait_until(lambda: server.heartbeats_ok, what="a heartbeat")
+        dedicated.stop()
+        began = time.monotonic()
+        server.stop(0.3)
+        assert time.monotonic() - began < 0.3 + 2 * cfg.redis.socket_timeout + 1
+        assert not server.running and server.heartbeats_failed >= 1
+    finally:
+        dedicated.close()
+
+
+# --- config checks ---------------------------------------------------------------------------------------------
+
+
+def _by_hand(config: Config, **state_or_server) -> Config:
+    """A Config that skipped validation (built by hand), as the seed's checks expect."""
+    state = dataclasses.replace(config.state, **{k: v for k, v in state_or_server.items() if k in
+                                                 {f.name for f in dataclasses.fields(StateConfig)}})
+    server = dataclasses.replace(config.server, **{k: v for k, v in state_or_server.items() if k in
+                                                   {f.name for f in dataclasses.fields(ServerConfig)}})
+    return dataclasses.replace(config, state=state, server=server)
+
+
+@pytest.mark.parametrize(
+    "changes,needles",
+    [
+        ({"period": 0}, ["state.period", "0"]),
+        ({"period": -1}, ["state.period", "-1"]),
+        ({"period": 2.0, "expire": 1.0}, ["state.period", "2.0", "state.expire"]),
+        ({"cpu_factor": 1.5}, ["server.cpu_factor", "1.5"]),
+        ({"cpu_factor": -0.5}, ["server.cpu_factor", "-0.5"]),
+    ],
+)
+def test_config_checks_name_the_key(config, store, changes, needles):
+    before = all_keys(store.client)
+    with pytest.raises(ConfigError) as info:
+        ServerDriver("lobby", 0, _by_hand(config, **changes), store=store)
+    assert info.value.exit_code == 2
+    for needle in needles:
+        assert needle in str(info.value)
+    assert all_keys(store.client) == before
+    with pytest.raises(ConfigError) as info:  # the same rules when the config is built normally
+        config.with_overrides(**{("server." if "cpu_factor" in k else "state.") + k: v for k, v in changes.items()})
+    assert needles[0] in str(info.value)
+
+
+def test_period_equal_to_expire_is_fine(config, store):
+    ServerDriver("lobby", 0, _by_hand(config, period=1.0, expire=1.0), store=store)
+
+
+# --- the pod's own links ----------------------------------------------------------------------------------------
+
+
+def test_link_operations(config, store):
+    server = ServerDriver("lobby", 0, config, store=store)
+    raw = store.client
+    assert server.set_linked_pod(NS, "u", "lobby") is None  # this pod (0) by default
+    assert store.get(NS, "u", "lobby").pod == 0 and store.get(NS, "u", "lobby").persistent
+    assert server.set_linked_pod(NS, "u", "lobby", 2, ttl=30) == 0
+    assert 0 < store.get(NS, "u", "lobby").ttl_ms <= 30_000
+    assert server.try_set_linked_pod(NS, "v", "lobby") == (True, 0)
+    assert server.try_set_linked_pod(NS, "v", "lobby", 4) == (False, 0)
+    assert server.remove_linked_pod_with_id(NS, "v", "lobby", 4) is False  # fencing: not pod 4's link
+    assert store.get(NS, "v", "lobby").pod == 0
+    assert server.remove_linked_pod_with_id(NS, "v", "lobby") is True
+    assert store.get(NS, "v", "lobby") is None
+    assert server.remove_linked_pod(NS, "v", "lobby") is False
+    server.set_linked_pod(NS, "w", "lobby")
+    assert server.remove_linked_pod(NS, "w", "lobby", after=20) is True
+    assert 0 < raw.pttl("sf:{default:lk:w}lobby") <= 20_000 and raw.hget("sf:{default:lk:w}", "lobby") is None
+    check_invariant(raw)
+    with pytest.raises(NamespaceMismatch):
+        server.remove_linked_pod("prod", "w", "lobby")
+    assert raw.exists("sf:{default:lk:w}lobby") == 1
