@@ -60,19 +60,26 @@ def redact(url: str) -> str:
     return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
 
 
-def connect(url: str, options: ConnectOptions | None = None) -> Any:
-    """A redis-py compatible client for URL. Does not talk to Redis yet."""
-    options = options or ConnectOptions()
+def check_url(url: str) -> str:
+    """The URL's scheme, lower-cased; ConfigError when no backend serves it.
+
+    Checks the text only: nothing is started or contacted.
+    """
     scheme, sep, _ = url.partition("://")
     if not sep:
         raise ConfigError(f"invalid Redis URL {redact(url)!r}: must start with a scheme, one of {', '.join(s + '://' for s in schemes())}")
-    factory = _REGISTRY.get(scheme.lower())
-    if factory is None:
+    if scheme.lower() not in _REGISTRY:
         raise ConfigError(
             f"unsupported Redis URL scheme {scheme + '://'!r} in {redact(url)!r}: "
             f"must be one of {', '.join(s + '://' for s in schemes())}"
         )
-    return factory(url, options)
+    return scheme.lower()
+
+
+def connect(url: str, options: ConnectOptions | None = None) -> Any:
+    """A redis-py compatible client for URL. Does not talk to Redis yet."""
+    options = options or ConnectOptions()
+    return _REGISTRY[check_url(url)](url, options)
 
 
 def _retry() -> Any:

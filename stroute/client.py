@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 from stroute import names, placement
 from stroute.config import Config
 from stroute.errors import Conflict, InvalidInput, NoAvailablePod, PodUnavailable, StoreError
-from stroute.podstate import Snapshot
+from stroute.podstate import PodView, Snapshot
 from stroute.store import Link, SetIfAbsent, Store
 
 SOURCES = ("cache", "existing", "new", "moved")
@@ -30,6 +30,20 @@ class Placement:
     service: str
     pod: int
     source: str  # one of SOURCES
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What one placement was based on (`ClientDriver.explain_place`)."""
+
+    uid: str
+    service: str
+    strategy: str
+    snapshot: Snapshot
+    candidates: list[tuple[PodView, int]]  # routable pods, and this client's placements on each since the snapshot
+    decision: placement.Decision | None  # None: no choice was needed (cache hit) or possible (no routable pod)
+    placement: Placement | None  # None when `error` is set
+    error: NoAvailablePod | None
 
 
 @dataclass(frozen=True)
@@ -123,10 +137,34 @@ class ClientDriver:
 
     def place(self, uid: str, service: str, *, persist: bool = False, reassign: bool = False) -> Placement:
         """Like compute_linked_pod, and says where the answer came from."""
+        return self._place(uid, service, persist=persist, reassign=reassign)
+
+    def explain_place(self, uid: str, service: str, *, persist: bool = False) -> Explanation:
+        """Place like `place`, and record what the decision was based on.
+
+        A placement that fails for want of a pod is recorded in `error`
+        instead of raised, so the snapshot that explains it can be shown.
+        """
+        trace: dict = {}
+        try:
+            placed = self._place(uid, service, persist=persist, trace=trace)
+        except NoAvailablePod as exc:
+            if "snapshot" not in trace:
+                raise
+            return Explanation(uid, service, self.strategy.name, trace["snapshot"], trace.get("candidates", []),
+                               trace.get("decision"), None, exc)
+        return Explanation(uid, service, self.strategy.name, trace["snapshot"], trace.get("candidates", []),
+                           trace.get("decision"), placed, None)
+
+    def _place(
+        self, uid: str, service: str, *, persist: bool = False, reassign: bool = False, trace: dict | None = None
+    ) -> Placement:
         names.uid(uid)
         names.service(service)
         view = self._view(service)
         snap = view.snapshot
+        if trace is not None:
+            trace["snapshot"] = snap
         cached = self._cache_get(service, uid)
         if cached is not None and snap.is_alive(cached.pod) and (cached.persistent or not persist):
             return Placement(uid, service, cached.pod, "cache")
@@ -136,7 +174,14 @@ class ClientDriver:
         if not routable:
             return self._place_without_routable(uid, service, snap, ttl_ms)
 
-        candidate = self.strategy.choose(uid, routable, view.placed).pod
+        if trace is None:
+            candidate = self.strategy.choose(uid, routable, view.placed).pod
+        else:
+            with self._lock:
+                extra = dict(view.placed)
+            trace["candidates"] = [(v, extra.get(v.pod, 0)) for v in routable]
+            trace["decision"] = placement.decide(self.strategy, uid, routable, extra)
+            candidate = trace["decision"].pod.pod
         for _ in range(_MAX_RACE_ROUNDS):
             result = self.store.set_if_absent(self.namespace, uid, service, candidate, ttl_ms)
             settled = self._settle(uid, service, view, candidate, result, ttl_ms, reassign=reassign)
@@ -160,7 +205,8 @@ class ClientDriver:
         todo: list[tuple[str, int]] = []
         unroutable: list[str] = []
         routable = snap.routable()
-        for uid in dict.fromkeys(uids):
+        ordered = list(dict.fromkeys(uids))
+        for uid in ordered:
             try:
                 names.uid(uid)
             except Exception as exc:
@@ -187,7 +233,7 @@ class ClientDriver:
             )
         for uid in unroutable:
             out[uid] = self._attempt(lambda: self._place_without_routable(uid, service, snap, ttl_ms))
-        return out
+        return {uid: out[uid] for uid in ordered}
 
     @staticmethod
     def _attempt(fn: Callable[[], Placement]) -> Placement | Exception:

@@ -52,6 +52,18 @@ class KeySpace:
         """SCAN MATCH pattern for link keys (names carry no glob characters)."""
         return f"{self.prefix}:{{{self.namespace}:lk:*}}{service or '?*'}"
 
+    def index_pattern(self) -> str:
+        """SCAN MATCH pattern for the users' index hashes (they end with '}')."""
+        return f"{self.prefix}:{{{self.namespace}:lk:*}}"
+
+    def parse_index(self, key: str) -> str | None:
+        """The uid of an index key of this namespace, or None."""
+        head = f"{self.prefix}:{{{self.namespace}:lk:"
+        if not key.startswith(head) or not key.endswith("}"):
+            return None
+        uid = key[len(head):-1]
+        return uid if uid and "}" not in uid else None
+
     def parse_link(self, key: str) -> tuple[str, str] | None:
         """(uid, service) of a link key of this namespace, or None."""
         head = f"{self.prefix}:{{{self.namespace}:lk:"

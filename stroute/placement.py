@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import random
 import threading
+from dataclasses import dataclass
 from typing import Mapping, Protocol, Sequence
 
 from stroute.podstate import PodView
@@ -22,6 +23,32 @@ class Strategy(Protocol):
     def choose(self, uid: str, pods: Sequence[PodView], extra: Mapping[int, int]) -> PodView: ...
 
 
+@dataclass(frozen=True)
+class Decision:
+    """One choice and why it was made (for `stroute place --explain`).
+
+    `considered` are the pods the strategy compared, `why` one line for people.
+    """
+
+    strategy: str
+    pod: PodView
+    considered: tuple[PodView, ...]
+    why: str
+
+
+def decide(strategy: Strategy, uid: str, pods: Sequence[PodView], extra: Mapping[int, int]) -> Decision:
+    """The strategy's choice with its reason; a strategy without `decide` gets a generic one."""
+    explain = getattr(strategy, "decide", None)
+    if explain is not None:
+        return explain(uid, pods, extra)
+    name = getattr(strategy, "name", type(strategy).__name__)
+    return Decision(name, strategy.choose(uid, pods, extra), tuple(pods), f"chosen by the {name} strategy")
+
+
+def _effective(view: PodView, extra: Mapping[int, int]) -> int:
+    return view.load + extra.get(view.pod, 0)
+
+
 class PowerOfTwo:
     """Best of two random routable pods by effective load (the default)."""
 
@@ -31,14 +58,30 @@ class PowerOfTwo:
         self._rng = rng or random.Random()
 
     def choose(self, uid: str, pods: Sequence[PodView], extra: Mapping[int, int]) -> PodView:
+        return self._pick(pods, extra)[0]
+
+    def decide(self, uid: str, pods: Sequence[PodView], extra: Mapping[int, int]) -> Decision:
+        chosen, considered = self._pick(pods, extra)
+        if len(considered) == 1:
+            why = f"pod {chosen.pod} is the only routable pod"
+        else:
+            a, b = considered
+            loads = f"pod {a.pod} at {_effective(a, extra)} and pod {b.pod} at {_effective(b, extra)}"
+            if _effective(a, extra) == _effective(b, extra):
+                why = f"two random routable pods, {loads} effective load: a tie, the first drawn wins"
+            else:
+                why = f"two random routable pods, {loads} effective load: pod {chosen.pod} is lower"
+        return Decision(self.name, chosen, considered, why)
+
+    def _pick(self, pods: Sequence[PodView], extra: Mapping[int, int]) -> tuple[PodView, tuple[PodView, ...]]:
         if len(pods) == 1:
-            return pods[0]
+            return pods[0], (pods[0],)
         a, b = self._rng.sample(pods, 2)
-        load_a = a.load + extra.get(a.pod, 0)
-        load_b = b.load + extra.get(b.pod, 0)
+        load_a = _effective(a, extra)
+        load_b = _effective(b, extra)
         if load_a == load_b:
-            return a  # sample order is already random
-        return a if load_a < load_b else b
+            return a, (a, b)  # sample order is already random
+        return (a if load_a < load_b else b), (a, b)
 
 
 class LeastLoaded:
@@ -48,6 +91,12 @@ class LeastLoaded:
 
     def choose(self, uid: str, pods: Sequence[PodView], extra: Mapping[int, int]) -> PodView:
         return min(pods, key=lambda v: (v.load, v.pod))
+
+    def decide(self, uid: str, pods: Sequence[PodView], extra: Mapping[int, int]) -> Decision:
+        chosen = self.choose(uid, pods, extra)
+        why = (f"lowest reported load ({chosen.load}) of {len(pods)} routable pods, lowest index on a tie; "
+               "this client's own placements are not counted")
+        return Decision(self.name, chosen, tuple(pods), why)
 
 
 class RoundRobin:
@@ -61,12 +110,21 @@ class RoundRobin:
         self._lock = threading.Lock()
 
     def choose(self, uid: str, pods: Sequence[PodView], extra: Mapping[int, int]) -> PodView:
+        return self._pick(pods)[0]
+
+    def decide(self, uid: str, pods: Sequence[PodView], extra: Mapping[int, int]) -> Decision:
+        chosen, good, turn, floor = self._pick(pods)
+        why = (f"round-robin turn {turn} over the {len(good)} pods with load <= {floor + self.good_load_range} "
+               f"(lowest load {floor} + range {self.good_load_range})")
+        return Decision(self.name, chosen, tuple(good), why)
+
+    def _pick(self, pods: Sequence[PodView]) -> tuple[PodView, list[PodView], int, int]:
         floor = min(v.load for v in pods)
         good = [v for v in pods if v.load <= floor + self.good_load_range]
         with self._lock:
             turn = self._next
             self._next += 1
-        return good[turn % len(good)]
+        return good[turn % len(good)], good, turn, floor
 
 
 class RendezvousHash:
@@ -76,6 +134,11 @@ class RendezvousHash:
 
     def choose(self, uid: str, pods: Sequence[PodView], extra: Mapping[int, int]) -> PodView:
         return max(pods, key=lambda v: (_weight(uid, v.pod), v.pod))
+
+    def decide(self, uid: str, pods: Sequence[PodView], extra: Mapping[int, int]) -> Decision:
+        chosen = self.choose(uid, pods, extra)
+        why = f"highest rendezvous hash weight of uid {uid!r} over {len(pods)} routable pods (load is ignored)"
+        return Decision(self.name, chosen, tuple(pods), why)
 
 
 def _weight(uid: str, pod: int) -> bytes:

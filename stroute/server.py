@@ -24,6 +24,9 @@ from stroute.store import Published, Store
 log = logging.getLogger("stroute.server")
 
 _BACKOFF_FIRST_S = 0.2
+# Heartbeats between two re-registrations of the service in the namespace's
+# registry set: it changes rarely, so most heartbeats are one EVALSHA.
+_REGISTER_EVERY = 10
 
 
 def cpu_load(cpu_factor: float) -> int:
@@ -65,6 +68,7 @@ class ServerDriver:
         self._last_load = 0
         self._state = RoutingState.READY
         self._published_state: RoutingState | None = None
+        self._since_register = 0
         self.epoch: int | None = None
         self.cordoned = False
         self.last_heartbeat_ms: int | None = None
@@ -110,20 +114,27 @@ class ServerDriver:
 
     # --- heartbeats ---------------------------------------------------------------------
 
+    def _register_due(self, state: RoutingState) -> bool:
+        """Register on the first heartbeat, on a state change, after a failure, and every Nth."""
+        return state is not self._published_state or self._since_register == 0
+
     def publish(self) -> Published:
         """Publish one heartbeat now. Raises StoreError when Redis fails."""
         with self._lock:
             state = self._state
+            load = self.get_load_state()
             result = self.store.publish_state(
                 self.namespace,
                 self.service,
                 self.pod,
-                load=self.get_load_state(),
+                load=load,
                 state=state,
                 epoch=self.epoch,
                 expire_ms=self._expire_ms,
                 summarize=self.pod == 0,
+                register=self._register_due(state),
             )
+            self._since_register = (self._since_register + 1) % _REGISTER_EVERY
             if state is not self._published_state:
                 log.info(
                     "%s pod %d of %s: %s",
@@ -139,13 +150,16 @@ class ServerDriver:
                 self.cordoned = result.cordoned
             self.last_heartbeat_ms = result.heartbeat_ms
             self.heartbeats_ok += 1
-            log.debug("heartbeat pod %d of %s: %s", self.pod, self.service, state.name)
+            log.debug("heartbeat pod %d of %s: %s, load %d%s", self.pod, self.service, state.name, load,
+                      ", cordoned" if result.cordoned else "")
             return result
 
     def start(self) -> None:
         """Start heartbeats in a background thread (first one at once)."""
         if self.running:
             return
+        if self._state is RoutingState.DOWN:
+            self._state = RoutingState.READY  # a restarted driver takes users again
         self.epoch = int(time.time() * 1000)
         self._halt.clear()
         self._abort_drain.clear()
@@ -163,6 +177,7 @@ class ServerDriver:
                 self.publish()
             except StrouteError as exc:
                 self.heartbeats_failed += 1
+                self._since_register = 0
                 if outage_since is None:
                     outage_since = time.monotonic()
                     log.warning("heartbeat failed, retrying with backoff: %s", exc)
@@ -171,6 +186,7 @@ class ServerDriver:
                 continue
             except Exception:  # never let the heartbeat thread die
                 self.heartbeats_failed += 1
+                self._since_register = 0
                 log.exception("heartbeat failed unexpectedly")
                 self._halt.wait(self._period)
                 continue
@@ -184,10 +200,10 @@ class ServerDriver:
         """Warm stop: DRAINING at once, wait the drain window, DOWN, return.
 
         Call stop_now() from another thread (a second signal) to cut the
-        drain window short.
+        drain window short. A driver that is not running publishes DOWN at once.
         """
         drain = self.config.server.drain_seconds if drain_seconds is None else drain_seconds
-        if drain > 0 and self._state is not RoutingState.DOWN:
+        if drain > 0 and self.running and self._state is not RoutingState.DOWN:
             self._state = RoutingState.DRAINING
             self._try_publish()
             self._abort_drain.wait(drain)
@@ -208,6 +224,7 @@ class ServerDriver:
             self.publish()
         except StoreError as exc:
             self.heartbeats_failed += 1
+            self._since_register = 0
             log.warning("could not publish %s: %s", self._state.name, exc)
 
     def close(self) -> None:

@@ -12,7 +12,7 @@ import functools
 import math
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from stroute import names
 from stroute.errors import InvalidInput, RedisUnavailable, StoreError
@@ -190,17 +190,44 @@ class Store:
         ks = self.keys(namespace)
         names.service(service)
         ttl = _ttl_arg(ttl_ms)
-        pipe = self.client.pipeline(transaction=False)
-        script = self._scripts["link_set_if_absent"]
-        keys0: list[str] = []
+        calls: list[tuple[list[str], list]] = []
         for uid, pod in wanted:
             keys = [ks.link(names.uid(uid), service), ks.index(uid)]
-            keys0.append(keys[0])
-            script(keys=keys, args=[service, names.pod(pod), ttl], client=pipe)
-        if not keys0:
+            calls.append((keys, [service, names.pod(pod), ttl]))
+        if not calls:
             return []
-        replies = self._call(pipe.execute)
-        return [_set_if_absent_reply(r, k) for r, k in zip(replies, keys0)]
+        sha = self._scripts["link_set_if_absent"].sha
+
+        def fill(pipe: Any) -> None:
+            for keys, args in calls:
+                pipe.evalsha(sha, 2, *keys, *args)
+
+        replies = self._pipeline(fill, "link_set_if_absent")
+        return [_set_if_absent_reply(r, keys[0]) for r, (keys, _) in zip(replies, calls)]
+
+    def _pipeline(self, fill: Callable[[Any], None], *scripts: str) -> list[Any]:
+        """Run one pipeline whose scripts are called by EVALSHA.
+
+        Unlike redis-py's script objects in a pipeline, this sends no SCRIPT
+        EXISTS first: on NOSCRIPT (a restarted or flushed Redis; then no
+        script of the pipeline ran) it loads them and runs the pipeline once
+        more.
+        """
+        import redis
+
+        for attempt in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            fill(pipe)
+            replies = self._call(pipe.execute, raise_on_error=False)
+            missing = any(isinstance(r, redis.exceptions.NoScriptError) for r in replies)
+            if not missing or attempt:
+                break
+            for name in scripts:
+                self._call(self.client.script_load, script_source(name))
+        for reply in replies:
+            if isinstance(reply, Exception):
+                self._call(_raise, reply)
+        return replies
 
     def move(self, namespace: str, uid: str, service: str, expected: int, new: int) -> tuple[bool, int | None]:
         """Compare-and-set: (moved, pod in force)."""
@@ -282,19 +309,25 @@ class Store:
         epoch: int | None,
         expire_ms: int,
         summarize: bool = False,
+        register: bool = True,
     ) -> Published:
-        """One heartbeat: the pod's state field and the services registry, one
-        pipelined round trip; with summarize (pod 0) also the workload summary."""
+        """One heartbeat: the pod's state field (one EVALSHA), with register
+        also the services registry in the same round trip; with summarize
+        (pod 0) the workload summary too, in a second one."""
         ks = self.keys(namespace)
         names.service(service)
-        pipe = self.client.pipeline(transaction=False)
-        self._scripts["state_publish"](
-            keys=[ks.state(service), ks.control(service)],
-            args=[names.pod(pod), names.load(load), int(state), "" if epoch is None else int(epoch), int(summarize)],
-            client=pipe,
-        )
-        pipe.sadd(ks.services(), service)
-        (millis, control, states, controls), _ = self._call(pipe.execute)
+        keys = [ks.state(service), ks.control(service)]
+        args = [names.pod(pod), names.load(load), int(state), "" if epoch is None else int(epoch), int(summarize)]
+        if register:
+            sha = self._scripts["state_publish"].sha
+
+            def fill(pipe: Any) -> None:
+                pipe.evalsha(sha, len(keys), *keys, *args)
+                pipe.sadd(ks.services(), service)
+
+            millis, control, states, controls = self._pipeline(fill, "state_publish")[0]
+        else:
+            millis, control, states, controls = self._script("state_publish", keys, args)
         snap = None
         if summarize:
             snap = Snapshot.build(service, _pairs(states), _pairs(controls), int(millis), expire_ms)
@@ -343,6 +376,10 @@ def _ttl_arg(ttl_ms: int | None) -> int:
 def _set_if_absent_reply(reply: list[Any], key: str) -> SetIfAbsent:
     pod, created, was_persistent = reply
     return SetIfAbsent(_pod_of(pod, key), bool(created), bool(was_persistent))
+
+
+def _raise(exc: Exception) -> None:
+    raise exc
 
 
 def _reason(exc: Exception) -> str:

@@ -57,6 +57,27 @@ def _register() -> None:
 
     app.command("demo")(guarded(demo))
 
+    # pods / top / pod / serve / doctor
+    from stroute.cli import pod
+    from stroute.cli.doctor import doctor
+    from stroute.cli.pods import pods, top
+    from stroute.cli.serve import serve
+
+    app.command("pods")(guarded(pods))
+    app.command("top")(guarded(top))
+    app.add_typer(pod.app, name="pod")
+    app.command("serve")(guarded(serve))
+    app.command("doctor")(guarded(doctor))
+
+    # link / place / tag / config
+    from stroute.cli import config_cmd, link, tag
+    from stroute.cli.place import place
+
+    app.add_typer(link.app, name="link")
+    app.command("place")(guarded(place))
+    app.add_typer(tag.app, name="tag")
+    app.add_typer(config_cmd.app, name="config")
+
 
 _register()
 

@@ -1,0 +1,121 @@
+"""`stroute config show|validate`: the effective configuration, checked.
+
+The password is shown as '***' and never printed, logged or put in a message.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any, Optional
+
+import typer
+
+from stroute.cli.context import Globals
+from stroute.cli.errors import guarded
+from stroute.cli.output import emit, new_table
+
+app = typer.Typer(
+    name="config",
+    help="Show and check the configuration.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _origins(g: Globals, config: Any) -> dict[str, str]:
+    """Where each key's value came from: flag, environment, file or default.
+
+    Compares unredacted values internally; only the labels leave this function.
+    """
+    from stroute import config as config_module
+
+    flags = {"redis.url": ("--redis-url", g.redis_url), "namespace": ("--namespace", g.namespace)}
+    actual = _flatten(config.to_dict(redact=False))
+    default = _flatten(config_module.Config().to_dict(redact=False))
+    origins: dict[str, str] = {}
+    for key in config_module.keys():
+        flag, flag_value = flags.get(key, (None, None))
+        env = config_module.env_name(key)
+        if flag_value is not None:
+            origins[key] = f"flag {flag}"
+        elif os.environ.get(env):
+            origins[key] = f"env {env}"
+        elif key == "redis.password" and actual[key] is not None and config.redis.password_file:
+            origins[key] = "redis.password_file"
+        elif actual[key] != default[key]:
+            origins[key] = "file"
+        else:
+            origins[key] = "default"
+    return origins
+
+
+def show(ctx: typer.Context) -> None:
+    """The effective config: file, then STROUTE_* environment, then flags."""
+    g: Globals = ctx.obj
+    config = g.config()
+    tree = config.to_dict(redact=True)
+    if g.output == "table":
+        emit({"tree": tree, "origins": _origins(g, config), "source": config.source,
+              "effective_url": config.redis_url if config.url_defaulted else None}, g.output, _show_table)
+    else:
+        emit(tree, g.output)
+
+
+def _show_table(data: dict):
+    source = data["source"] or "no config file"
+    table = new_table("Key", "Value", "From", title=f"stroute config ({source})")
+    table.columns[0].no_wrap = True  # a key must stay whole; values and origins may wrap
+    table.columns[1].overflow = table.columns[2].overflow = "fold"
+    for key, value in _flatten(data["tree"]).items():
+        text = "-" if value is None else str(value)
+        if key == "redis.url" and data["effective_url"]:
+            text = f"- (using {data['effective_url']})"
+        table.add_row(key, text, data["origins"][key])
+    return table
+
+
+def validate(
+    ctx: typer.Context,
+    file: Annotated[
+        Optional[str],
+        typer.Argument(help="Config file to check alone (environment ignored); "
+                       "default: the effective config.", show_default=False),
+    ] = None,
+) -> None:
+    """Check a config file (or the effective config): exit 0 if valid, 2 if not."""
+    from stroute import backends
+    from stroute import config as config_module
+    from stroute.errors import ConfigError
+
+    g: Globals = ctx.obj
+    try:
+        config = config_module.load(file, env={}) if file else g.config()
+        if config.redis.url:
+            backends.check_url(config.redis.url)
+    except ConfigError as exc:
+        if g.output != "table":
+            emit({"file": file, "valid": False, "error": exc.message}, g.output)
+        raise
+    data = {"file": file or config.source, "valid": True, "error": None}
+    emit(data, g.output, _validate_table)
+
+
+def _validate_table(data: dict):
+    from rich.text import Text
+
+    what = f"config file {data['file']}" if data["file"] else "the effective config (no file, defaults and environment)"
+    return Text(f"{what} is valid")
+
+
+app.command("show")(guarded(show))
+app.command("validate")(guarded(validate))

@@ -1,0 +1,51 @@
+"""Command-line values checked by the core's own rules, before anything runs.
+
+Pods and durations are read as text and checked with `stroute.names`, so a
+bad value gets the same one-line message (naming the value and the rule) and
+exit 2 as everywhere else, instead of a usage box that omits the value.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Iterable
+
+from stroute import names
+from stroute.errors import InvalidInput
+
+
+def pod(value: str | None) -> int | None:
+    return None if value is None else names.pod(value)
+
+
+def ttl_ms(value: str | None, kind: str = "ttl") -> int | None:
+    return None if value is None else names.ttl_ms(value, kind=kind)
+
+
+def seconds(ms: int | None) -> int | float | None:
+    """Milliseconds as seconds for output: an int when whole."""
+    if ms is None:
+        return None
+    return ms // 1000 if ms % 1000 == 0 else ms / 1000
+
+
+def uids(args: Iterable[str], *, stdin_ok: bool = True) -> list[str]:
+    """The uids given, with '-' replaced by the whitespace-separated uids on stdin.
+
+    Every uid is checked before any is used; duplicates are kept once, in order.
+    """
+    out: list[str] = []
+    for arg in args:
+        if arg == "-" and stdin_ok:
+            out.extend(sys.stdin.read().split())
+        else:
+            out.append(arg)
+    for uid in out:
+        names.uid(uid)
+    return list(dict.fromkeys(out))
+
+
+def require(values: list[str], what: str) -> list[str]:
+    if not values:
+        raise InvalidInput(f"no {what} given: name at least one, or '-' to read them from stdin")
+    return values

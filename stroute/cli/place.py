@@ -1,0 +1,204 @@
+"""`stroute place`: which pod does a user go to (creating the link if needed)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from stroute.cli import inputs
+from stroute.cli.context import Globals
+from stroute.cli.output import emit, new_table
+
+
+def place(
+    ctx: typer.Context,
+    uids: Annotated[
+        list[str],
+        typer.Argument(help="User ids; '-' reads them from stdin (whitespace or newline separated).",
+                       show_default=False),
+    ],
+    service: Annotated[str, typer.Option("-s", "--service", help="Service name.", show_default=False)],
+    persist: Annotated[
+        bool, typer.Option("--persist", help="Create persistent links (default: temporary, links.temp_ttl).")
+    ] = False,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Show the pod states, the candidates and why the pod was chosen.")
+    ] = False,
+) -> None:
+    """Place users on pods, creating their links as a client driver does.
+
+    An existing link to an alive pod stands; a new user goes to a routable pod
+    chosen by the placement strategy. Several uids (or '-') are placed in one
+    process over one connection. Exit 5 when a uid finds no available pod.
+    """
+    from stroute import names
+    from stroute.errors import InvalidInput
+
+    g: Globals = ctx.obj
+    several = len(uids) > 1 or "-" in uids
+    wanted = inputs.require(inputs.uids(uids), "uid")
+    names.service(service)
+    if explain and several:
+        raise InvalidInput("--explain explains one placement: give exactly one uid")
+    config = g.config()
+    from stroute.client import ClientDriver
+
+    driver = ClientDriver(config, store=g.store())
+    if explain:
+        _explained(g, driver, wanted[0], service, persist)
+    elif several:
+        _many(g, driver, wanted, service, persist)
+    else:
+        placed = driver.place(wanted[0], service, persist=persist)
+        data = {"namespace": config.namespace, "uid": placed.uid, "service": service, "pod": placed.pod,
+                "source": placed.source}
+        emit(data, g.output, _one_table)
+
+
+def _one_table(data: dict):
+    table = new_table("UID", "Service", "Pod", "Source")
+    table.add_row(data["uid"], data["service"], str(data["pod"]), data["source"])
+    return table
+
+
+# --- several uids -----------------------------------------------------------------
+
+
+def _many(g: Globals, driver: Any, wanted: list[str], service: str, persist: bool) -> None:
+    from stroute.errors import NoAvailablePod, StoreError
+
+    results = driver.place_many(wanted, service, persist=persist)
+    placements: dict[str, int] = {}
+    failed: dict[str, Exception] = {}
+    for uid in wanted:
+        result = results[uid]
+        if isinstance(result, Exception):
+            failed[uid] = result
+        else:
+            placements[uid] = result.pod
+    data = {"namespace": driver.namespace, "service": service, "placements": placements, "failed": list(failed)}
+    emit(data, g.output, _many_table)
+    if failed:
+        first_uid, first = next(iter(failed.items()))
+        cls = StoreError if any(isinstance(e, StoreError) for e in failed.values()) else NoAvailablePod
+        raise cls(f"{len(failed)} of {len(wanted)} uids not placed; first, uid {first_uid!r}: {first}",
+                  hint=getattr(first, "hint", None))
+
+
+_PER_UID_ROWS = 50
+
+
+def _many_table(data: dict):
+    from collections import Counter
+
+    from rich.console import Group
+    from rich.text import Text
+
+    placements = data["placements"]
+    if len(placements) <= _PER_UID_ROWS:
+        table = new_table("UID", "Pod", title=f"placements on service {data['service']!r}")
+        for uid, pod in placements.items():
+            table.add_row(uid, str(pod))
+    else:
+        table = new_table("Pod", "Users", title=f"placements on service {data['service']!r}")
+        for pod, count in sorted(Counter(placements.values()).items()):
+            table.add_row(str(pod), str(count))
+    summary = f"{len(placements)} placed, {len(data['failed'])} failed"
+    if data["failed"]:
+        summary += ": " + " ".join(data["failed"][:8]) + (" ..." if len(data["failed"]) > 8 else "")
+    return Group(table, Text(summary))
+
+
+# --- --explain ---------------------------------------------------------------------
+
+
+def _explained(g: Globals, driver: Any, uid: str, service: str, persist: bool) -> None:
+    result = driver.explain_place(uid, service, persist=persist)
+    snap = result.snapshot
+    decision = result.decision
+    placed = result.placement
+    extra = dict((v.pod, n) for v, n in result.candidates)
+    data = {
+        "namespace": driver.namespace,
+        "uid": uid,
+        "service": service,
+        "pod": None if placed is None else placed.pod,
+        "source": None if placed is None else placed.source,
+        "explain": {
+            "strategy": result.strategy,
+            "expire_ms": round(driver.config.state.expire * 1000),
+            "pods": [
+                {"pod": v.pod, "state": v.display_state, "load": v.load, "heartbeat_age_ms": v.heartbeat_age_ms,
+                 "alive": v.alive, "routable": v.routable, "cordoned": v.cordoned}
+                for v in snap.pods.values()
+            ],
+            "unparseable": list(snap.invalid),
+            "candidates": [
+                {"pod": v.pod, "load": v.load, "placed_by_this_client": n, "effective_load": v.load + n}
+                for v, n in result.candidates
+            ],
+            "considered": [] if decision is None else [v.pod for v in decision.considered],
+            "choice": None if decision is None else decision.pod.pod,
+            "why": _why(result, extra),
+        },
+    }
+    emit(data, g.output, _explain_table)
+    if result.error is not None:
+        raise result.error
+
+
+def _why(result: Any, extra: dict[int, int]) -> str:
+    """One line: the strategy's reason, and how the link in Redis settled it."""
+    placed, decision = result.placement, result.decision
+    if result.error is not None:
+        return str(result.error)
+    if placed.source == "cache":
+        return f"pod {placed.pod} is this client's cached link and the pod is alive"
+    if decision is None:
+        return (f"no routable pod; uid {result.uid!r} already has a link to pod {placed.pod}, "
+                "which is alive, so it stands")
+    chose = f"{result.strategy}: {decision.why}"
+    if placed.source == "new":
+        return f"{chose}; a new link to pod {placed.pod} was created"
+    if placed.source == "moved":
+        return f"{chose}; the user's temporary link pointed at a dead pod and was moved to pod {placed.pod}"
+    if placed.pod == decision.pod.pod:
+        return f"{chose}; the user already had a link to pod {placed.pod}, which stands"
+    return f"{chose}; but the user already has a link to alive pod {placed.pod}, which stands over that pick"
+
+
+def _explain_table(data: dict):
+    from rich.console import Group
+    from rich.text import Text
+
+    explain = data["explain"]
+    candidates = {c["pod"]: c for c in explain["candidates"]}
+    considered = set(explain["considered"])
+    table = new_table("Pod", "State", "Load", "Heartbeat", "Routable", "Eff. load", "Note",
+                      title=f"service {data['service']!r}: pod states (stale after {explain['expire_ms'] / 1000:g} s)")
+    for row in explain["pods"]:
+        cand = candidates.get(row["pod"])
+        notes = []
+        if row["cordoned"]:
+            notes.append("cordoned")
+        if row["pod"] == explain["choice"]:
+            notes.append("chosen")
+        elif row["pod"] in considered and len(considered) < len(candidates):
+            notes.append("considered")
+        if row["pod"] == data["pod"] and data["source"] != "new":
+            notes.append(f"linked ({data['source']})")
+        table.add_row(
+            str(row["pod"]), row["state"], str(row["load"]), f"{row['heartbeat_age_ms'] / 1000:.1f} s ago",
+            "yes" if row["routable"] else "no", "-" if cand is None else str(cand["effective_load"]),
+            ", ".join(notes),
+        )
+    for pod in explain["unparseable"]:
+        table.add_row(str(pod), "?", "-", "-", "no", "-", "unparseable state field")
+    lines = [f"strategy {explain['strategy']}; {len(candidates)} routable candidates"]
+    if data["pod"] is None:
+        lines.append(f"uid {data['uid']!r}: not placed")
+    else:
+        lines.append(f"uid {data['uid']!r} -> pod {data['pod']} ({data['source']})")
+    lines.append(f"why: {explain['why']}")
+    return Group(table, Text("\n".join(lines)))

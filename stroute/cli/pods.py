@@ -1,0 +1,242 @@
+"""`stroute pods -s SVC` and `stroute top [--watch]`: pod load tables.
+
+One Store.snapshot per service (one round trip: both state hashes and Redis
+TIME). `workload` is computed from that snapshot (Snapshot.workload), not
+read from the key pod 0 publishes: it is then consistent with the rows shown,
+costs no extra round trip, and still says something when pod 0 is dead.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Annotated, Any, Optional
+
+import typer
+
+from stroute.cli.context import Globals
+from stroute.cli.output import emit, info, plain
+
+BAR_WIDTH = 10
+
+
+@dataclass(frozen=True)
+class ServiceView:
+    """SPEC's pods object of one service, and what else the table shows."""
+
+    data: dict[str, Any]
+    now_ms: int  # Redis TIME of the snapshot: incarnation ages are measured against it
+    invalid: tuple[int, ...]  # pods whose state field does not parse
+
+
+def service_view(namespace: str, snap) -> ServiceView:
+    data = {
+        "namespace": namespace,
+        "service": snap.service,
+        "workload": snap.workload,
+        "pods": [
+            {
+                "pod": v.pod,
+                "state": v.display_state,
+                "load": v.load,
+                "heartbeat_age_ms": v.heartbeat_age_ms,
+                "alive": v.alive,
+                "routable": v.routable,
+                "cordoned": v.cordoned,
+                "epoch": v.epoch,
+            }
+            for v in snap.pods.values()
+        ],
+    }
+    return ServiceView(data, snap.now_ms, snap.invalid)
+
+
+def _warn_invalid(view: ServiceView) -> None:
+    if view.invalid:
+        info(f"warning: {view.data['service']}: pod {', '.join(map(str, view.invalid))} published a state "
+             "field stroute cannot parse (treated as dead)")
+
+
+def pods(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Option("-s", "--service", help="Service whose pods to show.")],
+) -> None:
+    """One service's pods: state, load, heartbeat age, incarnation age."""
+    from stroute.errors import NotFound
+
+    g: Globals = ctx.obj
+    config = g.config()
+    store = g.store()
+    expire_ms = round(config.state.expire * 1000)
+    view = service_view(config.namespace, store.snapshot(config.namespace, service, expire_ms=expire_ms))
+    if g.output != "table":  # the table shows them itself
+        _warn_invalid(view)
+    emit(view.data, g.output, lambda _: render([view]))
+    if not view.data["pods"] and not view.invalid and service not in store.services(config.namespace):
+        raise NotFound(
+            f"service {service!r} has no pods in namespace {config.namespace!r}",
+            hint="check the name with 'stroute top'; a server driver registers its service on its first heartbeat",
+        )
+
+
+def _top_views(g: Globals) -> list[ServiceView]:
+    config = g.config()
+    store = g.store()
+    expire_ms = round(config.state.expire * 1000)
+    return [
+        service_view(config.namespace, store.snapshot(config.namespace, service, expire_ms=expire_ms))
+        for service in store.services(config.namespace)
+    ]
+
+
+def top(
+    ctx: typer.Context,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh in place until Ctrl-C.")] = False,
+    interval: Annotated[
+        Optional[float], typer.Option("--interval", "-i", help="Seconds between refreshes with --watch [default: 2].")
+    ] = None,
+    count: Annotated[
+        Optional[int], typer.Option("--count", min=1, help="With --watch: stop after this many refreshes.")
+    ] = None,
+) -> None:
+    """Every service of the namespace: one row per pod and a summary per service."""
+    from stroute.errors import InvalidInput
+
+    g: Globals = ctx.obj
+    if not watch:
+        if interval is not None or count is not None:
+            raise InvalidInput("--interval and --count only apply with --watch")
+        views = _top_views(g)
+        for view in views if g.output != "table" else ():
+            _warn_invalid(view)
+        data = {"namespace": g.config().namespace, "services": [v.data for v in views]}
+        emit(data, g.output, lambda _: render(views, namespace=data["namespace"]))
+        return
+    if g.output != "table":
+        raise InvalidInput(
+            f"--watch draws a live table and cannot be used with -o {g.output}",
+            hint=f"run 'stroute -o {g.output} top' once per sample instead",
+        )
+    period = 2.0 if interval is None else interval
+    if not period >= 0.1:
+        raise InvalidInput(f"invalid --interval {interval!r}: must be a number of seconds, at least 0.1")
+    _watch(g, period, count)
+
+
+def _frame(g: Globals, period: float, error: str | None = None):
+    from rich.console import Group
+    from rich.text import Text
+
+    namespace = g.config().namespace
+    header = Text(
+        f"stroute top: namespace {namespace!r}, {time.strftime('%H:%M:%S')}, every {period:g} s (Ctrl-C to quit)",
+        style="bold",
+    )
+    if error is not None:
+        return Group(header, Text(f"error: {error} (retrying)", style="red"))
+    return Group(header, render(_top_views(g), namespace=namespace))
+
+
+def _watch(g: Globals, period: float, count: int | None) -> None:
+    from stroute.cli.output import console
+    from stroute.errors import RedisUnavailable, StoreError
+
+    out = console()
+    frame = _frame(g, period)  # a bad config or an unreachable Redis fails here, with its exit code
+    refreshes = 1
+    live = None
+    try:
+        if out.is_terminal:
+            from rich.live import Live
+
+            live = Live(frame, console=out, auto_refresh=False, redirect_stderr=False)
+            live.start()
+        else:  # a pipe or a file: one frame after another, like `top -b`
+            out.print(frame)
+        while count is None or refreshes < count:
+            time.sleep(period)
+            try:
+                frame = _frame(g, period)
+            except (RedisUnavailable, StoreError) as exc:  # keep watching through an outage
+                frame = _frame(g, period, error=str(exc))
+            refreshes += 1
+            if live is not None:
+                live.update(frame, refresh=True)
+            else:
+                out.print()
+                out.print(frame)
+    except KeyboardInterrupt:  # Ctrl-C is how a watch ends: not an error
+        pass
+    finally:
+        if live is not None:
+            live.stop()
+
+
+# --- rendering -----------------------------------------------------------------------
+
+
+def _age(ms: int | None) -> str:
+    from stroute.diagnose import duration
+
+    return "-" if ms is None else duration(ms)
+
+
+def _bar(load: int, peak: int) -> str:
+    filled = 0 if peak <= 0 else max(1 if load > 0 else 0, round(BAR_WIDTH * load / peak))
+    full, empty = ("#", ".") if plain() else ("█", "░")
+    return full * filled + empty * (BAR_WIDTH - filled)
+
+
+_STYLES = {"READY": "green", "DRAINING": "yellow", "DOWN": "red", "STALE": "bold red"}
+_WORKLOAD_STYLES = {"READY": "green", "DEGRADED": "yellow", "DOWN": "bold red"}
+
+
+def render(views: list[ServiceView], namespace: str | None = None):
+    """One table: a row per pod, a summary row per service."""
+    from rich.text import Text
+
+    from stroute.cli.output import new_table
+
+    if not views:
+        return Text(f"no services in namespace {namespace!r}: no server driver has published a heartbeat yet")
+    title = f"namespace {namespace or views[0].data['namespace']!r}"
+    table = new_table("Service", "Pod", "State", "Cordon", "Load", "", "Heartbeat", "Up", title=title)
+    color = not plain()
+    for index, view in enumerate(views):
+        obj, rows = view.data, view.data["pods"]
+        peak = max((r["load"] for r in rows if r["alive"]), default=0)
+        for i, row in enumerate(rows):
+            state = Text(row["state"], style=_STYLES.get(row["state"], "") if color else "")
+            # A dead pod's load and incarnation age say nothing any more.
+            up = None if row["epoch"] is None or not row["alive"] else view.now_ms - row["epoch"]
+            table.add_row(
+                obj["service"] if i == 0 else "",
+                str(row["pod"]),
+                state,
+                "yes" if row["cordoned"] else "",
+                str(row["load"]),
+                Text(_bar(row["load"], peak) if row["alive"] else "", style="cyan" if color else ""),
+                f"{_age(row['heartbeat_age_ms'])} ago",
+                _age(up),
+            )
+        routable = sum(r["routable"] for r in rows)
+        alive = sum(r["alive"] for r in rows)
+        total = len(rows) + len(view.invalid)
+        workload = Text(obj["workload"], style=_WORKLOAD_STYLES.get(obj["workload"], "") if color else "")
+        cordoned = sum(r["cordoned"] for r in rows)
+        table.add_row(
+            obj["service"] if not rows else "",
+            "all",
+            workload,
+            str(cordoned) if cordoned else "",
+            "",
+            f"{routable} routable",
+            f"{alive} alive",
+            f"of {total}",
+            style="bold" if color else "",
+            end_section=index < len(views) - 1,
+        )
+    bad = [f"pod {pod} of {view.data['service']}" for view in views for pod in view.invalid]
+    if bad:
+        table.caption = f"unparseable state field (counted, treated as dead): {', '.join(bad)}"
+    return table

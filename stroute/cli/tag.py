@@ -1,0 +1,64 @@
+"""`stroute tag ...`: names that resolve to a service (`lobby` -> `lobby-v2`)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from stroute.cli.context import Globals
+from stroute.cli.errors import guarded
+from stroute.cli.output import emit, new_table
+
+app = typer.Typer(
+    name="tag",
+    help="Names that resolve to a service (lobby -> lobby-v2).",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+Tag = Annotated[str, typer.Argument(help="Tag name.", show_default=False)]
+
+
+def get(ctx: typer.Context, tag: Tag) -> None:
+    """The service TAG points at. Exit 3 if the tag is not set."""
+    from stroute.errors import NotFound
+
+    g: Globals = ctx.obj
+    ns = g.config().namespace
+    service = g.store().get_tag(ns, tag)
+    data = {"namespace": ns, "tag": tag, "service": service}
+    if service is not None or g.output != "table":
+        emit(data, g.output, _table)
+    if service is None:
+        raise NotFound(f"tag {tag!r} is not set in namespace {ns!r}", hint="set it with: stroute tag set TAG SERVICE")
+
+
+def set_(
+    ctx: typer.Context,
+    tag: Tag,
+    service: Annotated[str, typer.Argument(help="Service the tag points at.", show_default=False)],
+) -> None:
+    """Point TAG at SERVICE; shows the service it pointed at before."""
+    from stroute import names
+
+    g: Globals = ctx.obj
+    names.tag(tag)
+    names.service(service)
+    ns = g.config().namespace
+    previous = g.store().set_tag(ns, tag, service)
+    emit({"namespace": ns, "tag": tag, "service": service, "previous": previous}, g.output, _table)
+
+
+def _table(data: dict):
+    columns = ["Tag", "Service"] + (["Previous"] if "previous" in data else [])
+    table = new_table(*columns)
+    row = [data["tag"], data["service"]]
+    if "previous" in data:
+        row.append(data["previous"] or "-")
+    table.add_row(*row)
+    return table
+
+
+app.command("get")(guarded(get))
+app.command("set")(guarded(set_))
