@@ -332,8 +332,12 @@ def load(
     *,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    overrides_origin: str = "override",
 ) -> Config:
-    """Read the config file, apply `STROUTE_*` and then `overrides` (dotted keys)."""
+    """Read the config file, apply `STROUTE_*` and then `overrides` (dotted keys).
+
+    `overrides_origin` names where the overrides came from in error messages.
+    """
     env = os.environ if env is None else env
     file = find_file(path, env)
     tree = _read_file(file) if file else {}
@@ -341,7 +345,7 @@ def load(
     from_env = {key: env[env_name(key)] for key in keys() if env.get(env_name(key)) not in (None, "")}
     config = _build(_as_tree(base), from_env, origin="environment", source=base.source) if from_env else base
     if overrides:
-        config = config.with_overrides(**overrides)
+        config = _build(_as_tree(config), overrides, origin=overrides_origin, source=config.source)
     return _with_password_file(config)
 
 

@@ -125,6 +125,16 @@ class Store:
 
         try:
             return fn(*args, **kwargs)
+        except redis.AuthenticationError as exc:
+            raise RedisUnavailable(
+                f"Redis at {self.where} refused the credentials: {_reason(exc)}",
+                hint="check the username and password (URL, STROUTE_REDIS_PASSWORD or redis.password_file)",
+            ) from None
+        except redis.exceptions.NoPermissionError as exc:
+            raise StoreError(
+                f"Redis at {self.where} denied a command: {_reason(exc)}",
+                hint="the Redis user's ACL does not allow what stroute needs",
+            ) from None
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise RedisUnavailable(
                 f"Redis at {self.where} is unreachable: {_reason(exc)}",

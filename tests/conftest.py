@@ -10,7 +10,7 @@ from stroute import backends
 from stroute.config import Config
 from stroute.store import Store
 
-from redis_server import RedisServer
+from stroute.testing import RedisServer
 
 
 @pytest.fixture(scope="session")

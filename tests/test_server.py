@@ -13,7 +13,7 @@ from stroute.errors import ConfigError, InvalidInput, NamespaceMismatch
 from stroute.podstate import RoutingState
 from stroute.server import ServerDriver
 
-from redis_server import RedisServer
+from stroute.testing import RedisServer
 from support import all_keys, check_invariant, wait_until
 
 NS = "default"

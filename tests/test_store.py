@@ -15,7 +15,7 @@ from stroute.errors import InvalidInput, RedisUnavailable, StoreError
 from stroute.podstate import RoutingState
 from stroute.store import Link, SetIfAbsent, Store
 
-from redis_server import free_port
+from stroute.testing import free_port
 from support import Checked, CommandCounter, check_invariant, put_state, redis_millis, wait_until
 
 NS = "default"

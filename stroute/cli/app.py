@@ -19,6 +19,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # usage errors as plain lines, for people and for CI logs
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 

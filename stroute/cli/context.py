@@ -23,7 +23,7 @@ class Globals:
             from stroute import config as config_module
 
             flags = {"redis.url": self.redis_url, "namespace": self.namespace}
-            self._config = config_module.load(self.config_file, overrides=flags)
+            self._config = config_module.load(self.config_file, overrides=flags, overrides_origin="the command line")
         if overrides:
             return self._config.with_overrides(**overrides)
         return self._config

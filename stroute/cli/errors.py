@@ -7,9 +7,15 @@ passwords).
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import sys
+from typing import Annotated, Optional
 
+import typer
+
+from stroute.cli.output import FORMATS
 from stroute.errors import StrouteError
 
 EXIT_OK = 0
@@ -43,14 +49,32 @@ def report(exc: BaseException) -> int:
     return code
 
 
-def guarded(fn):
-    """Wrap a command: a stroute error becomes its exit code and one line."""
-    import functools
+def _set_output(ctx: typer.Context, value: Optional[str]) -> Optional[str]:
+    if value is not None:
+        if value not in FORMATS:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(FORMATS)}")
+        ctx.find_root().obj.output = value
+    return value
 
-    import typer
+
+_OUTPUT_OPTION = Annotated[
+    Optional[str],
+    typer.Option("-o", "--output", callback=_set_output, is_eager=True, show_default=False,
+                 help="table, json or yaml (also accepted before the command)."),
+]
+
+
+def guarded(fn):
+    """Wrap a command: a stroute error becomes its exit code and one line.
+
+    Also gives every command its own `-o/--output`, so scripts may put it
+    after the subcommand (`stroute link get 42 -s lobby -o json`) as well as
+    before it; the later one wins.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        kwargs.pop("_output", None)
         try:
             return fn(*args, **kwargs)
         except typer.Exit:
@@ -60,4 +84,9 @@ def guarded(fn):
         except Exception as exc:  # one line, never a traceback with locals
             raise typer.Exit(report(exc)) from None
 
+    signature = inspect.signature(fn, eval_str=True)
+    params = list(signature.parameters.values())
+    extra = inspect.Parameter("_output", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=_OUTPUT_OPTION)
+    wrapper.__signature__ = signature.replace(parameters=[*params, extra])
+    wrapper.__annotations__ = {**{p.name: p.annotation for p in params}, "_output": _OUTPUT_OPTION}
     return wrapper

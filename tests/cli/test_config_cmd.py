@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from link_place_support import error_lines, isolated, run, run_bin, run_json  # noqa: F401
-from redis_server import RedisServer
+from stroute.testing import RedisServer
 
 pytestmark = pytest.mark.usefixtures("isolated")
 

@@ -271,7 +271,7 @@ def test_a_redis_error_in_one_check_fails_that_check(url, store):
 
 @pytest.mark.realserver
 def test_connected_to_a_replica_fails(redis_server, tmp_path):
-    from redis_server import RedisServer
+    from stroute.testing import RedisServer
 
     replica = RedisServer("--replicaof", "127.0.0.1", str(redis_server.port)).start()
     try:
@@ -285,7 +285,7 @@ def test_connected_to_a_replica_fails(redis_server, tmp_path):
 
 @pytest.mark.realserver
 def test_eviction_policy_that_can_drop_links_warns():
-    from redis_server import RedisServer
+    from stroute.testing import RedisServer
 
     server = RedisServer("--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru").start()
     try:

@@ -20,7 +20,7 @@ from link_place_support import (  # noqa: F401
     run_json,
     stroute_bin,
 )
-from redis_server import free_port
+from stroute.testing import free_port
 
 pytestmark = pytest.mark.usefixtures("isolated")
 

@@ -244,7 +244,7 @@ def test_top_redis_unreachable_is_exit_6():
 
 @pytest.mark.realserver
 def test_top_watch_process_survives_an_outage_and_ends_on_ctrl_c(tmp_path):
-    from redis_server import RedisServer
+    from stroute.testing import RedisServer
 
     server = RedisServer().start()
     try:

@@ -387,7 +387,7 @@ def test_serve_once_in_a_process_redis_down_is_exit_6(tmp_path):
 
 @pytest.mark.realserver
 def test_serve_through_a_redis_restart(tmp_path):
-    from redis_server import RedisServer
+    from stroute.testing import RedisServer
 
     server = RedisServer().start()
     try:
@@ -411,7 +411,7 @@ def test_serve_through_a_redis_restart(tmp_path):
 
 @pytest.mark.realserver
 def test_serve_starts_before_redis_and_stops_during_an_outage(tmp_path):
-    from redis_server import RedisServer
+    from stroute.testing import RedisServer
 
     server = RedisServer()  # not started yet
     try:
