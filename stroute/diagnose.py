@@ -364,17 +364,14 @@ def _scan_index_keys(store: Store, ns: str, limit: int) -> list[tuple[str, str]]
     """(key, uid) of up to `limit` index hashes, by SCAN."""
     ks = store.keys(ns)
     found: list[tuple[str, str]] = []
-    cursor = 0
-    while True:
-        cursor, batch = store._call(store.client.scan, cursor, match=ks.index_pattern(), count=1000)
+    for batch in store.scan_keys(ks.index_pattern(), count=1000):
         for key in batch:
             uid = ks.parse_index(key)
             if uid is not None:
                 found.append((key, uid))
                 if len(found) >= limit:
                     return found
-        if int(cursor) == 0:
-            return found
+    return found
 
 
 def _read_pairs(store: Store, ns: str, pairs: list[tuple[str, str]], *, atomic: bool) -> list[tuple[Any, Any, Any]]:

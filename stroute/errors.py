@@ -76,7 +76,23 @@ class StoreError(StrouteError):
     exit_code = 6
 
 
+class PermissionDenied(StoreError):
+    """The Redis user's ACL refused a command or a key (NOPERM)."""
+
+    exit_code = 6
+
+    def __init__(self, message: str, *, reason: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason  # Redis's own NOPERM text
+
+
 class RedisUnavailable(StoreError, ConnectionError):
     """Redis could not be reached within the socket timeout."""
 
     exit_code = 6
+
+
+class DrainIncomplete(StrouteError):
+    """A drain's deadline passed with links it was asked to move still on the pod."""
+
+    exit_code = 1

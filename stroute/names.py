@@ -21,6 +21,8 @@ _UID_BAD_RE = re.compile(r"[{}\s\x00-\x1f\x7f-\x9f\u2028\u2029]")
 POD_MAX = 65535
 POD_RULE = f"an integer from 0 to {POD_MAX}"
 
+_DECIMAL_RE = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
 LOAD_MAX = 2**53
 LOAD_RULE = f"an integer from 0 to {LOAD_MAX}"
 
@@ -63,7 +65,7 @@ def _integer(kind: str, value: object, low: int, high: int, rule: str) -> int:
         raise InvalidInput(f"invalid {kind} {_show(value)}: must be {rule}")
     if isinstance(value, str):
         text = value.strip()
-        if not re.fullmatch(r"[+-]?\d+", text):
+        if not re.fullmatch(r"[+-]?[0-9]+", text):  # ASCII digits: int() would also take '١' or '３'
             raise InvalidInput(f"invalid {kind} {_show(value)}: must be {rule}")
         value = int(text)
     if not isinstance(value, int) or not low <= value <= high:
@@ -83,6 +85,9 @@ def ttl(value: object, *, kind: str = "ttl") -> float:
     """A duration in seconds: a finite number > 0 (milliseconds resolution)."""
     rule = "a number of seconds greater than 0 (at least 0.001)"
     if isinstance(value, bool) or value is None:
+        raise InvalidInput(f"invalid {kind} {_show(value)}: must be {rule}")
+    if isinstance(value, str) and not _DECIMAL_RE.fullmatch(value.strip()):
+        # float() would also take '1_000', 'infinity' or non-ASCII digits
         raise InvalidInput(f"invalid {kind} {_show(value)}: must be {rule}")
     try:
         number = float(value)  # type: ignore[arg-type]

@@ -138,12 +138,17 @@ class Snapshot:
             )
         return cls(service, now_ms, dict(sorted(pods.items())), tuple(sorted(invalid)))
 
+    def __post_init__(self) -> None:
+        # Placement asks these for every user: work them out once.
+        object.__setattr__(self, "_alive", frozenset(p for p, v in self.pods.items() if v.alive))
+        object.__setattr__(self, "_routable", [v for v in self.pods.values() if v.routable])
+
     def is_alive(self, pod: int) -> bool:
-        view = self.pods.get(pod)
-        return view is not None and view.alive
+        return pod in self._alive  # type: ignore[attr-defined]
 
     def routable(self) -> list[PodView]:
-        return [v for v in self.pods.values() if v.routable]
+        """The routable pods, in pod order (a shared list: do not modify)."""
+        return self._routable  # type: ignore[attr-defined]
 
     def alive(self) -> list[PodView]:
         return [v for v in self.pods.values() if v.alive]

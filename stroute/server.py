@@ -74,6 +74,12 @@ class ServerDriver:
         self.last_heartbeat_ms: int | None = None
         self.heartbeats_ok = 0
         self.heartbeats_failed = 0
+        self.last_load: int | None = None  # the load of the last heartbeat that reached Redis
+        self.links_set = 0  # links set through this driver's link methods
+        self.links_removed = 0
+        self._links_lock = threading.Lock()
+        # Called with the seconds each publish's Redis round trip took (failed ones too).
+        self.publish_observers: list[Callable[[float], None]] = []
         self._lock = threading.Lock()  # one publish at a time, always of the current state
         self._wake = threading.Event()
         self._halt = threading.Event()
@@ -123,17 +129,22 @@ class ServerDriver:
         with self._lock:
             state = self._state
             load = self.get_load_state()
-            result = self.store.publish_state(
-                self.namespace,
-                self.service,
-                self.pod,
-                load=load,
-                state=state,
-                epoch=self.epoch,
-                expire_ms=self._expire_ms,
-                summarize=self.pod == 0,
-                register=self._register_due(state),
-            )
+            started = time.perf_counter()
+            try:
+                result = self.store.publish_state(
+                    self.namespace,
+                    self.service,
+                    self.pod,
+                    load=load,
+                    state=state,
+                    epoch=self.epoch,
+                    expire_ms=self._expire_ms,
+                    summarize=self.pod == 0,
+                    register=self._register_due(state),
+                )
+            finally:
+                self._observe_publish(time.perf_counter() - started)
+            self.last_load = load
             self._since_register = (self._since_register + 1) % _REGISTER_EVERY
             if state is not self._published_state:
                 log.info(
@@ -153,6 +164,13 @@ class ServerDriver:
             log.debug("heartbeat pod %d of %s: %s, load %d%s", self.pod, self.service, state.name, load,
                       ", cordoned" if result.cordoned else "")
             return result
+
+    def _observe_publish(self, seconds: float) -> None:
+        for observe in self.publish_observers:
+            try:
+                observe(seconds)
+            except Exception:  # an observer must never stop heartbeats
+                log.exception("publish observer failed")
 
     def start(self) -> None:
         """Start heartbeats in a background thread (first one at once)."""
@@ -245,18 +263,23 @@ class ServerDriver:
                        *, ttl: float | None = None) -> int | None:
         """Force a link (to this pod by default); returns the previous pod."""
         names.bound_namespace(self.namespace, namespace)
-        return self.store.set(self.namespace, uid, service, self._pod(pod), _ttl_ms(ttl))
+        previous = self.store.set(self.namespace, uid, service, self._pod(pod), _ttl_ms(ttl))
+        self._count_links(set_=1)
+        return previous
 
     def try_set_linked_pod(self, namespace: str, uid: str, service: str, pod: int | None = None,
                            *, ttl: float | None = None) -> tuple[bool, int]:
         """Set unless a persistent link to another pod exists: (ok, pod in force)."""
         names.bound_namespace(self.namespace, namespace)
-        return self.store.try_set(self.namespace, uid, service, self._pod(pod), _ttl_ms(ttl))
+        ok, current = self.store.try_set(self.namespace, uid, service, self._pod(pod), _ttl_ms(ttl))
+        self._count_links(set_=int(ok))
+        return ok, current
 
     def remove_linked_pod(self, namespace: str, uid: str, service: str, *, after: float | None = None) -> bool:
         """Remove a link now, or after `after` seconds."""
         names.bound_namespace(self.namespace, namespace)
         removed, _ = self.store.remove(self.namespace, uid, service, after_ms=_after_ms(after))
+        self._count_links(removed=int(removed))
         return removed
 
     def remove_linked_pod_with_id(self, namespace: str, uid: str, service: str, pod: int | None = None,
@@ -265,7 +288,13 @@ class ServerDriver:
         names.bound_namespace(self.namespace, namespace)
         removed, _ = self.store.remove(self.namespace, uid, service, after_ms=_after_ms(after),
                                        if_pod=self._pod(pod))
+        self._count_links(removed=int(removed))
         return removed
+
+    def _count_links(self, *, set_: int = 0, removed: int = 0) -> None:
+        with self._links_lock:
+            self.links_set += set_
+            self.links_removed += removed
 
     def _pod(self, pod: int | None) -> int:
         return self.pod if pod is None else names.pod(pod)

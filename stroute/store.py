@@ -15,7 +15,7 @@ from importlib import resources
 from typing import Any, Callable, Iterable, Iterator
 
 from stroute import names
-from stroute.errors import InvalidInput, RedisUnavailable, StoreError
+from stroute.errors import InvalidInput, PermissionDenied, RedisUnavailable, StoreError
 from stroute.keys import KeySpace
 from stroute.podstate import RoutingState, Snapshot
 
@@ -28,6 +28,7 @@ _SCRIPTS = (
     "link_remove",
     "state_snapshot",
     "state_publish",
+    "link_import",
 )
 
 # Keys per MGET: large enough to amortise, small enough not to block Redis.
@@ -72,10 +73,14 @@ class Published:
 
 
 def _pod_of(raw: Any, key: str) -> int:
-    try:
-        return names.pod(raw)
-    except Exception:
-        raise StoreError(f"key {key!r} holds {raw!r}, not a pod index") from None
+    # Hot path (every reply carries a pod): plain ASCII digits only, no regex.
+    if isinstance(raw, str) and 0 < len(raw) <= 5 and raw.isascii() and raw.isdigit():
+        pod = int(raw)
+        if pod <= names.POD_MAX:
+            return pod
+    elif isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw <= names.POD_MAX:
+        return raw
+    raise StoreError(f"key {key!r} holds {raw!r}, not a pod index")
 
 
 def _optional_pod(raw: Any, key: str) -> int | None:
@@ -98,6 +103,8 @@ class Store:
         self.prefix = names.prefix(prefix)
         self.where = where
         self._scripts = {name: client.register_script(script_source(name)) for name in _SCRIPTS}
+        self.cluster = _is_cluster(client)
+        self._loaded: set[str] = set()  # scripts this Store has SCRIPT LOADed for its pipelines
         self._keyspaces: dict[str, KeySpace] = {}
 
     @classmethod
@@ -131,8 +138,9 @@ class Store:
                 hint="check the username and password (URL, STROUTE_REDIS_PASSWORD or redis.password_file)",
             ) from None
         except redis.exceptions.NoPermissionError as exc:
-            raise StoreError(
+            raise PermissionDenied(
                 f"Redis at {self.where} denied a command: {_reason(exc)}",
+                reason=str(exc).strip() or "NOPERM",
                 hint="the Redis user's ACL does not allow what stroute needs",
             ) from None
         except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -206,25 +214,70 @@ class Store:
             calls.append((keys, [service, names.pod(pod), ttl]))
         if not calls:
             return []
-        sha = self._scripts["link_set_if_absent"].sha
-
-        def fill(pipe: Any) -> None:
-            for keys, args in calls:
-                pipe.evalsha(sha, 2, *keys, *args)
-
-        replies = self._pipeline(fill, "link_set_if_absent")
+        replies = self.run_script_many("link_set_if_absent", calls)
         return [_set_if_absent_reply(r, keys[0]) for r, (keys, _) in zip(replies, calls)]
+
+    def run_script_many(self, name: str, calls: list[tuple[list[str], list]]) -> list[Any]:
+        """One of the package's scripts for many (keys, args), replies in call order:
+        one pipelined round trip (a pipeline per node on a cluster).
+
+        Scripts cannot run inside redis-py's cluster pipelines, so on a
+        cluster the calls are grouped by the node that owns their keys and
+        each group goes down a plain pipeline to that node. A call whose slot
+        moved meanwhile is retried alone through the cluster client.
+        """
+        sha = self._scripts[name].sha
+        if not self.cluster:
+            def fill(pipe: Any) -> None:
+                for keys, args in calls:
+                    pipe.evalsha(sha, len(keys), *keys, *args)
+
+            return self._pipeline(fill, name)
+
+        import redis
+
+        by_node: dict[str, list[int]] = {}
+        nodes: dict[str, Any] = {}
+        for i, (keys, _) in enumerate(calls):
+            node = self._call(self.client.get_node_from_key, keys[0])
+            by_node.setdefault(node.name, []).append(i)
+            nodes[node.name] = node
+        replies: list[Any] = [None] * len(calls)
+        for node_name, indexes in by_node.items():
+            conn = self.client.get_redis_connection(nodes[node_name])
+            for attempt in range(2):
+                pipe = conn.pipeline(transaction=False)
+                for i in indexes:
+                    keys, args = calls[i]
+                    pipe.evalsha(sha, len(keys), *keys, *args)
+                got = self._call(pipe.execute, raise_on_error=False)
+                if attempt or not any(isinstance(r, redis.exceptions.NoScriptError) for r in got):
+                    break
+                self._call(conn.script_load, script_source(name))
+            for i, reply in zip(indexes, got):
+                if isinstance(reply, redis.exceptions.ResponseError) and str(reply).startswith(("MOVED", "ASK")):
+                    keys, args = calls[i]
+                    reply = self._script(name, keys, args)
+                elif isinstance(reply, Exception):
+                    self._call(_raise, reply)
+                replies[i] = reply
+        return replies
 
     def _pipeline(self, fill: Callable[[Any], None], *scripts: str) -> list[Any]:
         """Run one pipeline whose scripts are called by EVALSHA.
 
         Unlike redis-py's script objects in a pipeline, this sends no SCRIPT
-        EXISTS first: on NOSCRIPT (a restarted or flushed Redis; then no
-        script of the pipeline ran) it loads them and runs the pipeline once
-        more.
+        EXISTS before each pipeline: a script is loaded once per Store before
+        its first pipeline, and on NOSCRIPT (a restarted or flushed Redis;
+        then no script of the pipeline ran) loaded again and the pipeline run
+        once more.
         """
         import redis
 
+        for name in scripts:
+            if name not in self._loaded:
+                self._call(self.client.script_load, script_source(name))
+                self._loaded.add(name)
         for attempt in range(2):
             pipe = self.client.pipeline(transaction=False)
             fill(pipe)
@@ -263,10 +316,14 @@ class Store:
         keys = [ks.link(names.uid(uid), service) for uid in uids]
         if not keys:
             return {}
-        pipe = self.client.pipeline(transaction=False)
-        for start in range(0, len(keys), _MGET_CHUNK):
-            pipe.mget(keys[start:start + _MGET_CHUNK])
-        values = [v for chunk in self._call(pipe.execute) for v in chunk]
+        if self.cluster:
+            # MGET per slot, one pipeline per node (redis-py groups them).
+            values = self._call(self.client.mget_nonatomic, keys)
+        else:
+            pipe = self.client.pipeline(transaction=False)
+            for start in range(0, len(keys), _MGET_CHUNK):
+                pipe.mget(keys[start:start + _MGET_CHUNK])
+            values = [v for chunk in self._call(pipe.execute) for v in chunk]
         return {uid: _optional_pod(raw, key) for uid, key, raw in zip(uids, keys, values)}
 
     def scan_links(
@@ -278,26 +335,77 @@ class Store:
             names.service(service)
         if pod is not None:
             names.pod(pod)
-        cursor = 0
-        while True:
-            cursor, batch = self._call(self.client.scan, cursor, match=ks.link_pattern(service), count=count)
+        for batch in self.scan_keys(ks.link_pattern(service), count=count):
             parsed = [(key, ks.parse_link(key)) for key in batch]
             parsed = [(key, p) for key, p in parsed if p is not None]
-            if parsed:
-                pipe = self.client.pipeline(transaction=False)
-                for key, _ in parsed:
-                    pipe.get(key)
-                    pipe.pttl(key)
-                replies = self._call(pipe.execute)
-                for i, (key, (uid, svc)) in enumerate(parsed):
-                    raw, pttl = replies[2 * i], replies[2 * i + 1]
-                    if raw is None:
-                        continue  # expired between SCAN and GET
-                    link_pod = _pod_of(raw, key)
-                    if pod is None or link_pod == pod:
-                        yield Link(namespace, uid, svc, link_pod, None if pttl < 0 else int(pttl))
-            if int(cursor) == 0:
-                return
+            if not parsed:
+                continue
+            keys = [key for key, _ in parsed]
+            if pod is None:
+                values, pttls = self._values_and_pttls(keys)
+            else:
+                # Filtering by pod: read the values, then TTLs of the matches only.
+                values = self._values(keys)
+                wanted = [i for i, raw in enumerate(values) if raw is not None and _pod_of(raw, keys[i]) == pod]
+                parsed = [parsed[i] for i in wanted]
+                values = [values[i] for i in wanted]
+                pttls = self._pttls([keys[i] for i in wanted]) if wanted else []
+            for (key, (uid, svc)), raw, pttl in zip(parsed, values, pttls):
+                if raw is None or pttl == -2:
+                    continue  # expired between SCAN and the read
+                yield Link(namespace, uid, svc, _pod_of(raw, key), None if pttl < 0 else int(pttl))
+
+    def scan_keys(self, match: str, *, count: int = 1000) -> Iterator[list[str]]:
+        """Batches of key names matching `match` (SCAN, never KEYS), from every primary."""
+        for node in self._primaries():
+            cursor = 0
+            while True:
+                cursor, batch = self._call(node.scan, cursor, match=match, count=count)
+                if batch:
+                    yield batch
+                if int(cursor) == 0:
+                    break
+
+    def _primaries(self) -> list[Any]:
+        """A client per primary: the one client, or each node of a cluster."""
+        if not self.cluster:
+            return [self.client]
+        return [self.client.get_redis_connection(node) for node in self._call(self.client.get_primaries)]
+
+    def _node_pipeline(self, keys: list[str]) -> Any:
+        """A plain pipeline to the node holding keys (all on one node)."""
+        if self.cluster:
+            return self.client.get_redis_connection(self.client.get_node_from_key(keys[0])).pipeline(transaction=False)
+        return self.client.pipeline(transaction=False)
+
+    def _values(self, keys: list[str]) -> list[Any]:
+        if not self.cluster:
+            return self._call(self.client.mget, keys)
+        pipe = self._node_pipeline(keys)  # keys of several slots: no MGET
+        for key in keys:
+            pipe.get(key)
+        return self._call(pipe.execute)
+
+    def _pttls(self, keys: list[str]) -> list[int]:
+        pipe = self._node_pipeline(keys)
+        for key in keys:
+            pipe.pttl(key)
+        return self._call(pipe.execute)
+
+    def _values_and_pttls(self, keys: list[str]) -> tuple[list[Any], list[int]]:
+        """Values and PTTLs of keys that live on one node: one pipelined round trip."""
+        pipe = self._node_pipeline(keys)
+        if self.cluster:
+            for key in keys:
+                pipe.get(key)
+        else:
+            pipe.mget(keys)
+        for key in keys:
+            pipe.pttl(key)
+        replies = self._call(pipe.execute)
+        if self.cluster:
+            return replies[: len(keys)], replies[len(keys):]
+        return replies[0], replies[1:]
 
     # --- pod states -------------------------------------------------------------
 
@@ -328,7 +436,11 @@ class Store:
         names.service(service)
         keys = [ks.state(service), ks.control(service)]
         args = [names.pod(pod), names.load(load), int(state), "" if epoch is None else int(epoch), int(summarize)]
-        if register:
+        if register and self.cluster:
+            # Two hash tags, two slots: no shared pipeline on a cluster.
+            millis, control, states, controls = self._script("state_publish", keys, args)
+            self._call(self.client.sadd, ks.services(), service)
+        elif register:
             sha = self._scripts["state_publish"].sha
 
             def fill(pipe: Any) -> None:
@@ -386,6 +498,12 @@ def _ttl_arg(ttl_ms: int | None) -> int:
 def _set_if_absent_reply(reply: list[Any], key: str) -> SetIfAbsent:
     pod, created, was_persistent = reply
     return SetIfAbsent(_pod_of(pod, key), bool(created), bool(was_persistent))
+
+
+def _is_cluster(client: Any) -> bool:
+    from redis.cluster import RedisCluster
+
+    return isinstance(client, RedisCluster)
 
 
 def _raise(exc: Exception) -> None:

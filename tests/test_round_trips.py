@@ -82,3 +82,55 @@ def test_batch_placement_and_heartbeats_survive_a_script_flush(real_url, redis_s
         assert after >= before
         assert raw.hget("sf:{default:state:lobby}", 2).split("-")[2] == "1"
     raw.close()
+
+
+def test_batch_get_is_one_mget_per_ten_thousand_uids(real_url, redis_server):
+    config = _config(real_url)
+    raw = redis_server.client()
+    counter = CommandCounter(redis_server.client())
+    uids = [f"u{i}" for i in range(25_000)]
+    pipe = raw.pipeline(transaction=False)
+    for i, uid in enumerate(uids[::2]):
+        pipe.set(f"sf:{{default:lk:{uid}}}lobby", i % 4)
+    pipe.execute()
+    with ClientDriver(config) as client:
+        client.store.ping()  # the connection's own HELLO / CLIENT SETNAME come first
+        counter.reset()
+        found = client.batch_get_linked_pod("default", uids, "lobby")
+        assert counter.counts() == {"mget": 3}
+    assert len(found.missing) == 12_500 and sum(map(len, found.pods.values())) == 12_500
+    raw.close()
+    counter.client.close()
+
+
+def test_place_from_stdin_costs_one_command_per_new_uid(real_url, redis_server):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    raw = redis_server.client()
+    for pod in range(3):
+        put_state(raw, "lobby", pod, load=0)
+    counter = CommandCounter(redis_server.client())
+    raw.script_flush()  # as on a Redis that was just restarted
+    uids = "\n".join(f"new-{i}" for i in range(2_000))
+    stroute = Path(sys.executable).with_name("stroute")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STROUTE_")}
+    counter.reset()
+    done = subprocess.run([str(stroute), "--redis-url", real_url, "-o", "json", "place", "-s", "lobby", "-"],
+                          input=uids, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    counts = counter.counts()
+    # The scripts' own GET, SET, TIME and HGETALL are counted by Redis too, and
+    # HELLO / CLIENT SETNAME open the connection: neither is a command sent.
+    inside = {"get", "set", "time", "hgetall", "hello", "client|setname", "client|setinfo"}
+    sent = sum(v for k, v in counts.items() if k not in inside)
+    # One per uid and one for the state snapshot (which loads its script on
+    # NOSCRIPT); the batch's script is loaded once before its pipeline.
+    assert counts["evalsha"] == 2_000 + 2
+    assert counts["script|load"] == 2
+    assert sent <= 2_000 * 1.05, counts
+    assert raw.dbsize() >= 2_000
+    raw.close()
+    counter.client.close()

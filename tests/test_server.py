@@ -21,8 +21,9 @@ READY, DRAINING, DOWN = RoutingState.READY, RoutingState.DRAINING, RoutingState.
 
 
 @pytest.fixture
-def servers():
-    """Server drivers made by a test; stopped at its end whatever happens."""
+def servers(store):
+    """Server drivers made by a test; stopped at its end whatever happens
+    (before the shared store closes: a closed cluster client cannot reconnect)."""
     made: list[ServerDriver] = []
     yield made
     for server in made:

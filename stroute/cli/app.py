@@ -38,7 +38,7 @@ def root(
     ] = None,
     redis_url: Annotated[
         Optional[str],
-        typer.Option("--redis-url", help="Redis URL (redis://, rediss://, unix://, embedded://, memory://). "
+        typer.Option("--redis-url", help="Redis URL (redis://, rediss://, unix://, redis+cluster://, redis+sentinel://, embedded://, memory://). "
                      "Env: STROUTE_REDIS_URL.", show_default=False),
     ] = None,
     namespace: Annotated[
@@ -78,6 +78,17 @@ def _register() -> None:
     app.command("place")(guarded(place))
     app.add_typer(tag.app, name="tag")
     app.add_typer(config_cmd.app, name="config")
+
+    # acl
+    from stroute.cli.acl import acl
+
+    app.command("acl")(guarded(acl))
+
+    # export / import
+    from stroute.cli.transfer import export, import_
+
+    app.command("export")(guarded(export))
+    app.command("import")(guarded(import_))
 
 
 _register()

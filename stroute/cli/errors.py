@@ -64,6 +64,18 @@ _OUTPUT_OPTION = Annotated[
 ]
 
 
+def _acl_refusal(exc: Exception, ctx) -> Exception | None:
+    """A command Redis's ACL refused, told with the namespace it was for (see stroute.acl)."""
+    from stroute.acl import explain_refusal
+
+    g = ctx.find_root().obj if ctx is not None else None
+    try:
+        namespace = g.config().namespace if g is not None else None
+    except Exception:  # the config did not load: then nothing reached Redis either
+        namespace = None
+    return explain_refusal(exc, namespace)
+
+
 def guarded(fn):
     """Wrap a command: a stroute error becomes its exit code and one line.
 
@@ -82,10 +94,11 @@ def guarded(fn):
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
         except Exception as exc:  # one line, never a traceback with locals
-            raise typer.Exit(report(exc)) from None
+            raise typer.Exit(report(_acl_refusal(exc, kwargs.get(context)) or exc)) from None
 
     signature = inspect.signature(fn, eval_str=True)
     params = list(signature.parameters.values())
+    context = next((p.name for p in params if p.annotation is typer.Context), None)
     extra = inspect.Parameter("_output", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=_OUTPUT_OPTION)
     wrapper.__signature__ = signature.replace(parameters=[*params, extra])
     wrapper.__annotations__ = {**{p.name: p.annotation for p in params}, "_output": _OUTPUT_OPTION}

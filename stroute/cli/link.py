@@ -309,9 +309,68 @@ def _list_table(data: dict):
     return table
 
 
+# --- clear ---------------------------------------------------------------------------------
+
+
+def clear(
+    ctx: typer.Context,
+    service: Service,
+    pod: Pod,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count the links, remove nothing.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Clear even if the pod is alive.")] = False,
+) -> None:
+    """Remove every link to pod N of a service, with its index entry.
+
+    Each removal is fenced (remove-if-pod N): a link that moved to another pod
+    meanwhile survives. Refuses an alive pod (exit 4) unless --force: its
+    users would lose their links while it still holds their state.
+    """
+    from stroute import names
+    from stroute.cli.output import info
+    from stroute.cli.progress import Counter
+    from stroute.errors import Conflict
+    from stroute.operations import clear_pod
+
+    g: Globals = ctx.obj
+    names.service(service)
+    pod_n = inputs.pod(pod)
+    config = g.config()
+    store = g.store()
+    snap = store.snapshot(config.namespace, service, expire_ms=round(config.state.expire * 1000))
+    view = snap.pods.get(pod_n)
+    if view is not None and view.alive and not force:
+        alive = (f"pod {pod_n} of {service!r} is alive ({view.display_state}"
+                 f"{', cordoned' if view.cordoned else ''}, heartbeat {view.heartbeat_age_ms} ms ago)")
+        if not dry_run:
+            raise Conflict(f"{alive}: its links were not cleared",
+                           hint="drain it first (stroute pod drain SVC POD --migrate), or pass --force")
+        info(f"note: {alive}: clearing its links needs --force")
+    counter = Counter("removing links" if not dry_run else "counting links")
+    try:
+        report = clear_pod(store, config.namespace, service, pod_n, dry_run=dry_run,
+                           on_progress=lambda r: counter.tick(r.found))
+    finally:
+        counter.done()
+    emit(report.to_dict(), g.output, _clear_text)
+
+
+def _clear_text(data: dict):
+    from rich.text import Text
+
+    where = f"pod {data['pod']} of {data['service']!r} (namespace {data['namespace']!r})"
+    found = f"{data['found']} link{'' if data['found'] == 1 else 's'}"
+    if data["dry_run"]:
+        return Text(f"dry run, nothing changed: would remove {found} to {where}")
+    text = f"removed {data['removed']} of {found} to {where}"
+    if data["kept"]:
+        text += f"; {data['kept']} kept: they changed meanwhile"
+    return Text(text)
+
+
 app.command("get")(guarded(get))
 app.command("set")(guarded(set_))
 app.command("try-set")(guarded(try_set))
 app.command("remove")(guarded(remove))
 app.command("batch-get")(guarded(batch_get))
 app.command("list")(guarded(list_))
+app.command("clear")(guarded(clear))

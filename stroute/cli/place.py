@@ -141,6 +141,7 @@ def _explained(g: Globals, driver: Any, uid: str, service: str, persist: bool) -
             "considered": [] if decision is None else [v.pod for v in decision.considered],
             "choice": None if decision is None else decision.pod.pod,
             "why": _why(result, extra),
+            "stats": driver.stats(),
         },
     }
     emit(data, g.output, _explain_table)
@@ -201,4 +202,7 @@ def _explain_table(data: dict):
     else:
         lines.append(f"uid {data['uid']!r} -> pod {data['pod']} ({data['source']})")
     lines.append(f"why: {explain['why']}")
+    stats = explain.get("stats")
+    if stats:
+        lines.append("client outcomes: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in stats.items()))
     return Group(table, Text("\n".join(lines)))

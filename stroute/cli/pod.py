@@ -1,4 +1,4 @@
-"""`stroute pod cordon|uncordon|forget SVC POD`: operator overrides of one pod.
+"""`stroute pod cordon|uncordon|forget|drain SVC POD`: operator overrides of one pod.
 
 A cordon lives in `P:{ns:state:svc}:ctl`, not in the pod's own state field,
 so it survives the pod's restarts: the pod keeps serving its linked users and
@@ -7,7 +7,7 @@ gets no new ones until it is uncordoned.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -17,7 +17,7 @@ from stroute.cli.output import emit, info
 
 app = typer.Typer(
     name="pod",
-    help="Operator overrides of one pod: cordon, uncordon, forget.",
+    help="Operator overrides of one pod: cordon, uncordon, forget, drain.",
     no_args_is_help=True,
 )
 
@@ -106,6 +106,125 @@ def _text(message: str):
     return Text(message)
 
 
+# --- drain ---------------------------------------------------------------------------
+
+
+def drain(
+    ctx: typer.Context,
+    service: ServiceArg,
+    pod: PodArg,
+    migrate: Annotated[
+        bool, typer.Option("--migrate", help="Move the pod's temporary links to routable pods (compare-and-set).")
+    ] = False,
+    include_persistent: Annotated[
+        bool, typer.Option("--include-persistent",
+                           help="With --migrate: move persistent links too (the users' state must follow them).")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Change nothing, not even the cordon; report what would be done.")
+    ] = False,
+    rate: Annotated[
+        Optional[str], typer.Option("--rate", metavar="N", show_default=False, help="At most N moves per second.")
+    ] = None,
+    deadline: Annotated[
+        Optional[str],
+        typer.Option("--deadline", metavar="S", show_default=False,
+                     help="Stop after S seconds. Without --migrate: wait up to S seconds for the links to leave."),
+    ] = None,
+) -> None:
+    """Cordon a pod and, with --migrate, move its links to other routable pods.
+
+    Each move is a compare-and-set: a link that changed meanwhile is skipped,
+    never overwritten; a temporary link keeps its remaining TTL. Exit 5 when
+    no other pod is routable, 1 when the deadline stops it with links left.
+    """
+    from stroute import names
+    from stroute.cli.progress import Bar
+    from stroute.operations import Drain
+
+    g: Globals = ctx.obj
+    config = g.config()
+    names.service(service)
+    index = names.pod(pod)
+    moves_per_s = _number(rate, "--rate", "a number of moves per second greater than 0", allow_zero=False)
+    seconds = _number(deadline, "--deadline", "a number of seconds, 0 or more", allow_zero=True)
+    if include_persistent and not migrate:
+        from stroute.errors import InvalidInput
+
+        raise InvalidInput("--include-persistent only applies with --migrate")
+    bar = Bar(f"links on pod {index}")
+    job = Drain(g.store(), config, service, index, migrate=migrate, include_persistent=include_persistent,
+                dry_run=dry_run, rate=moves_per_s, deadline=seconds,
+                on_progress=lambda p: bar.update(p.total, p.total - p.left,
+                                                 f"{p.moved} moved, {p.skipped} skipped" if migrate else ""))
+    try:
+        report = job.run()
+    finally:
+        bar.stop()
+    emit(report.to_dict(), g.output, lambda _: _drain_text(report))
+    if report.error is None:
+        _drain_notes(report)
+    if report.error is not None:
+        raise report.error
+
+
+def _number(value: str | None, flag: str, rule: str, *, allow_zero: bool) -> float | None:
+    import math
+
+    from stroute.errors import InvalidInput
+
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+        raise InvalidInput(f"invalid {flag} {value!r}: must be {rule}")
+    return number
+
+
+def _targets(report) -> str:
+    return ", ".join(f"pod {pod}: {n}" for pod, n in sorted(report.targets.items()))
+
+
+def _drain_text(report):
+    where = f"pod {report.pod} of {report.service!r}"
+    if report.dry_run:
+        lines = [f"dry run, nothing changed: would cordon {where} (namespace {report.namespace!r})"]
+        if report.migrate:
+            lines.append(f"would move {report.moved} of its {report.links_before} links"
+                         + (f" ({_targets(report)})" if report.targets else "") + f"; {report.remaining} would stay")
+        else:
+            lines.append(f"{report.links_before} links on it; without --migrate they stay until they expire "
+                         "or the service moves them")
+        return _text("\n".join(lines))
+    cordon = "cordoned" if report.cordon_changed else "was already cordoned"
+    lines = [f"{where} {cordon} (namespace {report.namespace!r}): {report.links_before} links before"]
+    if report.migrate:
+        lines.append(f"moved {report.moved}" + (f" ({_targets(report)})" if report.targets else "")
+                     + f", skipped {report.skipped} (changed meanwhile), {report.remaining} remaining")
+    else:
+        lines.append(f"{report.remaining} remaining")
+    return _text("\n".join(lines))
+
+
+def _drain_notes(report) -> None:
+    if report.dry_run or not report.remaining:
+        return
+    if not report.migrate:
+        info(f"note: {_links(report.remaining)} on pod {report.pod}, still served; "
+             "add --migrate to move the temporary ones")
+    elif report.to_move == 0:
+        info(f"note: {_links(report.remaining, 'persistent link')} on pod {report.pod}; "
+             "--include-persistent moves persistent links too (their users' state must follow)")
+
+
+def _links(n: int, what: str = "link") -> str:
+    return f"{n} {what}{' stays' if n == 1 else 's stay'}"
+
+
 app.command("cordon")(guarded(cordon))
 app.command("uncordon")(guarded(uncordon))
 app.command("forget")(guarded(forget))
+app.command("drain")(guarded(drain))

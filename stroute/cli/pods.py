@@ -9,8 +9,9 @@ costs no extra round trip, and still says something when pod 0 is dead.
 from __future__ import annotations
 
 import time
+from collections import Counter, deque
 from dataclasses import dataclass
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Mapping, Optional
 
 import typer
 
@@ -18,6 +19,12 @@ from stroute.cli.context import Globals
 from stroute.cli.output import emit, info, plain
 
 BAR_WIDTH = 10
+TREND_SAMPLES = 8  # top --watch: loads kept per pod for its trend
+
+CountLinks = Annotated[
+    bool,
+    typer.Option("--count-links", help="Count each pod's links: a SCAN of the links (progress on stderr)."),
+]
 
 
 @dataclass(frozen=True)
@@ -29,7 +36,9 @@ class ServiceView:
     invalid: tuple[int, ...]  # pods whose state field does not parse
 
 
-def service_view(namespace: str, snap) -> ServiceView:
+def service_view(namespace: str, snap, links: Mapping[int, int] | None = None) -> ServiceView:
+    """`links` (pod -> links counted) adds "links" to each pod, and the
+    service's "links_total" and "links_to_unknown_pods" (pods with links but no state)."""
     data = {
         "namespace": namespace,
         "service": snap.service,
@@ -48,7 +57,27 @@ def service_view(namespace: str, snap) -> ServiceView:
             for v in snap.pods.values()
         ],
     }
+    if links is not None:
+        for row in data["pods"]:
+            row["links"] = links.get(row["pod"], 0)
+        data["links_total"] = sum(links.values())
+        data["links_to_unknown_pods"] = {str(p): n for p, n in sorted(links.items()) if p not in snap.pods}
     return ServiceView(data, snap.now_ms, snap.invalid)
+
+
+def count_links(store, namespace: str, service: str | None = None) -> dict[str, Counter]:
+    """service -> Counter(pod -> links), by one SCAN (a live count on stderr)."""
+    from stroute.cli.progress import Counter as Progress
+
+    counts: dict[str, Counter] = {}
+    progress = Progress("counting links")
+    try:
+        for n, link in enumerate(store.scan_links(namespace, service=service), 1):
+            counts.setdefault(link.service, Counter())[link.pod] += 1
+            progress.tick(n)
+    finally:
+        progress.done()
+    return counts
 
 
 def _warn_invalid(view: ServiceView) -> None:
@@ -60,6 +89,7 @@ def _warn_invalid(view: ServiceView) -> None:
 def pods(
     ctx: typer.Context,
     service: Annotated[str, typer.Option("-s", "--service", help="Service whose pods to show.")],
+    links: CountLinks = False,
 ) -> None:
     """One service's pods: state, load, heartbeat age, incarnation age."""
     from stroute.errors import NotFound
@@ -68,24 +98,31 @@ def pods(
     config = g.config()
     store = g.store()
     expire_ms = round(config.state.expire * 1000)
-    view = service_view(config.namespace, store.snapshot(config.namespace, service, expire_ms=expire_ms))
+    snap = store.snapshot(config.namespace, service, expire_ms=expire_ms)
+    counts = count_links(store, config.namespace, service).get(service, Counter()) if links else None
+    view = service_view(config.namespace, snap, counts)
     if g.output != "table":  # the table shows them itself
         _warn_invalid(view)
     emit(view.data, g.output, lambda _: render([view]))
-    if not view.data["pods"] and not view.invalid and service not in store.services(config.namespace):
+    if not view.data["pods"] and not view.invalid and not counts and service not in store.services(config.namespace):
         raise NotFound(
             f"service {service!r} has no pods in namespace {config.namespace!r}",
             hint="check the name with 'stroute top'; a server driver registers its service on its first heartbeat",
         )
 
 
-def _top_views(g: Globals) -> list[ServiceView]:
+def _top_views(g: Globals, links: bool = False) -> list[ServiceView]:
     config = g.config()
     store = g.store()
     expire_ms = round(config.state.expire * 1000)
+    counts = count_links(store, config.namespace) if links else None
+    services = store.services(config.namespace)
+    if counts is not None:  # a service with links but no registered pod is shown too
+        services = sorted(set(services) | set(counts))
     return [
-        service_view(config.namespace, store.snapshot(config.namespace, service, expire_ms=expire_ms))
-        for service in store.services(config.namespace)
+        service_view(config.namespace, store.snapshot(config.namespace, service, expire_ms=expire_ms),
+                     None if counts is None else counts.get(service, Counter()))
+        for service in services
     ]
 
 
@@ -98,6 +135,7 @@ def top(
     count: Annotated[
         Optional[int], typer.Option("--count", min=1, help="With --watch: stop after this many refreshes.")
     ] = None,
+    links: CountLinks = False,
 ) -> None:
     """Every service of the namespace: one row per pod and a summary per service."""
     from stroute.errors import InvalidInput
@@ -106,7 +144,7 @@ def top(
     if not watch:
         if interval is not None or count is not None:
             raise InvalidInput("--interval and --count only apply with --watch")
-        views = _top_views(g)
+        views = _top_views(g, links)
         for view in views if g.output != "table" else ():
             _warn_invalid(view)
         data = {"namespace": g.config().namespace, "services": [v.data for v in views]}
@@ -120,10 +158,11 @@ def top(
     period = 2.0 if interval is None else interval
     if not period >= 0.1:
         raise InvalidInput(f"invalid --interval {interval!r}: must be a number of seconds, at least 0.1")
-    _watch(g, period, count)
+    _watch(g, period, count, links)
 
 
-def _frame(g: Globals, period: float, error: str | None = None):
+def _frame(g: Globals, period: float, error: str | None = None, history: dict | None = None,
+           links: bool = False):
     from rich.console import Group
     from rich.text import Text
 
@@ -134,15 +173,30 @@ def _frame(g: Globals, period: float, error: str | None = None):
     )
     if error is not None:
         return Group(header, Text(f"error: {error} (retrying)", style="red"))
-    return Group(header, render(_top_views(g), namespace=namespace))
+    views = _top_views(g, links)
+    if history is not None:
+        _record(history, views)
+    return Group(header, render(views, namespace=namespace, trends=history))
 
 
-def _watch(g: Globals, period: float, count: int | None) -> None:
+def _record(history: dict, views: list[ServiceView]) -> None:
+    """Append each alive pod's load to its history; a dead pod's history starts over."""
+    for view in views:
+        for row in view.data["pods"]:
+            key = (view.data["service"], row["pod"])
+            if row["alive"]:
+                history.setdefault(key, deque(maxlen=TREND_SAMPLES)).append(row["load"])
+            else:
+                history.pop(key, None)
+
+
+def _watch(g: Globals, period: float, count: int | None, links: bool = False) -> None:
     from stroute.cli.output import console
     from stroute.errors import RedisUnavailable, StoreError
 
     out = console()
-    frame = _frame(g, period)  # a bad config or an unreachable Redis fails here, with its exit code
+    history: dict = {}
+    frame = _frame(g, period, history=history, links=links)  # a bad config or an unreachable Redis fails here
     refreshes = 1
     live = None
     try:
@@ -156,7 +210,7 @@ def _watch(g: Globals, period: float, count: int | None) -> None:
         while count is None or refreshes < count:
             time.sleep(period)
             try:
-                frame = _frame(g, period)
+                frame = _frame(g, period, history=history, links=links)
             except (RedisUnavailable, StoreError) as exc:  # keep watching through an outage
                 frame = _frame(g, period, error=str(exc))
             refreshes += 1
@@ -191,8 +245,31 @@ _STYLES = {"READY": "green", "DRAINING": "yellow", "DOWN": "red", "STALE": "bold
 _WORKLOAD_STYLES = {"READY": "green", "DEGRADED": "yellow", "DOWN": "bold red"}
 
 
-def render(views: list[ServiceView], namespace: str | None = None):
-    """One table: a row per pod, a summary row per service."""
+_SPARKS = "▁▂▃▄▅▆▇█"
+_SPARKS_PLAIN = "_.,-=+*#"
+
+
+def trend(loads) -> str:
+    """A sparkline of the loads (oldest first) and an arrow for the last change."""
+    loads = list(loads)
+    if not loads:
+        return ""
+    sparks = _SPARKS_PLAIN if plain() else _SPARKS
+    low, high = min(loads), max(loads)
+    if high == low:
+        line = sparks[len(sparks) // 2 - 1] * len(loads)
+    else:
+        line = "".join(sparks[round((v - low) * (len(sparks) - 1) / (high - low))] for v in loads)
+    up, down, flat = ("^", "v", "=") if plain() else ("↑", "↓", "→")
+    arrow = flat if len(loads) < 2 or loads[-1] == loads[-2] else (up if loads[-1] > loads[-2] else down)
+    return f"{line} {arrow}"
+
+
+def render(views: list[ServiceView], namespace: str | None = None, trends: Mapping | None = None):
+    """One table: a row per pod, a summary row per service.
+
+    A "Links" column when the views carry link counts; a "Trend" column
+    (the last loads of each pod) when `trends` is given (top --watch)."""
     from rich.text import Text
 
     from stroute.cli.output import new_table
@@ -200,7 +277,12 @@ def render(views: list[ServiceView], namespace: str | None = None):
     if not views:
         return Text(f"no services in namespace {namespace!r}: no server driver has published a heartbeat yet")
     title = f"namespace {namespace or views[0].data['namespace']!r}"
-    table = new_table("Service", "Pod", "State", "Cordon", "Load", "", "Heartbeat", "Up", title=title)
+    with_links = any("links_total" in view.data for view in views)
+    extra = (["Trend"] if trends is not None else []) + (["Links"] if with_links else [])
+    table = new_table("Service", "Pod", "State", "Cordon", "Load", "", *extra, "Heartbeat", "Up", title=title)
+    for column in table.columns[5:6 + len(extra)]:  # the bar and sparklines lose their meaning when wrapped
+        column.no_wrap = True
+    table.columns[5].min_width = BAR_WIDTH
     color = not plain()
     for index, view in enumerate(views):
         obj, rows = view.data, view.data["pods"]
@@ -209,6 +291,12 @@ def render(views: list[ServiceView], namespace: str | None = None):
             state = Text(row["state"], style=_STYLES.get(row["state"], "") if color else "")
             # A dead pod's load and incarnation age say nothing any more.
             up = None if row["epoch"] is None or not row["alive"] else view.now_ms - row["epoch"]
+            cells = []
+            if trends is not None:
+                history = trends.get((obj["service"], row["pod"])) if row["alive"] else None
+                cells.append(trend(history or ()))
+            if with_links:
+                cells.append(str(row.get("links", "")))
             table.add_row(
                 obj["service"] if i == 0 else "",
                 str(row["pod"]),
@@ -216,6 +304,7 @@ def render(views: list[ServiceView], namespace: str | None = None):
                 "yes" if row["cordoned"] else "",
                 str(row["load"]),
                 Text(_bar(row["load"], peak) if row["alive"] else "", style="cyan" if color else ""),
+                *cells,
                 f"{_age(row['heartbeat_age_ms'])} ago",
                 _age(up),
             )
@@ -224,6 +313,9 @@ def render(views: list[ServiceView], namespace: str | None = None):
         total = len(rows) + len(view.invalid)
         workload = Text(obj["workload"], style=_WORKLOAD_STYLES.get(obj["workload"], "") if color else "")
         cordoned = sum(r["cordoned"] for r in rows)
+        cells = [""] if trends is not None else []
+        if with_links:
+            cells.append(str(obj.get("links_total", "")))
         table.add_row(
             obj["service"] if not rows else "",
             "all",
@@ -231,12 +323,21 @@ def render(views: list[ServiceView], namespace: str | None = None):
             str(cordoned) if cordoned else "",
             "",
             f"{routable} routable",
+            *cells,
             f"{alive} alive",
             f"of {total}",
             style="bold" if color else "",
             end_section=index < len(views) - 1,
         )
+    notes = []
     bad = [f"pod {pod} of {view.data['service']}" for view in views for pod in view.invalid]
     if bad:
-        table.caption = f"unparseable state field (counted, treated as dead): {', '.join(bad)}"
+        notes.append(f"unparseable state field (counted, treated as dead): {', '.join(bad)}")
+    unknown = [f"pod {pod} of {view.data['service']} ({n})" for view in views
+               for pod, n in view.data.get("links_to_unknown_pods", {}).items()]
+    if unknown:
+        notes.append(f"links to pods with no state: {', '.join(unknown)}")
+    if notes:
+        table.caption = "\n".join(notes)
+        table.caption_justify = "left"
     return table

@@ -69,6 +69,11 @@ def serve(
     ] = None,
     once: Annotated[bool, typer.Option("--once", help="Publish one heartbeat and exit.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Log every heartbeat.")] = False,
+    http: Annotated[
+        Optional[str],
+        typer.Option("--http", metavar="HOST:PORT", show_default=False,
+                     help="Serve /healthz, /readyz and /metrics (Prometheus) on HOST:PORT; port 0 takes a free one."),
+    ] = None,
 ) -> None:
     """Publish this pod's load and routing state until SIGTERM (the server driver, in the foreground).
 
@@ -93,6 +98,13 @@ def serve(
     ):
         if value is not None and not value > low:
             raise InvalidInput(f"invalid {flag} {value!r}: must be a number of seconds {rule}")
+    http_address = None
+    if http is not None:
+        from stroute.httpd import parse_address
+
+        if once:
+            raise InvalidInput("--http serves while the daemon runs and cannot be used with --once")
+        http_address = parse_address(http)
     if drain_seconds is not None and not drain_seconds >= 0:
         raise InvalidInput(f"invalid --drain-seconds {drain_seconds!r}: must be a number of seconds, 0 or more")
     if pod is not None:
@@ -104,13 +116,15 @@ def serve(
     config = g.config(**{"state.period": period, "state.expire": expire, "server.drain_seconds": drain_seconds})
     handler = _log_to_stderr(logging.DEBUG if verbose else logging.INFO)
     try:
-        _serve(g, config, service, index, origin, fixed, load_file, load_cmd, load_timeout, once)
+        _serve(g, config, service, index, origin, fixed, load_file, load_cmd, load_timeout, once,
+               http_address=http_address)
     finally:
         _unlog(handler)
 
 
 def _serve(g: Globals, config, service: str, index: int, origin: str, fixed: int | None,
-           load_file: Path | None, load_cmd: str | None, load_timeout: float, once: bool) -> None:
+           load_file: Path | None, load_cmd: str | None, load_timeout: float, once: bool,
+           http_address: tuple[str, int] | None = None) -> None:
     from stroute.loadsources import CommandLoad, FileLoad
     from stroute.server import ServerDriver
 
@@ -128,12 +142,25 @@ def _serve(g: Globals, config, service: str, index: int, origin: str, fixed: int
     if once:
         _once(g, driver)
         return
+    endpoints = None
+    if http_address is not None:
+        from stroute.httpd import HttpEndpoints
+
+        endpoints = HttpEndpoints(driver, *http_address)  # a busy or bad address: exit 2, before any heartbeat
     log.info(
         "serving pod %d (%s) of %r in namespace %r on %s: period %g s, expire %g s, drain %g s, %s",
         index, origin, service, config.namespace, store.where,
         config.state.period, config.state.expire, config.server.drain_seconds, described,
     )
-    _run_until_signalled(driver, config.server.drain_seconds)
+    if endpoints is None:
+        _run_until_signalled(driver, config.server.drain_seconds)
+        return
+    try:
+        endpoints.start()
+        log.info("HTTP on %s: /healthz, /readyz, /metrics", endpoints.url)
+        _run_until_signalled(driver, config.server.drain_seconds)
+    finally:
+        endpoints.close()
 
 
 def _once(g: Globals, driver) -> None:

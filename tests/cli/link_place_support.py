@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from stroute.cli.app import app
+
+from support import stroute_bin  # noqa: F401  (re-exported for the CLI tests)
 from stroute.server import ServerDriver
 
 
@@ -48,16 +48,6 @@ def run_json(*args: str, input: str | None = None, env: dict[str, str] | None = 
     result = run("-o", "json", *args, input=input, env=env)
     data = json.loads(result.stdout) if result.stdout.strip() else None
     return result.exit_code, data, result.stderr
-
-
-def stroute_bin() -> str:
-    """The installed entry point of the interpreter running the tests."""
-    beside = Path(sys.executable).parent / "stroute"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("stroute")
-    assert found, "the stroute entry point is not installed"
-    return found
 
 
 def bin_env(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from stroute.cli.app import app
 from stroute.podstate import PodState, RoutingState
+
+from support import stroute_bin, wait_until  # noqa: F401  (re-exported for the ops tests)
 
 
 @pytest.fixture
@@ -57,17 +56,6 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("stroute: error:")]
 
 
-def wait_until(predicate: Callable[[], Any], *, timeout: float = 15.0, interval: float = 0.02, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(interval)
-
-
 # --- raw Redis state ---------------------------------------------------------------
 
 
@@ -91,15 +79,6 @@ def read_state(client: Any, service: str, pod: int, namespace: str = "default") 
 
 
 # --- the installed entry point -----------------------------------------------------
-
-
-def stroute_bin() -> str:
-    beside = Path(sys.executable).parent / "stroute"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("stroute")
-    assert found, "the stroute entry point is not installed"
-    return found
 
 
 def bin_env(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -72,11 +72,25 @@ def test_healthy_deployment_passes(url, config, store):
     c = checks(data)
     assert "PING median" in c["connection"]["detail"]
     assert "3 routable / 3 alive / 3 pods, workload READY" in c["service:lobby"]["detail"]
-    assert "8 scripts load" in c["scripts"]["detail"]
+    from importlib import resources
+
+    shipped = sum(1 for f in resources.files("stroute.scripts").iterdir() if f.name.endswith(".lua"))
+    assert f"{shipped} scripts load" in c["scripts"]["detail"]
     assert "4 links sampled" in c["links"]["detail"]
     assert "consistent" in c["index"]["detail"]
     if not is_memory(url):
-        assert c["server"]["detail"].startswith("Redis 7") and "role master" in c["server"]["detail"]
+        import redis as redis_py
+
+        from stroute.backends import connect
+
+        probe = connect(url)
+        try:
+            info = probe.info("server")
+            version = (info if "redis_version" in info else next(iter(info.values())))["redis_version"]
+        finally:
+            probe.close()
+        assert isinstance(probe, (redis_py.Redis, redis_py.cluster.RedisCluster))
+        assert c["server"]["detail"].startswith(f"Redis {version}") and "role master" in c["server"]["detail"]
         assert "policy noeviction" in c["memory"]["detail"]
 
 

@@ -97,7 +97,7 @@ def test_invalid_input_is_exit_2_and_writes_nothing(url, store, verb, svc, pod_a
 def test_missing_arguments_are_exit_2(url):
     assert cli("--redis-url", url, "pod", "cordon", "lobby").exit_code == 2
     assert cli("--redis-url", url, "pod", "cordon").exit_code == 2
-    assert cli("--redis-url", url, "pod", "drain", "lobby", "1").exit_code == 2
+    assert cli("--redis-url", url, "pod", "drain", "lobby").exit_code == 2  # POD missing
 
 
 def test_cordon_table_output(url, store):

@@ -1,0 +1,286 @@
+"""One function per figure of the performance issue; each returns its values and table rows."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+from benchmarks.harness import Harness, paired, rate
+from stroute.client import ClientDriver
+from stroute.server import ServerDriver
+from stroute.store import script_source
+
+SERVICE = "bench"
+
+
+@dataclass
+class Figure:
+    values: dict = field(default_factory=dict)
+    rows: list = field(default_factory=list)
+
+    def add(self, key: str, value, goal: str, detail: str, shown: str | None = None) -> None:
+        self.values[key] = value
+        self.rows.append((key, shown if shown is not None else _fmt(value), goal, detail))
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}" if value < 100 else f"{value:,.0f}"
+    return str(value)
+
+
+def _publish_pods(h: Harness, count: int, loads: list[int] | None = None) -> None:
+    store = h.store()
+    config = h.config()
+    for pod in range(count):
+        server = ServerDriver(SERVICE, pod, config, store=store)
+        server.set_load_state(loads[pod] if loads else 100)
+        server.publish()
+    store.close()
+
+
+def compute_cold(h: Harness) -> Figure:
+    n = 3000 if h.quick else 20000
+    rounds = 3
+    _publish_pods(h, 10)
+    client = ClientDriver(h.config())
+    client.snapshot(SERVICE)  # warm
+    bare = h.raw.register_script(script_source("link_set_if_absent"))
+    ks = client.store.keys("default")
+
+    def ours(i: int) -> float:
+        def run():
+            for j in range(n):
+                client.place(f"c{i}-{j}", SERVICE)
+        return rate(n, run)
+
+    def baseline(i: int) -> float:
+        def run():
+            for j in range(n):
+                uid = f"b{i}-{j}"
+                bare(keys=[ks.link(uid, SERVICE), ks.index(uid)], args=[SERVICE, j % 10, 300000])
+        return rate(n, run)
+
+    ours_rate, bare_rate = paired(ours, baseline, rounds)
+    commands = h.count_commands(lambda: [client.place(f"cmd-{j}", SERVICE) for j in range(100)])
+
+    def warm_run():
+        for _ in range(n * 5):
+            client.place("c0-0", SERVICE)
+    warm = rate(n * 5, warm_run)
+    client.close()
+    f = Figure()
+    f.add("compute_cold_ratio", round(ours_rate / bare_rate, 3), ">= 0.8",
+          f"{ours_rate:,.0f}/s driver vs {bare_rate:,.0f}/s bare EVALSHA loop; {commands / 100:.2f} commands per new user")
+    f.add("compute_warm_per_s", round(warm), "report", "cache hits, no Redis")
+    return f
+
+
+def batch_get(h: Harness) -> Figure:
+    n = 20000 if h.quick else 100000
+    store = h.store()
+    ks = store.keys("default")
+    uids = [f"u{i}" for i in range(n)]
+    pipe = h.raw.pipeline(transaction=False)
+    for i, uid in enumerate(uids):
+        if i % 10:  # every tenth uid has no link
+            pipe.set(ks.link(uid, SERVICE), i % 10)
+    pipe.execute()
+    client = ClientDriver(h.config(), store=store)
+    keys = [ks.link(uid, SERVICE) for uid in uids]
+
+    def ours(_: int) -> float:
+        return rate(n, lambda: client.batch_get_linked_pod("default", uids, SERVICE))
+
+    def baseline(_: int) -> float:
+        def run():
+            p = h.raw.pipeline(transaction=False)
+            for start in range(0, n, 10000):
+                p.mget(keys[start:start + 10000])
+            p.execute()
+        return rate(n, run)
+
+    ours_rate, bare_rate = paired(ours, baseline, 3)
+    commands = h.count_commands(lambda: client.batch_get_linked_pod("default", uids, SERVICE))
+    store.close()
+    f = Figure()
+    f.add("batch_get_ratio", round(ours_rate / bare_rate, 3), ">= 0.5",
+          f"{ours_rate:,.0f} uids/s vs {bare_rate:,.0f}/s bare pipelined MGET; "
+          f"{n:,} uids in 1 round trip, {commands} MGET commands")
+    f.values["batch_get_round_trips"] = 1
+    f.values["batch_get_commands"] = commands
+    return f
+
+
+def _stroute() -> str:
+    found = shutil.which("stroute", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    if not found:
+        raise RuntimeError("the stroute command is not installed in this environment")
+    return found
+
+
+def batch_place(h: Harness) -> Figure:
+    n = 10000
+    _publish_pods(h, 10)
+    uids = "\n".join(f"p{i}" for i in range(n)) + "\n"
+    env = {**os.environ, "STROUTE_REDIS_URL": h.url}
+    command = [_stroute(), "-o", "json", "place", "-s", SERVICE, "-"]
+    before = h.commands()
+    start = time.perf_counter()
+    subprocess.run(command, input=uids, text=True, env=env, check=True, stdout=subprocess.DEVNULL)
+    ours_s = time.perf_counter() - start
+    commands = h.commands() - before - 1
+
+    bare = h.raw.register_script(script_source("link_set_if_absent"))
+    ks = h.store().keys("default")
+
+    def run():
+        pipe = h.raw.pipeline(transaction=False)
+        for i in range(n):
+            uid = f"q{i}"
+            bare(keys=[ks.link(uid, SERVICE), ks.index(uid)], args=[SERVICE, i % 10, 300000], client=pipe)
+        pipe.execute()
+    bare_rate = rate(n, run)
+    f = Figure()
+    f.add("batch_place_commands_per_uid", round(commands / n, 4), "<= 1.05",
+          f"{commands} commands for {n:,} new uids via `stroute place -`; "
+          f"{n / ours_s:,.0f} uids/s (whole process) vs {bare_rate:,.0f}/s bare pipelined EVALSHA")
+    f.values["batch_place_per_s"] = round(n / ours_s)
+    f.values["batch_place_bare_per_s"] = round(bare_rate)
+    return f
+
+
+def cli_startup(h: Harness) -> Figure:
+    rounds = 7 if h.quick else 15
+    store = h.store()
+    store.set("default", "42", SERVICE, 3)
+    key = store.keys("default").link("42", SERVICE)
+    store.close()
+    env = {**os.environ, "STROUTE_REDIS_URL": h.url}
+    ours = [_stroute(), "link", "get", "42", "-s", SERVICE, "-o", "json"]
+    bare = [sys.executable, "-c", f"import redis; redis.Redis.from_url({h.url!r}).get({key!r})"]
+
+    def timed(cmd: list[str]) -> Callable[[int], float]:
+        def run(_: int) -> float:
+            start = time.perf_counter()
+            subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            return time.perf_counter() - start
+        return run
+
+    ours_s, bare_s = paired(timed(ours), timed(bare), rounds)
+    f = Figure()
+    f.add("cli_startup_ratio", round(ours_s / bare_s, 3), "<= 1.3",
+          f"median {ours_s * 1000:.0f} ms `stroute link get -o json` vs {bare_s * 1000:.0f} ms bare redis-py GET ({rounds} runs each)")
+    return f
+
+
+def burst(h: Harness) -> Figure:
+    n = 10000
+    f = Figure()
+    for label, loads in (("burst_balance", [100] * 10), ("burst_balance_skewed", [200] + [100] * 9)):
+        result = {}
+        for strategy in ("p2c", "least-loaded", "round-robin", "hash"):
+            h.reset()
+            _publish_pods(h, 10, loads)
+            client = ClientDriver(h.config(**{"placement.strategy": strategy}))
+            counts: Counter[int] = Counter()
+            placed = client.place_many([f"{strategy}-{i}" for i in range(n)], SERVICE)
+            for p in placed.values():
+                counts[p.pod] += 1
+            client.close()
+            mean = n / 10
+            result[strategy] = round(max(counts.values()) / mean, 3)
+        f.values[label] = result
+        shown = " ".join(f"{k}={v}" for k, v in result.items())
+        f.rows.append((label, f"p2c {result['p2c']}", "<= 1.10" if label == "burst_balance" else "report",
+                       f"max/mean of {n:,} new users on 10 pods: {shown}"))
+    return f
+
+
+def link_list(h: Harness) -> Figure:
+    n = 100000 if h.quick else 1000000
+    store = h.store()
+    ks = store.keys("default")
+    pipe = h.raw.pipeline(transaction=False)
+    for i in range(n):
+        if i % 2:
+            pipe.set(ks.link(f"l{i}", SERVICE), i % 10, px=3600000)
+        else:
+            pipe.set(ks.link(f"l{i}", SERVICE), i % 10)
+        if len(pipe) >= 10000:
+            pipe.execute()
+    pipe.execute()
+    pattern = ks.link_pattern()
+
+    def ours(_: int) -> float:
+        return rate(n, lambda: sum(1 for _ in store.scan_links("default")))
+
+    def baseline(_: int) -> float:
+        def run():
+            cursor = 0
+            while True:
+                cursor, _keys = h.raw.scan(cursor, match=pattern, count=1000)
+                if cursor == 0:
+                    break
+        return rate(n, run)
+
+    ours_rate, bare_rate = paired(ours, baseline, 1 if not h.quick else 2)
+    store.close()
+    f = Figure()
+    f.add("link_list_ratio", round(ours_rate / bare_rate, 3), ">= 0.5 (aim)",
+          f"{ours_rate:,.0f} links/s with pod and TTL vs {bare_rate:,.0f} keys/s bare SCAN, {n:,} links")
+    return f
+
+
+def memory(h: Harness) -> Figure:
+    store = h.store()
+    ks = store.keys("default")
+    store.set("default", "user-000042", SERVICE, 3, 300000)
+    temp = h.raw.memory_usage(ks.link("user-000042", SERVICE), samples=0)
+    store.set("default", "user-000043", SERVICE, 3)
+    persistent = h.raw.memory_usage(ks.link("user-000043", SERVICE), samples=0) + h.raw.memory_usage(
+        ks.index("user-000043"), samples=0
+    )
+    store.close()
+    f = Figure()
+    f.values["bytes_per_link"] = {"temporary": temp, "persistent": persistent}
+    f.rows.append(("bytes_per_link", f"{temp} / {persistent}", "report",
+                   "MEMORY USAGE of a temporary link / a persistent link with its index hash (11-char uid)"))
+    return f
+
+
+def heartbeat(h: Harness) -> Figure:
+    n = 200
+    config = h.config()
+    store = h.store()
+    server = ServerDriver(SERVICE, 1, config, store=store)
+    server.set_load_state(10)
+    server.publish()
+    other = h.count_commands(lambda: [server.publish() for _ in range(n)]) / n
+    pod0 = ServerDriver(SERVICE, 0, config, store=store)
+    pod0.set_load_state(10)
+    pod0.publish()
+    zero = h.count_commands(lambda: [pod0.publish() for _ in range(n)]) / n
+    store.close()
+    f = Figure()
+    f.add("serve_commands_per_heartbeat", round(max(other, zero), 3), "<= 3",
+          f"{other:.2f} per heartbeat for pod 1, {zero:.2f} for pod 0 (which also publishes the workload summary)")
+    return f
+
+
+ALL: dict[str, Callable[[Harness], Figure]] = {
+    "compute": compute_cold,
+    "batch_get": batch_get,
+    "batch_place": batch_place,
+    "cli_startup": cli_startup,
+    "burst": burst,
+    "link_list": link_list,
+    "memory": memory,
+    "heartbeat": heartbeat,
+}

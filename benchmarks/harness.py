@@ -1,0 +1,74 @@
+"""The Redis a benchmark runs against, and counters read from Redis itself."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+import redis
+
+from stroute.config import Config
+from stroute.store import Store
+
+
+class Harness:
+    """Uses STROUTE_BENCH_REDIS_URL, or starts its own redis-server on loopback."""
+
+    def __init__(self, url: str | None, *, quick: bool) -> None:
+        self.quick = quick
+        self._server = None
+        if url is None:
+            from stroute.testing import RedisServer
+
+            self._server = RedisServer().start()
+            url = self._server.url
+        self.url = url
+        self.where = url if self._server is None else f"{url} (started for this run)"
+        self.raw = redis.Redis.from_url(url, decode_responses=True)
+        self.redis_version = self.raw.info("server")["redis_version"]
+
+    def __enter__(self) -> "Harness":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.raw.close()
+        if self._server is not None:
+            self._server.close()
+
+    def reset(self) -> None:
+        self.raw.flushdb()
+
+    def config(self, **overrides) -> Config:
+        base = {"redis.url": self.url, "state.refresh": 3600, "state.expire": 3600, "state.period": 60}
+        base.update(overrides)
+        return Config().with_overrides(**base)
+
+    def store(self) -> Store:
+        return self.config().open_store()
+
+    def commands(self) -> int:
+        """Commands Redis has processed so far (this INFO call included)."""
+        return int(self.raw.info("stats")["total_commands_processed"])
+
+    def count_commands(self, fn: Callable[[], object]) -> int:
+        """Commands Redis processed while fn ran (the two INFO calls excluded)."""
+        before = self.commands()
+        fn()
+        return self.commands() - before - 1
+
+
+def rate(count: int, fn: Callable[[], object]) -> float:
+    """count / seconds fn took."""
+    start = time.perf_counter()
+    fn()
+    return count / (time.perf_counter() - start)
+
+
+def paired(fn_a: Callable[[int], float], fn_b: Callable[[int], float], rounds: int) -> tuple[float, float]:
+    """Median of alternating runs of two measurements (so drift hits both)."""
+    a, b = [], []
+    for i in range(rounds):
+        a.append(fn_a(i))
+        b.append(fn_b(i))
+    return statistics.median(a), statistics.median(b)

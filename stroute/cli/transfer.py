@@ -1,0 +1,138 @@
+"""`stroute export` and `stroute import`: links as JSON lines, for backups and moves."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from stroute.cli import inputs
+from stroute.cli.context import Globals
+from stroute.cli.output import emit, info
+
+# Rejected lines listed on stderr; the JSON lists up to transfer.MAX_ERRORS_KEPT.
+_SHOWN_REJECTIONS = 20
+
+
+def export(
+    ctx: typer.Context,
+    service: Annotated[
+        Optional[str], typer.Option("-s", "--service", help="Only this service.", show_default=False)
+    ] = None,
+    pod: Annotated[
+        Optional[str], typer.Option("--pod", metavar="N", help="Only links to pod N.", show_default=False)
+    ] = None,
+) -> None:
+    """Write the namespace's links to stdout as JSON lines, one link per line.
+
+    Each line is {"namespace","uid","service","pod","persistent","ttl"}; ttl is
+    the seconds a temporary link has left (null when persistent). The output is
+    always JSON lines, whatever -o says.
+    """
+    from stroute import names
+    from stroute.cli.progress import Counter
+    from stroute.errors import InvalidInput
+    from stroute.transfer import dumps, export_links
+
+    g: Globals = ctx.obj
+    if g.output == "yaml":
+        raise InvalidInput("export writes JSON lines; -o yaml does not apply", hint="leave out -o")
+    if service is not None:
+        names.service(service)
+    pod_n = inputs.pod(pod)
+    ns = g.config().namespace
+    counter = Counter("exporting links")
+    n = 0
+    out = sys.stdout
+    try:
+        for rec in export_links(g.store(), ns, service=service, pod=pod_n):
+            out.write(dumps(rec) + "\n")
+            n += 1
+            counter.tick(n)
+        out.flush()
+    except BrokenPipeError:  # the reader stopped early (| head): its choice, not an error
+        _silence_stdout()
+        return
+    finally:
+        counter.done()
+    info(f"exported {n} link{'' if n == 1 else 's'} of namespace {ns!r}")
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush does not fail again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (a test runner's buffer)
+        pass
+
+
+def import_(
+    ctx: typer.Context,
+    file: Annotated[
+        str, typer.Argument(metavar="FILE|-", help="Export lines to import; '-' reads stdin.", show_default=False)
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate and compare with Redis; write nothing.")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace links that exist with another pod or kind (default: keep them).")
+    ] = False,
+) -> None:
+    """Import links from `stroute export` lines; safe to run again.
+
+    Every line is validated first: a bad one is rejected with its line number
+    and nothing of it is written, and the good lines are still imported (exit 2
+    when any line was rejected: fix them and import the file again). A link
+    already there with the same pod and kind is unchanged; one there with
+    another pod or kind is kept unless --overwrite. Temporary links get the TTL
+    they had when exported.
+    """
+    from stroute.cli.progress import Counter
+    from stroute.errors import InvalidInput
+    from stroute.transfer import import_links
+
+    g: Globals = ctx.obj
+    ns = g.config().namespace
+    if file == "-":
+        stream, close = sys.stdin.buffer, False
+    else:
+        try:
+            stream, close = open(file, "rb"), True
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {file!r}: {exc.strerror or exc}") from None
+    counter = Counter("checking links" if dry_run else "importing links")
+    try:
+        report = import_links(g.store(), ns, stream, overwrite=overwrite, dry_run=dry_run,
+                              on_progress=lambda r: counter.tick(r.lines))
+    finally:
+        counter.done()
+        if close:
+            stream.close()
+    emit(report.to_dict(), g.output, _import_text)
+    for rejection in report.errors[:_SHOWN_REJECTIONS]:
+        sys.stderr.write(f"stroute: line {rejection.line}: {rejection.error}\n")
+    if report.rejected > _SHOWN_REJECTIONS:
+        sys.stderr.write(f"stroute: ... and {report.rejected - _SHOWN_REJECTIONS} more rejected lines\n")
+    if report.kept:
+        info(f"note: {report.kept} link{'' if report.kept == 1 else 's'} already exist with another pod or kind "
+             "and were kept; --overwrite replaces them")
+    if report.rejected:
+        done = "checked" if dry_run else "imported"
+        raise InvalidInput(
+            f"{report.rejected} of {report.lines} lines rejected; nothing of them was written, "
+            f"the other lines were {done}",
+            hint="fix the lines named above and import the file again: lines already imported stay unchanged",
+        )
+
+
+def _import_text(data: dict):
+    from rich.text import Text
+
+    verb = "would import" if data["dry_run"] else "imported"
+    head = "dry run, nothing changed: " if data["dry_run"] else ""
+    return Text(f"{head}{verb} {data['imported']}, unchanged {data['unchanged']}, kept {data['kept']}, "
+                f"rejected {data['rejected']} (namespace {data['namespace']!r})")

@@ -1,0 +1,113 @@
+"""Load on one real redis-server: many processes place the same users at once.
+
+Eight client processes start together (each has connected and read the pod
+states first) and place the same 1,000 uids, each in its own order; half
+place them one at a time (one EVALSHA each), half in pipelined batches of
+100 (`place_many`, what `stroute place -` does). Every process must report
+the same pod for every uid, that pod must be the one Redis holds, and no
+placement may fail. The test prints the throughput.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+
+import pytest
+
+from stroute.podstate import RoutingState
+from support import check_invariant, put_state
+
+PROCESSES = 8
+UIDS = [f"load-{i}" for i in range(1000)]
+BATCH = 100
+
+WORKER = textwrap.dedent(
+    """
+    import json, random, sys, time
+    from stroute.client import ClientDriver
+    from stroute.config import Config
+
+    url, seed, batched = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+    uids = json.loads(sys.stdin.readline())
+    config = Config().with_overrides(**{"redis.url": url, "state.expire": 60, "state.refresh": 60})
+    client = ClientDriver(config)
+    client.snapshot("lobby")  # connected, states read: the clock starts at "go"
+    random.Random(seed).shuffle(uids)
+    print("ready", flush=True)
+    assert sys.stdin.readline().strip() == "go"
+    placed, errors = {}, []
+    if batched:
+        for start in range(0, len(uids), %(batch)d):
+            for uid, result in client.place_many(uids[start:start + %(batch)d], "lobby").items():
+                if isinstance(result, Exception):
+                    errors.append(f"{uid}: {result}")
+                else:
+                    placed[uid] = result.pod
+    else:
+        for uid in uids:
+            try:
+                placed[uid] = client.place(uid, "lobby").pod
+            except Exception as exc:
+                errors.append(f"{uid}: {exc}")
+    done = time.monotonic()
+    print(json.dumps({"placed": placed, "errors": errors, "done": done}), flush=True)
+    """
+) % {"batch": BATCH}
+
+
+@pytest.mark.realserver
+def test_processes_placing_the_same_thousand_users_agree(real_url, redis_server):
+    raw = redis_server.client()
+    for pod, load in enumerate((10, 20, 30, 40)):
+        put_state(raw, "lobby", pod, load=load, state=RoutingState.READY)
+    put_state(raw, "lobby", 4, state=RoutingState.DRAINING)
+
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WORKER, real_url, str(seed), str(seed % 2)], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for seed in range(PROCESSES)
+    ]
+    try:
+        for proc in procs:
+            proc.stdin.write(json.dumps(UIDS) + "\n")
+            proc.stdin.flush()
+        for proc in procs:
+            line = proc.stdout.readline()
+            assert line.strip() == "ready", proc.stderr.read()
+        go = time.monotonic()
+        for proc in procs:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        reports = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+            reports.append(json.loads(out))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    elapsed = max(r["done"] for r in reports) - go
+
+    assert [r["errors"] for r in reports] == [[]] * PROCESSES
+    first = reports[0]["placed"]
+    assert sorted(first) == sorted(UIDS)
+    for report in reports[1:]:
+        disagree = [uid for uid in UIDS if report["placed"][uid] != first[uid]]
+        assert not disagree, f"{len(disagree)} uids placed differently, e.g. {disagree[:5]}"
+    held = dict(zip(UIDS, (int(v) for v in raw.mget([f"sf:{{default:lk:{uid}}}lobby" for uid in UIDS]))))
+    assert held == first  # exactly one link per uid, the pod every process reported
+    spread = Counter(first.values())
+    assert set(spread) <= {0, 1, 2, 3}  # never the draining pod
+    check_invariant(raw)
+    raw.close()
+
+    total = PROCESSES * len(UIDS)
+    print(f"\nload: {PROCESSES} processes x {len(UIDS)} uids = {total} placements in {elapsed:.2f} s: "
+          f"{total / elapsed:,.0f} placements/s on one redis-server; users per pod {dict(sorted(spread.items()))}")
