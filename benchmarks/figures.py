@@ -46,8 +46,8 @@ def _publish_pods(h: Harness, count: int, loads: list[int] | None = None) -> Non
 
 
 def compute_cold(h: Harness) -> Figure:
-    n = 3000 if h.quick else 20000
-    rounds = 3
+    n = 2000 if h.quick else 10000
+    rounds = 5
     _publish_pods(h, 10)
     client = ClientDriver(h.config())
     client.snapshot(SERVICE)  # warm
@@ -128,23 +128,28 @@ def _stroute() -> str:
 def batch_place(h: Harness) -> Figure:
     n = 10000
     _publish_pods(h, 10)
-    uids = "\n".join(f"p{i}" for i in range(n)) + "\n"
     env = {**os.environ, "STROUTE_REDIS_URL": h.url}
     command = [_stroute(), "-o", "json", "place", "-s", SERVICE, "-"]
-    before = h.commands()
-    start = time.perf_counter()
-    subprocess.run(command, input=uids, text=True, env=env, check=True, stdout=subprocess.DEVNULL)
-    ours_s = time.perf_counter() - start
-    commands = h.commands() - before - 1
 
-    bare = h.raw.register_script(script_source("link_set_if_absent"))
-    ks = h.store().keys("default")
+    def place(prefix: str) -> None:
+        batch = "\n".join(f"{prefix}{i}" for i in range(n)) + "\n"
+        subprocess.run(command, input=batch, text=True, env=env, check=True, stdout=subprocess.DEVNULL)
+
+    start = time.perf_counter()
+    place("p")
+    ours_s = time.perf_counter() - start
+    commands = h.count_commands(lambda: place("c"))
+
+    sha = h.raw.script_load(script_source("link_set_if_absent"))
+    store = h.store()
+    ks = store.keys("default")
+    store.close()
 
     def run():
         pipe = h.raw.pipeline(transaction=False)
         for i in range(n):
             uid = f"q{i}"
-            bare(keys=[ks.link(uid, SERVICE), ks.index(uid)], args=[SERVICE, i % 10, 300000], client=pipe)
+            pipe.evalsha(sha, 2, ks.link(uid, SERVICE), ks.index(uid), SERVICE, i % 10, 300000)
         pipe.execute()
     bare_rate = rate(n, run)
     f = Figure()

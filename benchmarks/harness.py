@@ -47,15 +47,41 @@ class Harness:
     def store(self) -> Store:
         return self.config().open_store()
 
-    def commands(self) -> int:
-        """Commands Redis has processed so far (this INFO call included)."""
-        return int(self.raw.info("stats")["total_commands_processed"])
-
     def count_commands(self, fn: Callable[[], object]) -> int:
-        """Commands Redis processed while fn ran (the two INFO calls excluded)."""
-        before = self.commands()
+        """Commands clients sent Redis while fn ran, as Redis's MONITOR saw them.
+
+        Redis's INFO counters also count the commands a script runs inside
+        itself; MONITOR marks those ('lua'), so they are left out here.
+        """
+        import threading
+
+        sent = 0
+        ready = threading.Event()
+        done = threading.Event()
+        marker = "stroute-bench-count-end"
+
+        def watch() -> None:
+            nonlocal sent
+            monitor_client = redis.Redis.from_url(self.url, decode_responses=True)
+            with monitor_client.monitor() as monitor:
+                ready.set()
+                for entry in monitor.listen():
+                    if marker in entry["command"]:
+                        break
+                    if entry.get("client_type") != "lua":
+                        sent += 1
+            monitor_client.close()
+            done.set()
+
+        thread = threading.Thread(target=watch, daemon=True)
+        thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("MONITOR did not start")
         fn()
-        return self.commands() - before - 1
+        self.raw.echo(marker)
+        if not done.wait(600):
+            raise RuntimeError("MONITOR did not see the end marker")
+        return sent
 
 
 def rate(count: int, fn: Callable[[], object]) -> float:

@@ -387,11 +387,10 @@ class ClientDriver:
         """Links of many users of one service, read from Redis in one round trip."""
         names.bound_namespace(self.namespace, namespace)
         wanted = list(dict.fromkeys(uids))
-        found = self.store.batch_get(self.namespace, wanted, service)
+        found = self.store.batch_pods(self.namespace, wanted, service)
         pods: dict[int, list[str]] = {}
         missing: list[str] = []
-        for uid in wanted:
-            pod = found[uid]
+        for uid, pod in zip(wanted, found):
             if pod is None:
                 missing.append(uid)
             else:

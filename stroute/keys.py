@@ -28,6 +28,12 @@ class KeySpace:
     def link(self, uid: str, service: str) -> str:
         return f"{self.prefix}:{{{self.namespace}:lk:{uid}}}{service}"
 
+    def links(self, uids: list[str], service: str) -> list[str]:
+        """link() of many uids of one service."""
+        head = f"{self.prefix}:{{{self.namespace}:lk:"
+        tail = f"}}{service}"
+        return [head + uid + tail for uid in uids]
+
     def index(self, uid: str) -> str:
         return f"{self.prefix}:{{{self.namespace}:lk:{uid}}}"
 

@@ -60,6 +60,15 @@ def uid(value: object) -> str:
     return value
 
 
+def uids(values: list[object]) -> list[str]:
+    """uid() of every value (a batch check without a call per uid)."""
+    bad_re = _UID_BAD_RE.search
+    for value in values:
+        if not isinstance(value, str) or not 1 <= len(value) <= UID_MAX or bad_re(value):
+            uid(value)  # raises with the message naming the value
+    return values  # type: ignore[return-value]
+
+
 def _integer(kind: str, value: object, low: int, high: int, rule: str) -> int:
     if isinstance(value, bool):
         raise InvalidInput(f"invalid {kind} {_show(value)}: must be {rule}")

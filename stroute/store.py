@@ -72,11 +72,19 @@ class Published:
     snapshot: Snapshot | None
 
 
+_POD_TEXT: dict[str, int] = {}  # "3" -> 3: replies repeat a few pod values
+
+
 def _pod_of(raw: Any, key: str) -> int:
-    # Hot path (every reply carries a pod): plain ASCII digits only, no regex.
+    pod = _POD_TEXT.get(raw) if isinstance(raw, str) else None
+    if pod is not None:
+        return pod
+    # Plain ASCII digits only, no regex: this runs for every reply.
     if isinstance(raw, str) and 0 < len(raw) <= 5 and raw.isascii() and raw.isdigit():
         pod = int(raw)
         if pod <= names.POD_MAX:
+            if raw == str(pod):  # canonical text only ("03" is checked every time)
+                _POD_TEXT[raw] = pod
             return pod
     elif isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw <= names.POD_MAX:
         return raw
@@ -311,11 +319,16 @@ class Store:
 
     def batch_get(self, namespace: str, uids: list[str], service: str) -> dict[str, int | None]:
         """Links of many uids of one service: one pipelined round trip of MGETs."""
+        return dict(zip(uids, self.batch_pods(namespace, uids, service)))
+
+    def batch_pods(self, namespace: str, uids: list[str], service: str) -> list[int | None]:
+        """batch_get as a list in the order of uids (no dict to build)."""
         ks = self.keys(namespace)
         names.service(service)
-        keys = [ks.link(names.uid(uid), service) for uid in uids]
+        names.uids(uids)
+        keys = ks.links(uids, service)
         if not keys:
-            return {}
+            return []
         if self.cluster:
             # MGET per slot, one pipeline per node (redis-py groups them).
             values = self._call(self.client.mget_nonatomic, keys)
@@ -324,7 +337,11 @@ class Store:
             for start in range(0, len(keys), _MGET_CHUNK):
                 pipe.mget(keys[start:start + _MGET_CHUNK])
             values = [v for chunk in self._call(pipe.execute) for v in chunk]
-        return {uid: _optional_pod(raw, key) for uid, key, raw in zip(uids, keys, values)}
+        known = _POD_TEXT
+        return [
+            None if raw is None else known[raw] if raw in known else _pod_of(raw, key)
+            for key, raw in zip(keys, values)
+        ]
 
     def scan_links(
         self, namespace: str, *, service: str | None = None, pod: int | None = None, count: int = 1000

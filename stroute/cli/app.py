@@ -8,12 +8,11 @@ from typing import Annotated, Optional
 import typer
 
 from stroute.cli.context import Globals
-from stroute.cli.errors import guarded, report
-from stroute.cli.output import FORMATS
+from stroute.cli.errors import check_output_format, guarded, report
 from stroute.errors import StrouteError
 
 
-app = typer.Typer(
+_SETTINGS = dict(
     name="stroute",
     help="Stateful routing with Redis: which pod holds each user's state.",
     no_args_is_help=True,
@@ -24,13 +23,6 @@ app = typer.Typer(
 )
 
 
-def _output_format(value: str) -> str:
-    if value not in FORMATS:
-        raise typer.BadParameter(f"{value!r} is not one of {', '.join(FORMATS)}")
-    return value
-
-
-@app.callback()
 def root(
     ctx: typer.Context,
     config: Annotated[
@@ -45,7 +37,7 @@ def root(
         Optional[str], typer.Option("-n", "--namespace", help="Namespace. Env: STROUTE_NAMESPACE.")
     ] = None,
     output: Annotated[
-        str, typer.Option("-o", "--output", callback=_output_format, help="table, json or yaml.")
+        str, typer.Option("-o", "--output", callback=check_output_format, help="table, json or yaml.")
     ] = "table",
 ) -> None:
     g = Globals(config_file=config, redis_url=redis_url, namespace=namespace, output=output)
@@ -53,49 +45,64 @@ def root(
     ctx.call_on_close(g.close)
 
 
-def _register() -> None:
-    from stroute.cli.demo import demo
-
-    app.command("demo")(guarded(demo))
-
-    # pods / top / pod / serve / doctor
-    from stroute.cli import pod
-    from stroute.cli.doctor import doctor
-    from stroute.cli.pods import pods, top
-    from stroute.cli.serve import serve
-
-    app.command("pods")(guarded(pods))
-    app.command("top")(guarded(top))
-    app.add_typer(pod.app, name="pod")
-    app.command("serve")(guarded(serve))
-    app.command("doctor")(guarded(doctor))
-
-    # link / place / tag / config
-    from stroute.cli import config_cmd, link, tag
-    from stroute.cli.place import place
-
-    app.add_typer(link.app, name="link")
-    app.command("place")(guarded(place))
-    app.add_typer(tag.app, name="tag")
-    app.add_typer(config_cmd.app, name="config")
-
-    # acl
-    from stroute.cli.acl import acl
-
-    app.command("acl")(guarded(acl))
-
-    # export / import
-    from stroute.cli.transfer import export, import_
-
-    app.command("export")(guarded(export))
-    app.command("import")(guarded(import_))
+# Command name -> (module, attribute). A Typer attribute is a command group.
+# Modules load only for the command being run: `stroute link get -o json`
+# pays for neither Rich tables nor the serve, doctor or transfer modules.
+_COMMANDS = {
+    "link": ("stroute.cli.link", "app"),
+    "place": ("stroute.cli.place", "place"),
+    "pods": ("stroute.cli.pods", "pods"),
+    "top": ("stroute.cli.pods", "top"),
+    "pod": ("stroute.cli.pod", "app"),
+    "serve": ("stroute.cli.serve", "serve"),
+    "tag": ("stroute.cli.tag", "app"),
+    "config": ("stroute.cli.config_cmd", "app"),
+    "doctor": ("stroute.cli.doctor", "doctor"),
+    "acl": ("stroute.cli.acl", "acl"),
+    "export": ("stroute.cli.transfer", "export"),
+    "import": ("stroute.cli.transfer", "import_"),
+    "demo": ("stroute.cli.demo", "demo"),
+}
+# Root options that take a value (so the word after them is no command name).
+_VALUE_OPTIONS = {"--config", "--redis-url", "-n", "--namespace", "-o", "--output"}
 
 
-_register()
+def build(only: str | None = None) -> typer.Typer:
+    """The root app with every command, or with just `only` when it names one."""
+    import importlib
+
+    root_app = typer.Typer(**_SETTINGS)
+    root_app.callback()(root)
+    for name in [only] if only in _COMMANDS else list(_COMMANDS):
+        module, attribute = _COMMANDS[name]
+        target = getattr(importlib.import_module(module), attribute)
+        if isinstance(target, typer.Typer):
+            root_app.add_typer(target, name=name)
+        else:
+            root_app.command(name)(guarded(target))
+    return root_app
+
+
+def command_name(argv: list[str]) -> str | None:
+    """The command word of a command line (after the root options), if any."""
+    words = iter(argv)
+    for word in words:
+        if word in _VALUE_OPTIONS:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def __getattr__(name: str):
+    if name == "app":  # the whole app, for tests and tools that import it
+        whole = globals()["app"] = build()
+        return whole
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
     try:
-        app(prog_name="stroute")
+        build(command_name(sys.argv[1:]))(prog_name="stroute")
     except StrouteError as exc:  # raised outside a command (should not happen)
         sys.exit(report(exc))

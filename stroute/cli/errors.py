@@ -49,11 +49,15 @@ def report(exc: BaseException) -> int:
     return code
 
 
+def check_output_format(value: str) -> str:
+    if value not in FORMATS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(FORMATS)}")
+    return value
+
+
 def _set_output(ctx: typer.Context, value: Optional[str]) -> Optional[str]:
     if value is not None:
-        if value not in FORMATS:
-            raise typer.BadParameter(f"{value!r} is not one of {', '.join(FORMATS)}")
-        ctx.find_root().obj.output = value
+        ctx.find_root().obj.output = check_output_format(value)
     return value
 
 
