@@ -7,6 +7,7 @@ when it starts and once when it ends (not on every heartbeat).
 
 from __future__ import annotations
 
+import abc
 import logging
 import os
 import signal
@@ -19,7 +20,7 @@ from stroute.errors import InvalidInput
 log = logging.getLogger("stroute.load")
 
 
-class _Source:
+class _Source(abc.ABC):
     """Keeps the last good load and logs changes of health, not every failure."""
 
     what = "load source"
@@ -29,8 +30,9 @@ class _Source:
         self.ok: bool | None = None  # None until the first read
         self._problem: str | None = None
 
-    def read(self) -> int:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abc.abstractmethod
+    def read(self) -> int:
+        """The load now; raises _Failed with a one-line reason."""
 
     def __call__(self) -> int:
         try:
