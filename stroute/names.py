@@ -32,9 +32,19 @@ def _show(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "...'"
 
 
+# Names already checked: a process uses a handful of services and
+# namespaces, and placement checks them on every call.
+_GOOD_NAMES: set[str] = set()
+_GOOD_NAMES_MAX = 4096
+
+
 def _name(kind: str, value: object) -> str:
+    if value.__class__ is str and value in _GOOD_NAMES:
+        return value  # type: ignore[return-value]
     if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
         raise InvalidInput(f"invalid {kind} {_show(value)}: must be {NAME_RULE}")
+    if len(_GOOD_NAMES) < _GOOD_NAMES_MAX:
+        _GOOD_NAMES.add(value)
     return value
 
 

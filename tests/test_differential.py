@@ -133,6 +133,8 @@ def outcome(store: Store, op: tuple):
         # The same error on both sides, where each store names itself; a real
         # server adds where in the script it failed.
         message = str(exc).replace(store.where, "<where>").split(" script: ")[0]
+        # Redis 7.0 puts it in front instead: "Error running script (call to f_<sha>): @user_script:8: ".
+        message = re.sub(r"Error running script \(call to f_[0-9a-f]+\): @user_script:\d+: ", "", message)
         if op[0] == "scan_links":  # SCAN's order differs: which bad key comes first may too
             message = re.sub(r"key '[^']*' holds '[^']*'", "key holds", message)
         return "error", type(exc).__name__, message
