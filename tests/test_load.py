@@ -1,4 +1,5 @@
-"""Load on one real redis-server: many processes place the same users at once.
+"""Load on a real redis-server and on a real Redis Cluster: many processes
+place the same users at once.
 
 Eight client processes start together (each has connected and read the pod
 states first) and place the same 1,000 uids, each in its own order; half
@@ -60,9 +61,30 @@ WORKER = textwrap.dedent(
 ) % {"batch": BATCH}
 
 
+@pytest.fixture(params=["server", pytest.param("cluster", marks=pytest.mark.cluster)])
+def target(request):
+    """(url, a raw client of it, raw clients of each node for the invariant check)."""
+    from stroute.backends import connect
+
+    if request.param == "server":
+        server = request.getfixturevalue("redis_server")
+        url = request.getfixturevalue("real_url")
+        nodes = [server.client()]
+        yield url, nodes[0], nodes, "one redis-server"
+    else:
+        cluster = request.getfixturevalue("redis_cluster")
+        url = request.getfixturevalue("cluster_url")
+        nodes = [node.client() for node in cluster.nodes]
+        raw = connect(url)
+        yield url, raw, nodes, "a 3-primary Redis Cluster"
+        raw.close()
+    for node in nodes:
+        node.close()
+
+
 @pytest.mark.realserver
-def test_processes_placing_the_same_thousand_users_agree(real_url, redis_server):
-    raw = redis_server.client()
+def test_processes_placing_the_same_thousand_users_agree(target):
+    real_url, raw, nodes, where = target
     for pod, load in enumerate((10, 20, 30, 40)):
         put_state(raw, "lobby", pod, load=load, state=RoutingState.READY)
     put_state(raw, "lobby", 4, state=RoutingState.DRAINING)
@@ -101,13 +123,15 @@ def test_processes_placing_the_same_thousand_users_agree(real_url, redis_server)
     for report in reports[1:]:
         disagree = [uid for uid in UIDS if report["placed"][uid] != first[uid]]
         assert not disagree, f"{len(disagree)} uids placed differently, e.g. {disagree[:5]}"
-    held = dict(zip(UIDS, (int(v) for v in raw.mget([f"sf:{{default:lk:{uid}}}lobby" for uid in UIDS]))))
+    keys = [f"sf:{{default:lk:{uid}}}lobby" for uid in UIDS]
+    values = raw.mget_nonatomic(keys) if hasattr(raw, "mget_nonatomic") else raw.mget(keys)
+    held = dict(zip(UIDS, (int(v) for v in values)))
     assert held == first  # exactly one link per uid, the pod every process reported
     spread = Counter(first.values())
     assert set(spread) <= {0, 1, 2, 3}  # never the draining pod
-    check_invariant(raw)
-    raw.close()
+    for node in nodes:  # a link and its index share a slot, so each node holds whole pairs
+        check_invariant(node)
 
     total = PROCESSES * len(UIDS)
     print(f"\nload: {PROCESSES} processes x {len(UIDS)} uids = {total} placements in {elapsed:.2f} s: "
-          f"{total / elapsed:,.0f} placements/s on one redis-server; users per pod {dict(sorted(spread.items()))}")
+          f"{total / elapsed:,.0f} placements/s on {where}; users per pod {dict(sorted(spread.items()))}")
