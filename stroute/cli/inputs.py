@@ -8,10 +8,20 @@ exit 2 as everywhere else, instead of a usage box that omits the value.
 from __future__ import annotations
 
 import sys
-from typing import Iterable
+from typing import Annotated, Iterable, Optional
+
+import typer
 
 from stroute import names
 from stroute.errors import InvalidInput
+
+# The filters of the commands that walk the namespace's links (list, export).
+ServiceFilter = Annotated[
+    Optional[str], typer.Option("-s", "--service", help="Only this service.", show_default=False)
+]
+PodFilter = Annotated[
+    Optional[str], typer.Option("--pod", metavar="N", help="Only links to pod N.", show_default=False)
+]
 
 
 def pod(value: str | None) -> int | None:

@@ -255,12 +255,8 @@ _PROGRESS_EVERY_LOG = 100_000
 
 def list_(
     ctx: typer.Context,
-    service: Annotated[
-        Optional[str], typer.Option("-s", "--service", help="Only this service.", show_default=False)
-    ] = None,
-    pod: Annotated[
-        Optional[str], typer.Option("--pod", metavar="N", help="Only links to pod N.", show_default=False)
-    ] = None,
+    service: inputs.ServiceFilter = None,
+    pod: inputs.PodFilter = None,
 ) -> None:
     """Every link of the namespace (SCAN, never KEYS), optionally filtered."""
     g: Globals = ctx.obj

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,12 +17,8 @@ _SHOWN_REJECTIONS = 20
 
 def export(
     ctx: typer.Context,
-    service: Annotated[
-        Optional[str], typer.Option("-s", "--service", help="Only this service.", show_default=False)
-    ] = None,
-    pod: Annotated[
-        Optional[str], typer.Option("--pod", metavar="N", help="Only links to pod N.", show_default=False)
-    ] = None,
+    service: inputs.ServiceFilter = None,
+    pod: inputs.PodFilter = None,
 ) -> None:
     """Write the namespace's links to stdout as JSON lines, one link per line.
 
