@@ -142,3 +142,37 @@ def stroute_bin() -> str:
     found = shutil.which("stroute")
     assert found, "the stroute entry point is not installed"
     return found
+
+
+def run_in_lockstep(args: list[list[str]], payload: str, *, timeout: float = 60) -> tuple[list[Any], float]:
+    """Start one process per argv, send each `payload` (a line), wait until every
+    one prints 'ready', then send 'go' to all at once; return each process's
+    JSON reply and the monotonic time of 'go'."""
+    import json
+    import subprocess
+    import time
+
+    procs = [subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for argv in args]
+    try:
+        for proc in procs:
+            proc.stdin.write(payload + "\n")
+            proc.stdin.flush()
+        for proc in procs:  # every process is connected and has read its states
+            line = proc.stdout.readline()
+            assert line.strip() == "ready", proc.stderr.read()
+        go = time.monotonic()
+        for proc in procs:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        replies = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=timeout)
+            assert proc.returncode == 0, err
+            replies.append(json.loads(out))
+        return replies, go
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import textwrap
 from collections import Counter
@@ -13,7 +12,7 @@ import pytest
 from stroute.config import Config
 from stroute.podstate import RoutingState
 
-from support import check_invariant, put_state
+from support import check_invariant, put_state, run_in_lockstep
 
 PROCESSES = 8
 UIDS = [f"user-{i}" for i in range(200)]
@@ -48,31 +47,9 @@ def test_processes_placing_the_same_users_agree(real_url, redis_server):
         put_state(raw, "lobby", pod, state=RoutingState.READY)
     put_state(raw, "lobby", 4, state=RoutingState.DRAINING)
 
-    procs = [
-        subprocess.Popen([sys.executable, "-c", WORKER, real_url, str(seed)], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for seed in range(PROCESSES)
-    ]
-    try:
-        for proc in procs:
-            proc.stdin.write(json.dumps(UIDS) + "\n")
-            proc.stdin.flush()
-        for proc in procs:  # every process is connected and has its snapshot: start together
-            line = proc.stdout.readline()
-            assert line.strip() == "ready", proc.stderr.read()
-        for proc in procs:
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-        results = []
-        for proc in procs:
-            out, err = proc.communicate(timeout=60)
-            assert proc.returncode == 0, err
-            results.append(json.loads(out))
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    results, _ = run_in_lockstep(
+        [[sys.executable, "-c", WORKER, real_url, str(seed)] for seed in range(PROCESSES)], json.dumps(UIDS)
+    )
 
     first = results[0]
     assert sorted(first) == sorted(UIDS)

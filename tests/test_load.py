@@ -12,16 +12,14 @@ placement may fail. The test prints the throughput.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import textwrap
-import time
 from collections import Counter
 
 import pytest
 
 from stroute.podstate import RoutingState
-from support import check_invariant, put_state
+from support import check_invariant, put_state, run_in_lockstep
 
 PROCESSES = 8
 UIDS = [f"load-{i}" for i in range(1000)]
@@ -89,32 +87,10 @@ def test_processes_placing_the_same_thousand_users_agree(target):
         put_state(raw, "lobby", pod, load=load, state=RoutingState.READY)
     put_state(raw, "lobby", 4, state=RoutingState.DRAINING)
 
-    procs = [
-        subprocess.Popen([sys.executable, "-c", WORKER, real_url, str(seed), str(seed % 2)], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for seed in range(PROCESSES)
-    ]
-    try:
-        for proc in procs:
-            proc.stdin.write(json.dumps(UIDS) + "\n")
-            proc.stdin.flush()
-        for proc in procs:
-            line = proc.stdout.readline()
-            assert line.strip() == "ready", proc.stderr.read()
-        go = time.monotonic()
-        for proc in procs:
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-        reports = []
-        for proc in procs:
-            out, err = proc.communicate(timeout=60)
-            assert proc.returncode == 0, err
-            reports.append(json.loads(out))
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    reports, go = run_in_lockstep(
+        [[sys.executable, "-c", WORKER, real_url, str(seed), str(seed % 2)] for seed in range(PROCESSES)],
+        json.dumps(UIDS),
+    )
     elapsed = max(r["done"] for r in reports) - go
 
     assert [r["errors"] for r in reports] == [[]] * PROCESSES

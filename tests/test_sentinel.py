@@ -20,7 +20,7 @@ import redis
 
 from cli.ops_support import Proc, cli, error_lines, isolated, read_state, run_bin, wait_until  # noqa: F401
 from stroute.podstate import RoutingState
-from stroute.testing import RedisServer, free_port, server_binary
+from stroute.testing import RedisServer, free_port, server_binary, stop_process
 
 pytestmark = pytest.mark.usefixtures("isolated")
 
@@ -59,12 +59,7 @@ class SentinelProcess:
         return int(self.client().execute_command("SENTINEL", "get-master-addr-by-name", MASTER)[1])
 
     def close(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
 
     def log(self) -> str:
         path = self.dir / "sentinel.log"

@@ -16,15 +16,11 @@ from typing import Annotated, Optional
 import typer
 
 from stroute.cli.output import FORMATS
-from stroute.errors import StrouteError
+from stroute.errors import StoreError, StrouteError
 
-EXIT_OK = 0
-EXIT_OTHER = 1
-EXIT_INVALID = 2
-EXIT_NOT_FOUND = 3
-EXIT_CONFLICT = 4
-EXIT_NO_POD = 5
-EXIT_REDIS = 6
+# The other codes travel with the core's exceptions (StrouteError.exit_code).
+EXIT_OTHER = StrouteError.exit_code
+EXIT_REDIS = StoreError.exit_code
 
 
 def debug_enabled() -> bool:
