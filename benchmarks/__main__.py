@@ -17,7 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes; finishes within 3 minutes")
     parser.add_argument("--json", metavar="FILE", help="write the figures to FILE as JSON")
-    parser.add_argument("--only", metavar="NAME", action="append", help="run only these figures (repeatable)")
+    parser.add_argument("--only", metavar="NAME", action="append", choices=list(figures.ALL),
+                        help="run only these figures (repeatable)")
     args = parser.parse_args(argv)
 
     url = os.environ.get("STROUTE_BENCH_REDIS_URL")

@@ -95,6 +95,7 @@ class ClientDriver:
         self._clock = clock
         self._temp_ttl_ms = round(self.config.links.temp_ttl * 1000)
         self._expire_ms = round(self.config.state.expire * 1000)
+        self._refresh = self.config.state.refresh
         self._cache_seconds = self.config.links.cache_seconds
         self._cache_max = cache_max_entries
         self._cache: dict[tuple[str, str], _Cached] = {}
@@ -121,10 +122,8 @@ class ClientDriver:
         return self._view(service, refresh=refresh).snapshot
 
     def _view(self, service: str, *, refresh: bool = False) -> _ServiceView:
-        now = self._clock()
-        with self._lock:
-            view = self._views.get(service)
-        if view is not None and not refresh and now - view.fetched < self.config.state.refresh:
+        view = self._views.get(service)  # one dict read: atomic, no lock needed
+        if view is not None and not refresh and self._clock() - view.fetched < self._refresh:
             return view
         snap = self.store.snapshot(self.namespace, service, expire_ms=self._expire_ms)
         view = _ServiceView(snap, self._clock())

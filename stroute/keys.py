@@ -72,10 +72,17 @@ class KeySpace:
 
     def parse_link(self, key: str) -> tuple[str, str] | None:
         """(uid, service) of a link key of this namespace, or None."""
+        parsed = self.parse_links([key])
+        return (parsed[0][1], parsed[0][2]) if parsed else None
+
+    def parse_links(self, keys: list[str]) -> list[tuple[str, str, str]]:
+        """(key, uid, service) of each link key of this namespace among keys, in order."""
         head = f"{self.prefix}:{{{self.namespace}:lk:"
-        if not key.startswith(head):
-            return None
-        uid, sep, service = key[len(head):].partition("}")
-        if not sep or not uid or not service:
-            return None
-        return uid, service
+        start = len(head)
+        out = []
+        for key in keys:
+            if key.startswith(head):
+                uid, sep, service = key[start:].partition("}")
+                if sep and uid and service:
+                    out.append((key, uid, service))
+        return out

@@ -56,9 +56,18 @@ class PowerOfTwo:
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self._rng = rng or random.Random()
+        self._random = self._rng.random
 
     def choose(self, uid: str, pods: Sequence[PodView], extra: Mapping[int, int]) -> PodView:
-        return self._pick(pods, extra)[0]
+        # _pick without building the explanation: this runs for every new user.
+        n = len(pods)
+        if n == 1:
+            return pods[0]
+        i = int(self._random() * n)
+        j = int(self._random() * (n - 1))
+        a, b = pods[i], pods[j + (j >= i)]
+        get = extra.get
+        return b if b.load + get(b.pod, 0) < a.load + get(a.pod, 0) else a
 
     def decide(self, uid: str, pods: Sequence[PodView], extra: Mapping[int, int]) -> Decision:
         chosen, considered = self._pick(pods, extra)
@@ -78,8 +87,8 @@ class PowerOfTwo:
             return pods[0], (pods[0],)
         # Two distinct random pods (cheaper than random.sample on the login path).
         n = len(pods)
-        i = self._rng.randrange(n)
-        j = self._rng.randrange(n - 1)
+        i = int(self._random() * n)
+        j = int(self._random() * (n - 1))
         a, b = pods[i], pods[j + (j >= i)]
         load_a = _effective(a, extra)
         load_b = _effective(b, extra)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Callable, Iterable, Iterator
 
-from stroute import names
+from stroute import direct, names
 from stroute.errors import InvalidInput, PermissionDenied, RedisUnavailable, StoreError
 from stroute.keys import KeySpace
 from stroute.podstate import RoutingState, Snapshot
@@ -29,6 +29,7 @@ _SCRIPTS = (
     "state_snapshot",
     "state_publish",
     "link_import",
+    "link_read_page",
 )
 
 # Keys per MGET: large enough to amortise, small enough not to block Redis.
@@ -112,6 +113,7 @@ class Store:
         self.where = where
         self._scripts = {name: client.register_script(script_source(name)) for name in _SCRIPTS}
         self.cluster = _is_cluster(client)
+        self._direct = direct.for_client(client)  # None on a cluster
         self._loaded: set[str] = set()  # scripts this Store has SCRIPT LOADed for its pipelines
         self._keyspaces: dict[str, KeySpace] = {}
 
@@ -122,6 +124,8 @@ class Store:
         return cls(connect(url, options), prefix=prefix, where=redact(url))
 
     def close(self) -> None:
+        if self._direct is not None:
+            self._direct.close()
         try:
             self.client.close()
         except Exception:  # closing must never raise
@@ -159,11 +163,27 @@ class Store:
         except redis.RedisError as exc:
             raise StoreError(f"Redis at {self.where} answered with an error: {_reason(exc)}") from None
 
-    def _script(self, name: str, keys: list[str], args: list[Any], client: Any = None):
-        return self._call(self._scripts[name], keys=keys, args=args, client=client)
+    def _script(self, name: str, keys: list[str], args: list[Any]):
+        if self._direct is None:
+            # The cluster client routes by key and loads the script on the node.
+            return self._call(self._scripts[name], keys=keys, args=args)
+        return self._call(self._evalsha, name, keys, args)
+
+    def _evalsha(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """One script by SHA; loaded and run again if Redis lost it (restarted or flushed)."""
+        import redis
+
+        command = ("EVALSHA", self._scripts[name].sha, len(keys), *keys, *args)
+        try:
+            return self._direct.call(*command)
+        except redis.exceptions.NoScriptError:
+            self._direct.call("SCRIPT", "LOAD", script_source(name))
+            return self._direct.call(*command)
 
     def ping(self) -> bool:
-        return bool(self._call(self.client.ping))
+        if self._direct is None:
+            return bool(self._call(self.client.ping))
+        return self._call(self._direct.call, "PING") == "PONG"
 
     # --- links ----------------------------------------------------------------
 
@@ -236,11 +256,7 @@ class Store:
         """
         sha = self._scripts[name].sha
         if not self.cluster:
-            def fill(pipe: Any) -> None:
-                for keys, args in calls:
-                    pipe.evalsha(sha, len(keys), *keys, *args)
-
-            return self._pipeline(fill, name)
+            return self._pipeline([("EVALSHA", sha, len(keys), *keys, *args) for keys, args in calls], name)
 
         import redis
 
@@ -271,8 +287,8 @@ class Store:
                 replies[i] = reply
         return replies
 
-    def _pipeline(self, fill: Callable[[Any], None], *scripts: str) -> list[Any]:
-        """Run one pipeline whose scripts are called by EVALSHA.
+    def _pipeline(self, commands: list[tuple[Any, ...]], *scripts: str) -> list[Any]:
+        """Run one pipeline (not on a cluster) whose scripts are called by EVALSHA.
 
         Unlike redis-py's script objects in a pipeline, this sends no SCRIPT
         EXISTS before each pipeline: a script is loaded once per Store before
@@ -284,17 +300,15 @@ class Store:
 
         for name in scripts:
             if name not in self._loaded:
-                self._call(self.client.script_load, script_source(name))
+                self._call(self._direct.call, "SCRIPT", "LOAD", script_source(name))
                 self._loaded.add(name)
         for attempt in range(2):
-            pipe = self.client.pipeline(transaction=False)
-            fill(pipe)
-            replies = self._call(pipe.execute, raise_on_error=False)
+            replies = self._call(self._direct.pipeline, commands)
             missing = any(isinstance(r, redis.exceptions.NoScriptError) for r in replies)
             if not missing or attempt:
                 break
             for name in scripts:
-                self._call(self.client.script_load, script_source(name))
+                self._call(self._direct.call, "SCRIPT", "LOAD", script_source(name))
         for reply in replies:
             if isinstance(reply, Exception):
                 self._call(_raise, reply)
@@ -333,10 +347,8 @@ class Store:
             # MGET per slot, one pipeline per node (redis-py groups them).
             values = self._call(self.client.mget_nonatomic, keys)
         else:
-            pipe = self.client.pipeline(transaction=False)
-            for start in range(0, len(keys), _MGET_CHUNK):
-                pipe.mget(keys[start:start + _MGET_CHUNK])
-            values = [v for chunk in self._call(pipe.execute) for v in chunk]
+            chunks = self._pipeline([("MGET", *keys[i:i + _MGET_CHUNK]) for i in range(0, len(keys), _MGET_CHUNK)])
+            values = [v for chunk in chunks for v in chunk]
         known = _POD_TEXT
         return [
             None if raw is None else known[raw] if raw in known else _pod_of(raw, key)
@@ -353,12 +365,16 @@ class Store:
         if pod is not None:
             names.pod(pod)
         for batch in self.scan_keys(ks.link_pattern(service), count=count):
-            parsed = [(key, ks.parse_link(key)) for key in batch]
-            parsed = [(key, p) for key, p in parsed if p is not None]
+            parsed = ks.parse_links(batch)
             if not parsed:
                 continue
-            keys = [key for key, _ in parsed]
-            if pod is None:
+            keys = [key for key, _, _ in parsed]
+            if not self.cluster:
+                # One read-only script per page: its keys span many hash tags,
+                # which a single Redis allows.
+                reply = self._script("link_read_page", keys, [])
+                values, pttls = reply[0::2], reply[1::2]
+            elif pod is None:
                 values, pttls = self._values_and_pttls(keys)
             else:
                 # Filtering by pod: read the values, then TTLs of the matches only.
@@ -367,21 +383,28 @@ class Store:
                 parsed = [parsed[i] for i in wanted]
                 values = [values[i] for i in wanted]
                 pttls = self._pttls([keys[i] for i in wanted]) if wanted else []
-            for (key, (uid, svc)), raw, pttl in zip(parsed, values, pttls):
+            for (key, uid, svc), raw, pttl in zip(parsed, values, pttls):
                 if raw is None or pttl == -2:
                     continue  # expired between SCAN and the read
-                yield Link(namespace, uid, svc, _pod_of(raw, key), None if pttl < 0 else int(pttl))
+                linked = _pod_of(raw, key)
+                if pod is None or linked == pod:
+                    yield Link(namespace, uid, svc, linked, None if pttl < 0 else pttl)
 
     def scan_keys(self, match: str, *, count: int = 1000) -> Iterator[list[str]]:
         """Batches of key names matching `match` (SCAN, never KEYS), from every primary."""
         for node in self._primaries():
+            scan = node.scan if self.cluster else self._scan
             cursor = 0
             while True:
-                cursor, batch = self._call(node.scan, cursor, match=match, count=count)
+                cursor, batch = self._call(scan, cursor, match=match, count=count)
                 if batch:
                     yield batch
                 if int(cursor) == 0:
                     break
+
+    def _scan(self, cursor: int, *, match: str, count: int) -> tuple[int, list[str]]:
+        cursor, batch = self._direct.call("SCAN", cursor, "MATCH", match, "COUNT", count)
+        return int(cursor), batch
 
     def _primaries(self) -> list[Any]:
         """A client per primary: the one client, or each node of a cluster."""
@@ -389,19 +412,18 @@ class Store:
             return [self.client]
         return [self.client.get_redis_connection(node) for node in self._call(self.client.get_primaries)]
 
+    # Reading a page of link keys on a cluster: the keys span slots, so GET
+    # and PTTL per key down one plain pipeline to the node that SCAN read.
+
     def _node_pipeline(self, keys: list[str]) -> Any:
-        """A plain pipeline to the node holding keys (all on one node)."""
-        if self.cluster:
-            return self.client.get_redis_connection(self.client.get_node_from_key(keys[0])).pipeline(transaction=False)
-        return self.client.pipeline(transaction=False)
+        """A plain pipeline to the cluster node holding keys (all on one node)."""
+        return self.client.get_redis_connection(self.client.get_node_from_key(keys[0])).pipeline(transaction=False)
 
     def _values(self, keys: list[str]) -> list[Any]:
-        if not self.cluster:
-            return self._call(self.client.mget, keys)
-        pipe = self._node_pipeline(keys)  # keys of several slots: no MGET
+        pipe = self._node_pipeline(keys)
         for key in keys:
             pipe.get(key)
-        return self._call(pipe.execute)
+        return self._as_mget(self._call(pipe.execute, raise_on_error=False))
 
     def _pttls(self, keys: list[str]) -> list[int]:
         pipe = self._node_pipeline(keys)
@@ -410,19 +432,30 @@ class Store:
         return self._call(pipe.execute)
 
     def _values_and_pttls(self, keys: list[str]) -> tuple[list[Any], list[int]]:
-        """Values and PTTLs of keys that live on one node: one pipelined round trip."""
         pipe = self._node_pipeline(keys)
-        if self.cluster:
-            for key in keys:
-                pipe.get(key)
-        else:
-            pipe.mget(keys)
+        for key in keys:
+            pipe.get(key)
         for key in keys:
             pipe.pttl(key)
-        replies = self._call(pipe.execute)
-        if self.cluster:
-            return replies[: len(keys)], replies[len(keys):]
-        return replies[0], replies[1:]
+        replies = self._call(pipe.execute, raise_on_error=False)
+        pttls = replies[len(keys):]
+        for reply in pttls:
+            if isinstance(reply, Exception):
+                self._call(_raise, reply)
+        return self._as_mget(replies[: len(keys)]), pttls
+
+    def _as_mget(self, replies: list[Any]) -> list[Any]:
+        """GET replies as MGET gives them: None for a key of another type; other errors raise."""
+        import redis
+
+        out = []
+        for reply in replies:
+            if isinstance(reply, Exception):
+                if not (isinstance(reply, redis.exceptions.ResponseError) and str(reply).startswith("WRONGTYPE")):
+                    self._call(_raise, reply)
+                reply = None
+            out.append(reply)
+        return out
 
     # --- pod states -------------------------------------------------------------
 
@@ -459,12 +492,8 @@ class Store:
             self._call(self.client.sadd, ks.services(), service)
         elif register:
             sha = self._scripts["state_publish"].sha
-
-            def fill(pipe: Any) -> None:
-                pipe.evalsha(sha, len(keys), *keys, *args)
-                pipe.sadd(ks.services(), service)
-
-            millis, control, states, controls = self._pipeline(fill, "state_publish")[0]
+            commands = [("EVALSHA", sha, len(keys), *keys, *args), ("SADD", ks.services(), service)]
+            millis, control, states, controls = self._pipeline(commands, "state_publish")[0]
         else:
             millis, control, states, controls = self._script("state_publish", keys, args)
         snap = None
@@ -472,7 +501,10 @@ class Store:
             snap = Snapshot.build(service, _pairs(states), _pairs(controls), int(millis), expire_ms)
             # The workload key expires with the heartbeat, so a dead pod 0
             # does not leave a READY summary behind.
-            self._call(self.client.set, ks.workload(service), snap.workload, px=expire_ms)
+            if self._direct is None:
+                self._call(self.client.set, ks.workload(service), snap.workload, px=expire_ms)
+            else:
+                self._call(self._direct.call, "SET", ks.workload(service), snap.workload, "PX", expire_ms)
         return Published(int(millis), control == "cordon", snap)
 
     def remove_state(self, namespace: str, service: str, pod: int) -> bool:

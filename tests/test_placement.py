@@ -336,6 +336,21 @@ def test_p2c_prefers_the_lower_effective_load():
     assert {p2c.choose("u", two, {0: 11}).pod for _ in range(20)} == {1}  # 21 > 20
 
 
+def test_p2c_choose_and_its_explanation_agree_and_draw_every_pair():
+    """choose() is decide() without the explanation: the same draws give the same pod."""
+    pods_ = [view(p, load) for p, load in enumerate([50, 10, 10, 30, 70])]
+    extra = {1: 15, 4: 0}
+    fast, explained = placement.PowerOfTwo(random.Random(3)), placement.PowerOfTwo(random.Random(3))
+    pairs = set()
+    for _ in range(2000):
+        decision = explained.decide("u", pods_, extra)
+        assert fast.choose("u", pods_, extra) is decision.pod
+        a, b = decision.considered
+        assert a.pod != b.pod
+        pairs.add(frozenset((a.pod, b.pod)))
+    assert len(pairs) == 10  # every pair of the five pods is drawn
+
+
 def test_p2c_spreads_a_burst_where_least_loaded_herds(pcfg, store, raw):
     pods(raw, *[(p, READY, 100) for p in range(4)])
     burst = [f"u{i}" for i in range(400)]

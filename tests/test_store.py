@@ -312,6 +312,24 @@ def test_scan_links_over_many_pages(s, store):
     assert len([l for l in s.scan_links(NS, pod=2, count=5)]) == 40
 
 
+def test_scan_links_skips_keys_that_are_not_links(store, raw):
+    """A page read in one go still reads each key as MGET would: a key of
+    another type under a link's name is no link, and the rest of its page is."""
+    store.set(NS, "good", "lobby", 2, LONG)
+    store.set(NS, "also", "lobby", 1)
+    raw.hset("sf:{default:lk:odd}lobby", "not", "a link")
+    raw.rpush("sf:{default:lk:odder}lobby", "x")
+    found = sorted((l.uid, l.pod, l.persistent) for l in store.scan_links(NS))
+    assert found == [("also", 1, True), ("good", 2, False)]
+    assert [l.uid for l in store.scan_links(NS, pod=2)] == ["good"]
+
+
+def test_scan_links_reports_a_link_that_is_not_a_pod(store, raw):
+    raw.set("sf:{default:lk:bad}lobby", "lobby-3")
+    with pytest.raises(StoreError, match="not a pod index"):
+        list(store.scan_links(NS))
+
+
 # --- raw data in the seed's layout ------------------------------------------------------------------
 
 

@@ -1,0 +1,179 @@
+"""stroute.direct: single commands and pipelines on kept connections, on a real redis-server.
+
+What redis-py's pool would otherwise guarantee is checked here: a connection
+that died while idle is replaced, a connection in doubt is never reused (a
+late reply must not answer the next command), error replies keep the
+connection, forks get their own sockets, close() closes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+import redis
+
+from stroute import direct
+from stroute.backends import ConnectOptions, connect
+from stroute.store import Store
+from support import wait_until
+
+pytestmark = pytest.mark.realserver
+
+
+def _client_ids(raw: redis.Redis, name: str) -> set[int]:
+    return {int(c["id"]) for c in raw.client_list() if c.get("name") == name}
+
+
+@pytest.fixture
+def raw(redis_server, real_url):
+    client = redis_server.client()
+    yield client
+    client.close()
+
+
+def _commands(url: str, name: str, timeout: float = 2.0) -> direct.DirectCommands:
+    commands = direct.for_client(connect(url, ConnectOptions(client_name=name, socket_timeout=timeout)))
+    assert type(commands) is direct.DirectCommands
+    return commands
+
+
+def test_a_connection_is_kept_and_reused(raw, real_url):
+    commands = _commands(real_url, "direct-reuse")
+    first = commands.call("CLIENT", "ID")
+    assert [commands.call("CLIENT", "ID") for _ in range(5)] == [first] * 5
+    assert _client_ids(raw, "direct-reuse") == {first}
+    commands.close()
+
+
+def test_a_connection_killed_while_idle_is_replaced_once(raw, real_url):
+    commands = _commands(real_url, "direct-killed")
+    raw.set("k", "v")
+    first = commands.call("CLIENT", "ID")
+    assert raw.client_kill_filter(_id=first) == 1
+    assert commands.call("GET", "k") == "v"  # sent again on a fresh connection
+    assert commands.call("CLIENT", "ID") != first
+    commands.close()
+
+
+def test_a_connection_that_timed_out_is_never_reused(raw, real_url):
+    """The reply that arrives after a timeout must not answer the next command."""
+    commands = _commands(real_url, "direct-timeout", timeout=0.2)
+    raw.mset({"a": "1", "b": "2"})
+    first = commands.call("CLIENT", "ID")
+    raw.execute_command("CLIENT", "PAUSE", 800, "ALL")
+    with pytest.raises(redis.TimeoutError):
+        commands.call("GET", "a")
+    wait_until(lambda: raw.get("b") == "2", what="the pause to end")
+    assert commands.call("GET", "b") == "2"
+    assert commands.call("CLIENT", "ID") != first
+    commands.close()
+
+
+def test_an_error_reply_raises_and_keeps_the_connection(raw, real_url):
+    commands = _commands(real_url, "direct-error")
+    raw.hset("h", "f", "v")
+    first = commands.call("CLIENT", "ID")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        commands.call("GET", "h")
+    assert commands.call("HGET", "h", "f") == "v"
+    assert commands.call("CLIENT", "ID") == first
+    commands.close()
+
+
+def test_a_pipeline_returns_error_replies_in_place(raw, real_url):
+    commands = _commands(real_url, "direct-pipeline")
+    raw.set("s", "x")
+    raw.hset("h", "f", "v")
+    replies = commands.pipeline([("GET", "s"), ("GET", "h"), ("PTTL", "s"), ("MGET", "s", "nope")])
+    assert replies[0] == "x"
+    assert isinstance(replies[1], redis.ResponseError) and "WRONGTYPE" in str(replies[1])
+    assert replies[2:] == [-1, ["x", None]]
+    assert commands.call("GET", "s") == "x"  # every reply was read: the connection is in step
+    commands.close()
+
+
+def test_a_pipeline_on_a_killed_connection_is_sent_again(raw, real_url):
+    commands = _commands(real_url, "direct-pipeline-killed")
+    first = commands.call("CLIENT", "ID")
+    raw.client_kill_filter(_id=first)
+    assert commands.pipeline([("SET", "p", "1"), ("GET", "p")]) == ["OK", "1"]
+    commands.close()
+
+
+def test_connections_beyond_the_idle_limit_are_closed(raw, real_url):
+    commands = _commands(real_url, "direct-threads", timeout=20)
+    count = direct.MAX_IDLE + 8
+    popped: list[object] = []
+    # Every thread blocks in BLPOP, so all `count` connections are open at once.
+    threads = [threading.Thread(target=lambda: popped.append(commands.call("BLPOP", "q", 0))) for _ in range(count)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: sum(c.get("cmd") == "blpop" for c in raw.client_list()) == count,
+               what="every thread to block")
+    raw.rpush("q", *range(count))
+    for t in threads:
+        t.join(timeout=30)
+    assert len(popped) == count
+    assert len(_client_ids(raw, "direct-threads")) <= count
+    wait_until(lambda: len(_client_ids(raw, "direct-threads")) == direct.MAX_IDLE,
+               what="connections beyond the idle limit to close")
+    commands.close()
+
+
+def test_close_closes_the_idle_connections(raw, real_url):
+    commands = _commands(real_url, "direct-close")
+    commands.call("PING")
+    assert len(_client_ids(raw, "direct-close")) == 1
+    commands.close()
+    wait_until(lambda: not _client_ids(raw, "direct-close"), what="the connection to close")
+    assert commands.call("PING") == "PONG"  # a call after close still works, and keeps nothing
+    wait_until(lambda: not _client_ids(raw, "direct-close"), what="the late connection to close")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_opens_its_own_connection(raw, real_url):
+    commands = _commands(real_url, "direct-fork")
+    parent_id = commands.call("CLIENT", "ID")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its connection's id and leave at once
+        try:
+            os.write(write, str(commands.call("CLIENT", "ID")).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    child_id = int(os.read(read, 100).decode())
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert child_id != parent_id
+    assert commands.call("CLIENT", "ID") == parent_id  # the parent's socket survived the child
+    commands.close()
+
+
+def test_the_store_uses_one_connection_for_scripts_pipelines_and_listing(raw, real_url):
+    store = Store.from_url(real_url, options=ConnectOptions(client_name="direct-store"))
+    store.set_if_absent("default", "u1", "lobby", 3)
+    store.batch_get("default", ["u1", "u2"], "lobby")
+    assert [link.pod for link in store.scan_links("default")] == [3]
+    store.set_if_absent_many("default", "lobby", [("u2", 1), ("u3", 2)])
+    assert len(_client_ids(raw, "direct-store")) == 1
+    store.close()
+    wait_until(lambda: not _client_ids(raw, "direct-store"), what="the store's connection to close")
+
+
+def test_memory_clients_go_direct_and_sentinel_clients_borrow_from_their_pool():
+    commands = direct.for_client(connect("memory://direct-test"))
+    assert commands.call("SET", "k", "v") == "OK"
+    assert commands.pipeline([("GET", "k"), ("PTTL", "k")]) == ["v", -1]
+    # A Sentinel pool asks where the master is as it hands out connections.
+    sentinel = connect("redis+sentinel://127.0.0.1:1/mymaster")  # connects on first use only
+    assert type(direct.for_client(sentinel)) is direct.PooledCommands
+
+
+@pytest.mark.cluster
+def test_a_cluster_client_keeps_its_own_path(redis_cluster, cluster_url):
+    client = connect(cluster_url)
+    assert direct.for_client(client) is None
+    client.close()
