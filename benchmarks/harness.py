@@ -84,6 +84,29 @@ class Harness:
         return sent
 
 
+def count_round_trips(store: Store, fn: Callable[[], object]) -> int:
+    """Round trips the store made while fn ran: each single command and each
+    pipeline it sent on its own connections (not on a cluster)."""
+    commands = store._direct
+    if commands is None:
+        raise RuntimeError("round trips are counted on a single Redis only")
+    trips = 0
+
+    def counted(method):
+        def run(*args, **kwargs):
+            nonlocal trips
+            trips += 1
+            return method(*args, **kwargs)
+        return run
+
+    commands.call, commands.pipeline = counted(commands.call), counted(commands.pipeline)
+    try:
+        fn()
+    finally:
+        del commands.call, commands.pipeline  # back to the class's methods
+    return trips
+
+
 def rate(count: int, fn: Callable[[], object]) -> float:
     """count / seconds fn took."""
     start = time.perf_counter()

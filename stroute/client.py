@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -387,14 +387,11 @@ class ClientDriver:
         names.bound_namespace(self.namespace, namespace)
         wanted = list(dict.fromkeys(uids))
         found = self.store.batch_pods(self.namespace, wanted, service)
-        pods: dict[int, list[str]] = {}
-        missing: list[str] = []
+        groups: defaultdict[int | None, list[str]] = defaultdict(list)
         for uid, pod in zip(wanted, found):
-            if pod is None:
-                missing.append(uid)
-            else:
-                pods.setdefault(pod, []).append(uid)
-        return BatchLinks(dict(sorted(pods.items())), missing)
+            groups[pod].append(uid)
+        missing = groups.pop(None, [])
+        return BatchLinks(dict(sorted(groups.items())), missing)
 
     def links_of(self, namespace: str, uid: str) -> dict[str, int]:
         """Every persistent link of one user: {service: pod}."""

@@ -32,6 +32,11 @@ def _forked() -> None:
 
 os.register_at_fork(after_in_child=_forked)
 
+try:
+    from hiredis import pack_command as _pack_command
+except ImportError:  # redis-py's own packer then
+    _pack_command = None
+
 # Idle connections kept for reuse; a burst from more threads than this opens
 # (and then closes) extra ones.
 MAX_IDLE = 32
@@ -72,14 +77,15 @@ class DirectCommands:
 
         conn = self._acquire()
         try:
+            packed = _pack(conn, [args])
             try:
-                conn.send_command(*args)
+                conn.send_packed_command(packed)
                 reply = conn.read_response()
             except redis.ConnectionError:
                 # A connection that died while idle (Redis restarted, or closed
                 # it): once more on a fresh connection, as redis-py's retry does.
                 conn.disconnect()
-                conn.send_command(*args)
+                conn.send_packed_command(packed)
                 reply = conn.read_response()
         except redis.exceptions.ResponseError:
             self._release(conn)  # an error reply: the connection is in step
@@ -98,7 +104,7 @@ class DirectCommands:
 
         conn = self._acquire()
         try:
-            packed = conn.pack_commands(commands)
+            packed = _pack(conn, commands)
             try:
                 conn.send_packed_command(packed)
                 replies = _read_replies(conn, len(commands))
@@ -139,6 +145,14 @@ class DirectCommands:
                 idle, self._idle = self._idle, []
             for other in idle:
                 _disconnect(other)
+
+
+def _pack(conn: Any, commands: list[tuple[Any, ...]]) -> Any:
+    """The commands in Redis's protocol: by hiredis in one pass when it is
+    installed (redis-py's packer walks every argument in Python first)."""
+    if _pack_command is None:
+        return conn.pack_commands(commands)
+    return [b"".join(map(_pack_command, commands))]
 
 
 def _read_replies(conn: Any, count: int) -> list[Any]:

@@ -9,15 +9,19 @@ into stroute's own exceptions at this border.
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
+import os
 from dataclasses import dataclass
-from importlib import resources
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from stroute import direct, names
 from stroute.errors import InvalidInput, PermissionDenied, RedisUnavailable, StoreError
 from stroute.keys import KeySpace
-from stroute.podstate import RoutingState, Snapshot
+
+if TYPE_CHECKING:
+    # Imported where used: a command that reads links never loads pod states.
+    from stroute.podstate import RoutingState, Snapshot
 
 _SCRIPTS = (
     "link_get",
@@ -36,9 +40,22 @@ _SCRIPTS = (
 _MGET_CHUNK = 10_000
 
 
+_SCRIPT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts")
+
+
 @functools.cache
 def script_source(name: str) -> str:
-    return resources.files("stroute.scripts").joinpath(f"{name}.lua").read_text(encoding="utf-8")
+    """One of the package's Lua scripts (stroute/scripts/NAME.lua), read once."""
+    if name not in _SCRIPTS:
+        raise KeyError(f"no script {name!r}")
+    with open(os.path.join(_SCRIPT_DIR, f"{name}.lua"), encoding="utf-8") as fh:
+        return fh.read()
+
+
+@functools.cache
+def script_sha(name: str) -> str:
+    """The SHA1 Redis knows the script by (EVALSHA)."""
+    return hashlib.sha1(script_source(name).encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +128,7 @@ class Store:
         self.client = client
         self.prefix = names.prefix(prefix)
         self.where = where
-        self._scripts = {name: client.register_script(script_source(name)) for name in _SCRIPTS}
+        self._cluster_scripts: dict[str, Any] = {}  # redis-py script objects, made on first use
         self.cluster = _is_cluster(client)
         self._direct = direct.for_client(client)  # None on a cluster
         self._loaded: set[str] = set()  # scripts this Store has SCRIPT LOADed for its pipelines
@@ -166,14 +183,17 @@ class Store:
     def _script(self, name: str, keys: list[str], args: list[Any]):
         if self._direct is None:
             # The cluster client routes by key and loads the script on the node.
-            return self._call(self._scripts[name], keys=keys, args=args)
+            script = self._cluster_scripts.get(name)
+            if script is None:
+                script = self._cluster_scripts[name] = self.client.register_script(script_source(name))
+            return self._call(script, keys=keys, args=args)
         return self._call(self._evalsha, name, keys, args)
 
     def _evalsha(self, name: str, keys: list[str], args: list[Any]) -> Any:
         """One script by SHA; loaded and run again if Redis lost it (restarted or flushed)."""
         import redis
 
-        command = ("EVALSHA", self._scripts[name].sha, len(keys), *keys, *args)
+        command = ("EVALSHA", script_sha(name), len(keys), *keys, *args)
         try:
             return self._direct.call(*command)
         except redis.exceptions.NoScriptError:
@@ -254,7 +274,7 @@ class Store:
         each group goes down a plain pipeline to that node. A call whose slot
         moved meanwhile is retried alone through the cluster client.
         """
-        sha = self._scripts[name].sha
+        sha = script_sha(name)
         if not self.cluster:
             return self._pipeline([("EVALSHA", sha, len(keys), *keys, *args) for keys, args in calls], name)
 
@@ -383,10 +403,11 @@ class Store:
                 parsed = [parsed[i] for i in wanted]
                 values = [values[i] for i in wanted]
                 pttls = self._pttls([keys[i] for i in wanted]) if wanted else []
+            known = _POD_TEXT
             for (key, uid, svc), raw, pttl in zip(parsed, values, pttls):
                 if raw is None or pttl == -2:
                     continue  # expired between SCAN and the read
-                linked = _pod_of(raw, key)
+                linked = known[raw] if raw in known else _pod_of(raw, key)
                 if pod is None or linked == pod:
                     yield Link(namespace, uid, svc, linked, None if pttl < 0 else pttl)
 
@@ -464,6 +485,8 @@ class Store:
         names.service(service)
         states, controls, secs, micros = self._script("state_snapshot", [ks.state(service), ks.control(service)], [])
         now_ms = int(secs) * 1000 + int(micros) // 1000
+        from stroute.podstate import Snapshot
+
         return Snapshot.build(service, _pairs(states), _pairs(controls), now_ms, expire_ms)
 
     def publish_state(
@@ -491,13 +514,15 @@ class Store:
             millis, control, states, controls = self._script("state_publish", keys, args)
             self._call(self.client.sadd, ks.services(), service)
         elif register:
-            sha = self._scripts["state_publish"].sha
+            sha = script_sha("state_publish")
             commands = [("EVALSHA", sha, len(keys), *keys, *args), ("SADD", ks.services(), service)]
             millis, control, states, controls = self._pipeline(commands, "state_publish")[0]
         else:
             millis, control, states, controls = self._script("state_publish", keys, args)
         snap = None
         if summarize:
+            from stroute.podstate import Snapshot
+
             snap = Snapshot.build(service, _pairs(states), _pairs(controls), int(millis), expire_ms)
             # The workload key expires with the heartbeat, so a dead pod 0
             # does not leave a READY summary behind.

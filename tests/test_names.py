@@ -57,9 +57,7 @@ def test_valid_uids_are_accepted(value):
     assert names.uid(value) == value
 
 
-@pytest.mark.parametrize(
-    "value",
-    [
+BAD_UIDS = [
         "",
         "a" * 257,
         "a{b",
@@ -77,8 +75,10 @@ def test_valid_uids_are_accepted(value):
         "a\u00a0b",  # no-break space
         "a\u2028b",  # line separator
         "a\u3000b",  # ideographic space
-    ],
-)
+]
+
+
+@pytest.mark.parametrize("value", BAD_UIDS)
 def test_invalid_uids_are_rejected_with_the_value_and_the_rule(value):
     exc = assert_rejected(names.uid, value, kind="uid")
     assert names.UID_RULE in str(exc)
@@ -87,6 +87,21 @@ def test_invalid_uids_are_rejected_with_the_value_and_the_rule(value):
 @pytest.mark.parametrize("value", [None, 42, b"42"])
 def test_uid_must_be_a_string(value):
     assert_rejected(names.uid, value, kind="uid")
+
+
+@pytest.mark.parametrize("value", [*BAD_UIDS, None, 42, b"42"])
+def test_a_batch_of_uids_is_rejected_naming_its_bad_uid(value):
+    """uids() checks a batch in bulk; whatever is wrong, the message names the bad value."""
+    batch = [f"user-{i}" for i in range(50)] + [value] + ["ok", "a" * 256]
+    with pytest.raises(InvalidInput) as info:
+        names.uids(batch)
+    assert str(info.value) == str(assert_rejected(names.uid, value, kind="uid"))
+
+
+def test_a_batch_of_good_uids_is_returned_as_it_is():
+    batch = ["42", "a" * 256, "用户", "[*?]", "a:b"] * 3
+    assert names.uids(batch) is batch
+    assert names.uids([]) == []
 
 
 def test_a_long_bad_value_is_shown_shortened():
