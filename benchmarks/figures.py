@@ -246,30 +246,32 @@ def link_list(h: Harness) -> Figure:
                     break
         return rate(n, run)
 
-    page_sha = h.raw.script_load(script_source("link_read_page"))
-
-    def bound(_: int) -> float:
-        # What any listing with pods and TTLs costs at least: SCAN, and one
-        # read of each page's values and TTLs, with nothing done in Python.
+    def same_commands(_: int) -> float:
+        # The commands stroute sends for a listing, sent by bare redis-py:
+        # SCAN, and per page one pipeline of MGET and a PTTL per key.
         def run():
             cursor = 0
             while True:
                 cursor, keys = h.raw.scan(cursor, match=pattern, count=1000)
                 if keys:
-                    h.raw.evalsha(page_sha, len(keys), *keys)
+                    pipe = h.raw.pipeline(transaction=False)
+                    pipe.mget(keys)
+                    for key in keys:
+                        pipe.pttl(key)
+                    pipe.execute()
                 if cursor == 0:
                     break
         return rate(n, run)
 
     rounds = 1 if not h.quick else 2
     ours_rate, bare_rate = paired(ours, baseline, rounds)
-    bound_rate = statistics.median(bound(i) for i in range(rounds))
+    same_rate = statistics.median(same_commands(i) for i in range(rounds))
     store.close()
     f = Figure()
     f.add("link_list_ratio", round(ours_rate / bare_rate, 3), ">= 0.5 (aim)",
           f"{ours_rate:,.0f} links/s with pod and TTL vs {bare_rate:,.0f} keys/s bare SCAN, {n:,} links; "
-          f"SCAN plus a bare read of each page: {bound_rate:,.0f}/s (ratio {bound_rate / bare_rate:.3f})")
-    f.values["link_list_read_bound_ratio"] = round(bound_rate / bare_rate, 3)
+          f"the same commands from bare redis-py: {same_rate:,.0f}/s (ratio {same_rate / bare_rate:.3f})")
+    f.values["link_list_same_commands_ratio"] = round(same_rate / bare_rate, 3)
     return f
 
 

@@ -59,8 +59,8 @@ def for_client(client: Any) -> "DirectCommands | None":
 class DirectCommands:
     """Runs one command at a time per connection, on connections it keeps.
 
-    Thread-safe: each call holds its connection alone, and the idle stack is
-    only pushed and popped (atomic list operations).
+    Thread-safe: each call holds its connection alone; the idle stack is
+    pushed and popped under a lock (uncontended, it costs next to nothing).
     """
 
     def __init__(self, pool: Any) -> None:
@@ -69,52 +69,45 @@ class DirectCommands:
         self._idle: list[Any] = []
         self._generation = _generation
         self._closed = False
-        self._lock = threading.Lock()  # only for close() against late releases
+        self._lock = threading.Lock()
 
     def call(self, *args: Any) -> Any:
         """One command and its reply; an error reply raises redis-py's exception for it."""
-        import redis
-
-        conn = self._acquire()
-        try:
-            packed = _pack(conn, [args])
-            try:
-                conn.send_packed_command(packed)
-                reply = conn.read_response()
-            except redis.ConnectionError:
-                # A connection that died while idle (Redis restarted, or closed
-                # it): once more on a fresh connection, as redis-py's retry does.
-                conn.disconnect()
-                conn.send_packed_command(packed)
-                reply = conn.read_response()
-        except redis.exceptions.ResponseError:
-            self._release(conn)  # an error reply: the connection is in step
-            raise
-        except BaseException:
-            conn.disconnect()
-            self._release(conn)  # closed: the stack or pool opens a new socket next time
-            raise
-        self._release(conn)
-        return reply
+        return self._run(_pack([args]), 1)[0]
 
     def pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Commands sent in one write, replies in order; an error reply is
         returned in its place as redis-py's exception for it, not raised."""
+        return self._run(_pack(commands), len(commands), keep_errors=True)
+
+    def _run(self, packed: Any, count: int, *, keep_errors: bool = False) -> list[Any]:
+        """Send packed commands and read their `count` replies.
+
+        A connection that breaks (Redis restarted, or closed an idle
+        connection) is replaced and the commands sent once more, as redis-py's
+        retry does; like it, this can run a command twice when the connection
+        broke after Redis ran it, which stroute's scripts tolerate (setting a
+        link that is already set reports the link it finds). A timeout is not
+        retried: a hung server costs one socket timeout.
+        """
         import redis
 
         conn = self._acquire()
         try:
-            packed = _pack(conn, commands)
             try:
                 conn.send_packed_command(packed)
-                replies = _read_replies(conn, len(commands))
+                replies = _read_replies(conn, count, keep_errors)
             except redis.ConnectionError:
-                conn.disconnect()  # as in call(): once more on a fresh connection
+                conn.disconnect()
+                conn.connect()  # through connect(), so a Sentinel connection asks where the master is now
                 conn.send_packed_command(packed)
-                replies = _read_replies(conn, len(commands))
+                replies = _read_replies(conn, count, keep_errors)
+        except redis.exceptions.ResponseError:
+            self._release(conn)  # a complete error reply: the connection is in step
+            raise
         except BaseException:
             conn.disconnect()
-            self._release(conn)
+            self._release(conn)  # closed: it reconnects when next used
             raise
         self._release(conn)
         return replies
@@ -127,52 +120,23 @@ class DirectCommands:
             _disconnect(conn)
 
     def _acquire(self) -> Any:
-        if self._generation != _generation:
-            self._idle = []  # the parent's sockets: forget them, do not close them
-            self._generation = _generation
-        try:
-            return self._idle.pop()
-        except IndexError:
-            return self._connection_class(**self._connection_kwargs)
+        with self._lock:
+            if self._generation != _generation:
+                self._idle = []  # the parent's sockets: forget them, do not close them
+                self._generation = _generation
+            if self._idle:
+                return self._idle.pop()
+        return self._connection_class(**self._connection_kwargs)
 
     def _release(self, conn: Any) -> None:
-        if self._closed or len(self._idle) >= MAX_IDLE:
+        should_reconnect = getattr(conn, "should_reconnect", None)  # redis-py 6+: the server asked to move
+        if should_reconnect is not None and should_reconnect():
             _disconnect(conn)
-            return
-        self._idle.append(conn)
-        if self._closed:  # close() ran meanwhile and may have missed it
-            with self._lock:
-                idle, self._idle = self._idle, []
-            for other in idle:
-                _disconnect(other)
-
-
-def _pack(conn: Any, commands: list[tuple[Any, ...]]) -> Any:
-    """The commands in Redis's protocol: by hiredis in one pass when it is
-    installed (redis-py's packer walks every argument in Python first)."""
-    if _pack_command is None:
-        return conn.pack_commands(commands)
-    return [b"".join(map(_pack_command, commands))]
-
-
-def _read_replies(conn: Any, count: int) -> list[Any]:
-    from redis.exceptions import ResponseError
-
-    replies: list[Any] = []
-    read = conn.read_response
-    for _ in range(count):
-        try:
-            replies.append(read())
-        except ResponseError as exc:
-            replies.append(exc)
-    return replies
-
-
-def _disconnect(conn: Any) -> None:
-    try:
-        conn.disconnect()
-    except Exception:  # closing must never raise
-        pass
+        with self._lock:
+            if not self._closed and len(self._idle) < MAX_IDLE:
+                self._idle.append(conn)
+                return
+        _disconnect(conn)
 
 
 class PooledCommands(DirectCommands):
@@ -190,3 +154,42 @@ class PooledCommands(DirectCommands):
 
     def _release(self, conn: Any) -> None:
         self._pool.release(conn)
+
+
+def _pack(commands: list[tuple[Any, ...]]) -> list[bytes]:
+    """The commands in Redis's protocol, packed before a connection is taken:
+    by hiredis in one pass (redis-py's packer walks every argument in Python
+    first), else by redis-py's own packer."""
+    import redis
+
+    try:
+        if _pack_command is not None:
+            return [b"".join(map(_pack_command, commands))]
+        from redis.connection import PythonRespSerializer
+
+        serializer = PythonRespSerializer(6000, redis.connection.Encoder("utf-8", "strict", False).encode)
+        return [b"".join(part for command in commands for part in serializer.pack(*command))]
+    except (TypeError, UnicodeEncodeError) as exc:
+        raise redis.DataError(f"cannot send {type(exc).__name__}: {exc}") from None
+
+
+def _read_replies(conn: Any, count: int, keep_errors: bool) -> list[Any]:
+    from redis.exceptions import ResponseError
+
+    replies: list[Any] = []
+    read = conn.read_response
+    for _ in range(count):
+        try:
+            replies.append(read())
+        except ResponseError as exc:
+            if not keep_errors:
+                raise
+            replies.append(exc)
+    return replies
+
+
+def _disconnect(conn: Any) -> None:
+    try:
+        conn.disconnect()
+    except Exception:  # closing must never raise
+        pass

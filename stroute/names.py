@@ -15,8 +15,9 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
 UID_MAX = 256
 UID_RULE = f"1-{UID_MAX} characters, no '{{' or '}}', no whitespace or control characters"
-# Whitespace, C0/C1 control characters, and the Unicode separators.
-_UID_BAD_RE = re.compile(r"[{}\s\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Whitespace, C0/C1 control characters, the Unicode separators, and lone
+# surrogates (not characters: they cannot be sent to Redis as UTF-8).
+_UID_BAD_RE = re.compile(r"[{}\s\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 POD_MAX = 65535
 POD_RULE = f"an integer from 0 to {POD_MAX}"
@@ -74,6 +75,8 @@ def uids(values: list[object]) -> list[str]:
     """uid() of every value, checked in bulk: one join, one search and the
     length bounds over all of them; only when that fails is each value
     checked, to name the bad one."""
+    if not isinstance(values, list):
+        values = list(values)
     if not values:
         return values  # type: ignore[return-value]
     try:

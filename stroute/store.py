@@ -33,7 +33,6 @@ _SCRIPTS = (
     "state_snapshot",
     "state_publish",
     "link_import",
-    "link_read_page",
 )
 
 # Keys per MGET: large enough to amortise, small enough not to block Redis.
@@ -48,8 +47,13 @@ def script_source(name: str) -> str:
     """One of the package's Lua scripts (stroute/scripts/NAME.lua), read once."""
     if name not in _SCRIPTS:
         raise KeyError(f"no script {name!r}")
-    with open(os.path.join(_SCRIPT_DIR, f"{name}.lua"), encoding="utf-8") as fh:
-        return fh.read()
+    try:
+        with open(os.path.join(_SCRIPT_DIR, f"{name}.lua"), encoding="utf-8") as fh:
+            return fh.read()
+    except OSError:  # not a directory on disk (a zipped install): ask the import system
+        from importlib import resources
+
+        return resources.files("stroute.scripts").joinpath(f"{name}.lua").read_text(encoding="utf-8")
 
 
 @functools.cache
@@ -131,6 +135,8 @@ class Store:
         self._cluster_scripts: dict[str, Any] = {}  # redis-py script objects, made on first use
         self.cluster = _is_cluster(client)
         self._direct = direct.for_client(client)  # None on a cluster
+        if self._direct is None and not self.cluster:
+            raise TypeError(f"a Store needs a redis-py (or fakeredis) client, not {type(client).__name__}")
         self._loaded: set[str] = set()  # scripts this Store has SCRIPT LOADed for its pipelines
         self._keyspaces: dict[str, KeySpace] = {}
 
@@ -390,10 +396,10 @@ class Store:
                 continue
             keys = [key for key, _, _ in parsed]
             if not self.cluster:
-                # One read-only script per page: its keys span many hash tags,
-                # which a single Redis allows.
-                reply = self._script("link_read_page", keys, [])
-                values, pttls = reply[0::2], reply[1::2]
+                # The page's values and TTLs in one pipeline (Redis has no
+                # command that reads many TTLs at once).
+                replies = self._pipeline([("MGET", *keys), *(("PTTL", key) for key in keys)])
+                values, pttls = replies[0], replies[1:]
             elif pod is None:
                 values, pttls = self._values_and_pttls(keys)
             else:

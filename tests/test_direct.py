@@ -102,6 +102,29 @@ def test_a_pipeline_on_a_killed_connection_is_sent_again(raw, real_url):
     commands.close()
 
 
+def test_an_argument_that_cannot_be_sent_is_refused_before_a_connection_is_taken(raw, real_url):
+    commands = _commands(real_url, "direct-unsendable")
+    for bad in (object(), "a\ud800b"):
+        with pytest.raises(redis.DataError):
+            commands.call("SET", "k", bad)
+    assert not _client_ids(raw, "direct-unsendable")
+    assert raw.get("k") is None
+    commands.close()
+
+
+def test_commands_are_packed_the_same_without_hiredis(monkeypatch):
+    commands = [("EVALSHA", "0" * 40, 2, "sf:{d:lk:用户}s", "sf:{d:lk:用户}", "s", 3, ""), ("PTTL", "k"), ("PING",)]
+    packed = direct._pack(commands)
+    monkeypatch.setattr(direct, "_pack_command", None)
+    assert direct._pack(commands) == packed
+    assert packed[0].startswith(b"*8\r\n$7\r\nEVALSHA\r\n") and packed[0].endswith(b"*1\r\n$4\r\nPING\r\n")
+
+
+def test_a_store_refuses_a_client_it_cannot_drive():
+    with pytest.raises(TypeError, match="redis-py"):
+        Store(object())
+
+
 def test_connections_beyond_the_idle_limit_are_closed(raw, real_url):
     commands = _commands(real_url, "direct-threads", timeout=20)
     count = direct.MAX_IDLE + 8

@@ -75,6 +75,7 @@ BAD_UIDS = [
         "a\u00a0b",  # no-break space
         "a\u2028b",  # line separator
         "a\u3000b",  # ideographic space
+        "a\ud800b",  # a lone surrogate: no character, cannot be sent as UTF-8
 ]
 
 
