@@ -17,7 +17,7 @@ from typing import Callable
 
 from stroute import names
 from stroute.config import Config
-from stroute.errors import ConfigError, StoreError, StrouteError
+from stroute.errors import ConfigError, InvalidInput, StoreError, StrouteError
 from stroute.podstate import RoutingState
 from stroute.store import Published, Store
 
@@ -275,18 +275,19 @@ class ServerDriver:
         self._count_links(set_=int(ok))
         return ok, current
 
-    def remove_linked_pod(self, namespace: str, uid: str, service: str, *, after: float | None = None) -> bool:
-        """Remove a link now, or after `after` seconds."""
+    def remove_linked_pod(self, namespace: str, uid: str, service: str, *, after: float | None = None,
+                          delayed: bool = False) -> bool:
+        """Remove a link now, after `after` seconds, or (delayed) after links.remove_delay."""
         names.bound_namespace(self.namespace, namespace)
-        removed, _ = self.store.remove(self.namespace, uid, service, after_ms=_after_ms(after))
+        removed, _ = self.store.remove(self.namespace, uid, service, after_ms=self._after_ms(after, delayed))
         self._count_links(removed=int(removed))
         return removed
 
     def remove_linked_pod_with_id(self, namespace: str, uid: str, service: str, pod: int | None = None,
-                                  *, after: float | None = None) -> bool:
+                                  *, after: float | None = None, delayed: bool = False) -> bool:
         """Remove the link only if it points at `pod` (this pod by default): fencing."""
         names.bound_namespace(self.namespace, namespace)
-        removed, _ = self.store.remove(self.namespace, uid, service, after_ms=_after_ms(after),
+        removed, _ = self.store.remove(self.namespace, uid, service, after_ms=self._after_ms(after, delayed),
                                        if_pod=self._pod(pod))
         self._count_links(removed=int(removed))
         return removed
@@ -296,16 +297,19 @@ class ServerDriver:
             self.links_set += set_
             self.links_removed += removed
 
+    def _after_ms(self, after: float | None, delayed: bool) -> int:
+        if delayed and after is not None:
+            raise InvalidInput(f"give a delay of {after!r} s or delayed=True (links.remove_delay), not both")
+        if delayed:
+            after = self.config.links.remove_delay
+        return 0 if after is None else names.ttl_ms(after, kind="delay")
+
     def _pod(self, pod: int | None) -> int:
         return self.pod if pod is None else names.pod(pod)
 
 
 def _ttl_ms(ttl: float | None) -> int | None:
     return None if ttl is None else names.ttl_ms(ttl)
-
-
-def _after_ms(after: float | None) -> int:
-    return 0 if after is None else names.ttl_ms(after, kind="delay")
 
 
 def _check_config(config: Config) -> None:

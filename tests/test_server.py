@@ -307,6 +307,11 @@ def test_link_operations(config, store):
     assert server.remove_linked_pod(NS, "w", "lobby", after=20) is True
     assert 0 < raw.pttl("sf:{default:lk:w}lobby") <= 20_000 and raw.hget("sf:{default:lk:w}", "lobby") is None
     check_invariant(raw)
+    server.set_linked_pod(NS, "d", "lobby")
+    assert server.remove_linked_pod(NS, "d", "lobby", delayed=True) is True  # links.remove_delay: 60 s
+    assert 55_000 < raw.pttl("sf:{default:lk:d}lobby") <= 60_000
+    with pytest.raises(InvalidInput, match="not both"):
+        server.remove_linked_pod_with_id(NS, "w", "lobby", after=5, delayed=True)
     with pytest.raises(NamespaceMismatch):
         server.remove_linked_pod("prod", "w", "lobby")
     assert raw.exists("sf:{default:lk:w}lobby") == 1

@@ -164,13 +164,23 @@ def remove(
         typer.Option("--after", metavar="SECONDS", help="Delayed removal: the link expires after SECONDS.",
                      show_default=False),
     ] = None,
+    delayed: Annotated[
+        bool,
+        typer.Option("--delayed", help="Delayed removal after links.remove_delay seconds (default 60)."),
+    ] = False,
 ) -> None:
-    """Remove a link now, or --after SECONDS. Exit 3 if there is none."""
-    from stroute.errors import Conflict, NotFound
+    """Remove a link now, --after SECONDS, or --delayed. Exit 3 if there is none."""
+    from stroute import names
+    from stroute.errors import Conflict, InvalidInput, NotFound
 
     g: Globals = ctx.obj
     expected = inputs.pod(if_pod)
-    after_ms = inputs.ttl_ms(after, kind="--after") or 0
+    if delayed and after is not None:
+        raise InvalidInput(f"--after {after} and --delayed both given: --delayed means --after links.remove_delay")
+    if delayed:
+        after_ms = names.ttl_ms(g.config().links.remove_delay, kind="links.remove_delay")
+    else:
+        after_ms = inputs.ttl_ms(after, kind="--after") or 0
     ns = g.config().namespace
     removed, current = g.store().remove(ns, uid, service, after_ms=after_ms, if_pod=expected)
     data = {"namespace": ns, "uid": uid, "service": service, "removed": removed}

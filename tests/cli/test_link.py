@@ -202,6 +202,23 @@ def test_remove_after_makes_the_link_expire(url, store):
     assert store.links_of("default", "u1") == {}
 
 
+def test_remove_delayed_uses_the_configured_delay(url, store):
+    link(url, "set", "u1", "-s", "game", "--pod", "2")
+    code, data, _ = link(url, "remove", "u1", "-s", "game", "--delayed", env={"STROUTE_LINKS_REMOVE_DELAY": "25"})
+    assert (code, data["removed"]) == (0, True)
+    current = store.get("default", "u1", "game")
+    assert current.pod == 2 and 20_000 < current.ttl_ms <= 25_000
+    assert store.links_of("default", "u1") == {}
+
+
+def test_remove_refuses_after_and_delayed_together(url, store):
+    link(url, "set", "u1", "-s", "game", "--pod", "2")
+    result = run("--redis-url", url, "link", "remove", "u1", "-s", "game", "--after", "5", "--delayed")
+    assert result.exit_code == 2
+    assert "--after 5 and --delayed" in result.stderr
+    assert store.get("default", "u1", "game").persistent  # nothing written
+
+
 def test_remove_table_output(url):
     link(url, "set", "u1", "-s", "game", "--pod", "2")
     result = run("--redis-url", url, "link", "remove", "u1", "-s", "game", "--after", "10")
