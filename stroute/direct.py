@@ -120,10 +120,13 @@ class DirectCommands:
             _disconnect(conn)
 
     def _acquire(self) -> Any:
+        if self._generation != _generation:
+            # A forked child: the parent's sockets are forgotten, not closed,
+            # and the lock is new (another thread may have held it at the fork).
+            self._lock = threading.Lock()
+            self._idle = []
+            self._generation = _generation
         with self._lock:
-            if self._generation != _generation:
-                self._idle = []  # the parent's sockets: forget them, do not close them
-                self._generation = _generation
             if self._idle:
                 return self._idle.pop()
         return self._connection_class(**self._connection_kwargs)

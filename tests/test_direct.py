@@ -9,6 +9,7 @@ connection, forks get their own sockets, close() closes.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 
 import pytest
@@ -159,15 +160,20 @@ def test_close_closes_the_idle_connections(raw, real_url):
 def test_a_forked_child_opens_its_own_connection(raw, real_url):
     commands = _commands(real_url, "direct-fork")
     parent_id = commands.call("CLIENT", "ID")
+    commands._lock.acquire()  # as if another thread held it at the fork
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: report its connection's id and leave at once
         try:
+            signal.alarm(10)  # a deadlock ends the child, and the parent reads nothing
             os.write(write, str(commands.call("CLIENT", "ID")).encode())
         finally:
             os._exit(0)
+    commands._lock.release()
     os.close(write)
-    child_id = int(os.read(read, 100).decode())
+    reported = os.read(read, 100).decode()
+    assert reported, "the child did not answer"
+    child_id = int(reported)
     os.close(read)
     os.waitpid(pid, 0)
     assert child_id != parent_id
