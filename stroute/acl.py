@@ -35,7 +35,6 @@ CONNECT = (
 SCRIPTS = (
     "evalsha",  # every link and pod-state operation
     "script|load",  # after NOSCRIPT (a restarted or failed-over Redis), and doctor's check
-    "script|exists",  # redis-py's scripts in a pipeline
 )
 DATA = (
     # the scripts' own calls, which Redis checks against the user too
@@ -46,8 +45,9 @@ DATA = (
 DIAGNOSE = ("info",)  # doctor: version, role, memory policy
 SCAN = ("scan",)  # link list, doctor's link sample
 
-USER_RULE = "1-63 characters: letters, digits, '.', '_' or '-', starting with a letter or digit"
-_USER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+# Long enough for default_user() of any namespace ("stroute-" + 63 characters).
+USER_RULE = "1-128 characters: letters, digits, '.', '_' or '-', starting with a letter or digit"
+_USER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 @dataclass(frozen=True)

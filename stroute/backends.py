@@ -365,8 +365,6 @@ def split_hosts(url: str, default_port: int) -> tuple[str | None, str | None, li
 
     For the multi-host schemes, which urllib cannot parse.
     """
-    from urllib.parse import unquote
-
     rest = url.partition("://")[2]
     netloc, slash, path = rest.partition("/")
     userinfo, at, hostlist = netloc.rpartition("@")

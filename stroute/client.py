@@ -86,6 +86,7 @@ class ClientDriver:
         from stroute import config as config_module
 
         self.config = config or config_module.load()
+        config_module.validate(self.config)
         self.namespace = self.config.namespace
         self._owns_store = store is None
         self.store = store or self.config.open_store()
@@ -94,7 +95,7 @@ class ClientDriver:
         )
         self._clock = clock
         self._temp_ttl_ms = round(self.config.links.temp_ttl * 1000)
-        self._expire_ms = round(self.config.state.expire * 1000)
+        self._expire_ms = self.config.state.expire_ms
         self._refresh = self.config.state.refresh
         self._cache_seconds = self.config.links.cache_seconds
         self._cache_max = cache_max_entries
@@ -197,9 +198,9 @@ class ClientDriver:
         snap = view.snapshot
         if trace is not None:
             trace["snapshot"] = snap
-        cached = self._cache_get(service, uid)
-        if cached is not None and snap.is_alive(cached.pod) and (cached.persistent or not persist):
-            return Placement(uid, service, cached.pod, "cache")
+        hit = self._cache_hit(service, uid, snap, persist)
+        if hit is not None:
+            return hit
 
         ttl_ms = None if persist else self._temp_ttl_ms
         routable = snap.routable()
@@ -244,9 +245,9 @@ class ClientDriver:
             except Exception as exc:
                 out[uid] = exc
                 continue
-            cached = self._cache_get(service, uid)
-            if cached is not None and snap.is_alive(cached.pod) and (cached.persistent or not persist):
-                out[uid] = Placement(uid, service, cached.pod, "cache")
+            hit = self._cache_hit(service, uid, snap, persist)
+            if hit is not None:
+                out[uid] = hit
             elif routable:
                 pod = self.strategy.choose(uid, routable, view.placed).pod
                 with self._lock:
@@ -427,6 +428,14 @@ class ClientDriver:
         names.bound_namespace(self.namespace, namespace)
         with self._lock:
             self._cache.pop((service, uid), None)
+
+    def _cache_hit(self, service: str, uid: str, snap: Snapshot, persist: bool) -> Placement | None:
+        """The cached link as a placement, if it still stands: its pod is alive, and
+        a persistent placement is asked for only of a link cached as persistent."""
+        cached = self._cache_get(service, uid)
+        if cached is not None and snap.is_alive(cached.pod) and (cached.persistent or not persist):
+            return Placement(uid, service, cached.pod, "cache")
+        return None
 
     def _cache_get(self, service: str, uid: str) -> _Cached | None:
         with self._lock:

@@ -40,6 +40,11 @@ class StateConfig:
     expire: float = 60.0  # a heartbeat older than this marks the pod stale
     refresh: float = 2.0  # a client re-reads a service's states at most this often
 
+    @property
+    def expire_ms(self) -> int:
+        """`expire` in milliseconds, as the store's staleness checks take it."""
+        return round(self.expire * 1000)
+
 
 @dataclass(frozen=True)
 class LinksConfig:
@@ -272,6 +277,18 @@ def _build(tree: Mapping[str, Any], overrides: Mapping[str, Any], *, origin: str
     config = Config(namespace=typed["namespace"], prefix=typed["prefix"], source=source, **sections)
     _check(config)
     return config
+
+
+def validate(config: Config) -> None:
+    """Every rule a loaded Config passed, for one built by hand (dataclasses.replace)."""
+    for key, rule in _RULES.items():
+        value = config
+        for part in key.split("."):
+            value = getattr(value, part)
+        problem = rule(value) if value is not None else None
+        if problem:
+            raise ConfigError(f"invalid value {value!r} for {key}: {problem}")
+    _check(config)
 
 
 def _check(config: Config) -> None:

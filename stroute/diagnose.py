@@ -15,18 +15,16 @@ What each status means:
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import statistics
 import time
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any, Callable, Iterable
 
 from stroute.config import Config
 from stroute.errors import RedisUnavailable, StrouteError
 from stroute.podstate import Snapshot
-from stroute.store import Link, Store
+from stroute.store import SCRIPTS, Link, Store, script_sha, script_source
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 STATUSES = (PASS, WARN, FAIL)
@@ -80,7 +78,7 @@ class Report:
 def run(store: Store, config: Config, *, sample: int = 1000, clock: Callable[[], float] = time.time) -> Report:
     """Run every check against one namespace; `sample` bounds the link scans."""
     ns = config.namespace
-    expire_ms = round(config.state.expire * 1000)
+    expire_ms = config.state.expire_ms
     report = Report(ns)
     connection = _guard("connection", lambda: check_connection(store))
     report.checks.append(connection)
@@ -243,24 +241,17 @@ def check_memory(store: Store) -> Check:
     return Check("memory", PASS, detail)
 
 
-def script_files() -> list[tuple[str, str]]:
-    """(name, source) of every Lua script stroute ships."""
-    root = resources.files("stroute.scripts")
-    found = sorted(p.name for p in root.iterdir() if p.name.endswith(".lua"))
-    return [(name, root.joinpath(name).read_text(encoding="utf-8")) for name in found]
-
-
 def check_scripts(store: Store) -> Check:
     loaded, failed = [], []
-    for name, source in script_files():
+    for name in SCRIPTS:
         try:
-            sha = store._call(store.client.script_load, source)
+            sha = store._call(store.client.script_load, script_source(name))
         except StrouteError as exc:
-            failed.append(f"{name}: {exc}")
+            failed.append(f"{name}.lua: {exc}")
             continue
-        expected = hashlib.sha1(source.encode("utf-8")).hexdigest()
+        expected = script_sha(name)
         if sha != expected:
-            failed.append(f"{name}: SCRIPT LOAD answered {sha}, expected {expected}")
+            failed.append(f"{name}.lua: SCRIPT LOAD answered {sha}, expected {expected}")
         else:
             loaded.append(name)
     if failed:
@@ -274,8 +265,8 @@ def check_service(snap: Snapshot) -> Check:
     views = list(snap.pods.values())
     if not views and not snap.invalid:
         return Check(name, WARN, "registered, but no pod has published a state")
-    routable = [v for v in views if v.routable]
-    alive = [v for v in views if v.alive]
+    routable = snap.routable()
+    alive = snap.alive()
     head = (f"{len(routable)} routable / {len(alive)} alive / {_count(len(views) + len(snap.invalid), 'pod')}, "
             f"workload {snap.workload}")
     problems = [

@@ -34,6 +34,10 @@ class KeySpace:
         tail = f"}}{service}"
         return [head + uid + tail for uid in uids]
 
+    def link_keys(self, uid: str, service: str) -> list[str]:
+        """KEYS of every link script: the link, then the user's index hash."""
+        return [self.link(uid, service), self.index(uid)]
+
     def index(self, uid: str) -> str:
         return f"{self.prefix}:{{{self.namespace}:lk:{uid}}}"
 

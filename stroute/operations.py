@@ -114,7 +114,7 @@ class Drain:
         self._on_progress = on_progress
         self._clock = clock
         self._sleep = sleep
-        self._expire_ms = round(config.state.expire * 1000)
+        self._expire_ms = config.state.expire_ms
         self._strategy = placement.make(config.placement.strategy,
                                         good_load_range=config.placement.good_load_range)
         self._snap: Snapshot | None = None

@@ -156,10 +156,10 @@ class Snapshot:
     @property
     def workload(self) -> str:
         """READY when every pod takes users, DOWN when none does, else DEGRADED."""
-        views = list(self.pods.values())
-        if not views or not any(v.routable for v in views):
+        routable = self.routable()
+        if not routable:
             return "DOWN"
-        if all(v.routable for v in views) and not self.invalid:
+        if len(routable) == len(self.pods) and not self.invalid:
             return "READY"
         return "DEGRADED"
 

@@ -17,7 +17,7 @@ from typing import Callable
 
 from stroute import names
 from stroute.config import Config
-from stroute.errors import ConfigError, InvalidInput, StoreError, StrouteError
+from stroute.errors import InvalidInput, StoreError, StrouteError
 from stroute.podstate import RoutingState
 from stroute.store import Published, Store
 
@@ -57,7 +57,7 @@ class ServerDriver:
         from stroute import config as config_module
 
         self.config = config or config_module.load()
-        _check_config(self.config)
+        config_module.validate(self.config)
         self.namespace = self.config.namespace
         self.service = names.service(service)
         self.pod = names.pod(pod)
@@ -86,7 +86,7 @@ class ServerDriver:
         self._abort_drain = threading.Event()
         self._thread: threading.Thread | None = None
         self._period = self.config.state.period
-        self._expire_ms = round(self.config.state.expire * 1000)
+        self._expire_ms = self.config.state.expire_ms
 
     # --- load and routing state ---------------------------------------------------
 
@@ -126,6 +126,14 @@ class ServerDriver:
 
     def publish(self) -> Published:
         """Publish one heartbeat now. Raises StoreError when Redis fails."""
+        try:
+            return self._publish()
+        except Exception:
+            self.heartbeats_failed += 1
+            self._since_register = 0  # register again on the next heartbeat that gets through
+            raise
+
+    def _publish(self) -> Published:
         with self._lock:
             state = self._state
             load = self.get_load_state()
@@ -194,8 +202,6 @@ class ServerDriver:
             try:
                 self.publish()
             except StrouteError as exc:
-                self.heartbeats_failed += 1
-                self._since_register = 0
                 if outage_since is None:
                     outage_since = time.monotonic()
                     log.warning("heartbeat failed, retrying with backoff: %s", exc)
@@ -203,8 +209,6 @@ class ServerDriver:
                 self._halt.wait(backoff)
                 continue
             except Exception:  # never let the heartbeat thread die
-                self.heartbeats_failed += 1
-                self._since_register = 0
                 log.exception("heartbeat failed unexpectedly")
                 self._halt.wait(self._period)
                 continue
@@ -241,8 +245,6 @@ class ServerDriver:
         try:
             self.publish()
         except StoreError as exc:
-            self.heartbeats_failed += 1
-            self._since_register = 0
             log.warning("could not publish %s: %s", self._state.name, exc)
 
     def close(self) -> None:
@@ -312,13 +314,3 @@ def _ttl_ms(ttl: float | None) -> int | None:
     return None if ttl is None else names.ttl_ms(ttl)
 
 
-def _check_config(config: Config) -> None:
-    """The seed's checks, repeated here for configs built by hand."""
-    if not config.state.period > 0:
-        raise ConfigError(f"invalid value {config.state.period!r} for state.period: must be greater than 0")
-    if config.state.period > config.state.expire:
-        raise ConfigError(
-            f"invalid value {config.state.period!r} for state.period: must be at most state.expire ({config.state.expire!r})"
-        )
-    if not 0 <= config.server.cpu_factor <= 1:
-        raise ConfigError(f"invalid value {config.server.cpu_factor!r} for server.cpu_factor: must be between 0 and 1")

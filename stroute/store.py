@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     # Imported where used: a command that reads links never loads pod states.
     from stroute.podstate import RoutingState, Snapshot
 
-_SCRIPTS = (
+SCRIPTS = (
     "link_get",
     "link_set",
     "link_try_set",
@@ -45,7 +45,7 @@ _SCRIPT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts"
 @functools.cache
 def script_source(name: str) -> str:
     """One of the package's Lua scripts (stroute/scripts/NAME.lua), read once."""
-    if name not in _SCRIPTS:
+    if name not in SCRIPTS:
         raise KeyError(f"no script {name!r}")
     try:
         with open(os.path.join(_SCRIPT_DIR, f"{name}.lua"), encoding="utf-8") as fh:
@@ -236,7 +236,7 @@ class Store:
         ks = self.keys(namespace)
         names.uid(uid)
         names.service(service)
-        return [ks.link(uid, service), ks.index(uid)]
+        return ks.link_keys(uid, service)
 
     def set(self, namespace: str, uid: str, service: str, pod: int, ttl_ms: int | None = None) -> int | None:
         """Force the link; returns the previous pod or None."""
@@ -262,10 +262,9 @@ class Store:
         ks = self.keys(namespace)
         names.service(service)
         ttl = _ttl_arg(ttl_ms)
-        calls: list[tuple[list[str], list]] = []
-        for uid, pod in wanted:
-            keys = [ks.link(names.uid(uid), service), ks.index(uid)]
-            calls.append((keys, [service, names.pod(pod), ttl]))
+        wanted = list(wanted)
+        names.uids([uid for uid, _ in wanted])
+        calls = [(ks.link_keys(uid, service), [service, names.pod(pod), ttl]) for uid, pod in wanted]
         if not calls:
             return []
         replies = self.run_script_many("link_set_if_absent", calls)
@@ -515,16 +514,15 @@ class Store:
         names.service(service)
         keys = [ks.state(service), ks.control(service)]
         args = [names.pod(pod), names.load(load), int(state), "" if epoch is None else int(epoch), int(summarize)]
-        if register and self.cluster:
-            # Two hash tags, two slots: no shared pipeline on a cluster.
-            millis, control, states, controls = self._script("state_publish", keys, args)
-            self._call(self.client.sadd, ks.services(), service)
-        elif register:
-            sha = script_sha("state_publish")
-            commands = [("EVALSHA", sha, len(keys), *keys, *args), ("SADD", ks.services(), service)]
-            millis, control, states, controls = self._pipeline(commands, "state_publish")[0]
+        if register and not self.cluster:
+            commands = [("EVALSHA", script_sha("state_publish"), len(keys), *keys, *args),
+                        ("SADD", ks.services(), service)]
+            reply = self._pipeline(commands, "state_publish")[0]
         else:
-            millis, control, states, controls = self._script("state_publish", keys, args)
+            reply = self._script("state_publish", keys, args)
+            if register:  # a cluster: two hash tags, two slots, no shared pipeline
+                self._call(self.client.sadd, ks.services(), service)
+        millis, control, states, controls = reply
         snap = None
         if summarize:
             from stroute.podstate import Snapshot

@@ -247,8 +247,7 @@ class _Writer:
 
     def _calls(self, batch: list[Entry]) -> list[tuple[list[str], list[Any]]]:
         flag = "1" if self.overwrite else "0"
-        return [([self.keys.link(e.uid, e.service), self.keys.index(e.uid)],
-                 [e.service, e.pod, e.ttl_ms or 0, flag]) for e in batch]
+        return [(self.keys.link_keys(e.uid, e.service), [e.service, e.pod, e.ttl_ms or 0, flag]) for e in batch]
 
     def write(self, batch: list[Entry]) -> list[int]:
         if self.dry_run:

@@ -8,7 +8,6 @@ import pytest
 
 from stroute import backends
 from stroute.config import Config
-from stroute.store import Store
 
 from stroute.testing import RedisClusterProcesses, RedisServer
 

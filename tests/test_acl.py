@@ -38,6 +38,11 @@ def test_the_rule_names_only_the_namespace_keys():
     assert rule.command() == "ACL SETUSER stroute-blue " + " ".join(args)
 
 
+def test_the_longest_namespace_gets_its_default_user():
+    namespace = "n" * 63
+    assert acl.rule(namespace).user == "stroute-" + namespace
+
+
 def test_the_command_prints_one_line_and_json():
     result = cli("-n", NS, "acl", "--user", "gw")
     assert result.exit_code == 0, result.stderr

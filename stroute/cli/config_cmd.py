@@ -18,7 +18,6 @@ app = typer.Typer(
     name="config",
     help="Show and check the configuration.",
     no_args_is_help=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 

@@ -66,8 +66,10 @@ _OUTPUT_OPTION = Annotated[
 
 def _acl_refusal(exc: Exception, ctx) -> Exception | None:
     """A command Redis's ACL refused, told with the namespace it was for (see stroute.acl)."""
-    from stroute.acl import explain_refusal
+    from stroute.acl import explain_refusal, refusal
 
+    if refusal(exc) is None:
+        return None  # not a refusal: no need to load the config again
     g = ctx.find_root().obj if ctx is not None else None
     try:
         namespace = g.config().namespace if g is not None else None

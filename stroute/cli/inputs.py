@@ -15,6 +15,9 @@ import typer
 from stroute import names
 from stroute.errors import InvalidInput
 
+# The service a command works on (link, place).
+Service = Annotated[str, typer.Option("-s", "--service", help="Service name.", show_default=False)]
+
 # The filters of the commands that walk the namespace's links (list, export).
 ServiceFilter = Annotated[
     Optional[str], typer.Option("-s", "--service", help="Only this service.", show_default=False)
@@ -39,20 +42,18 @@ def seconds(ms: int | None) -> int | float | None:
     return ms // 1000 if ms % 1000 == 0 else ms / 1000
 
 
-def uids(args: Iterable[str], *, stdin_ok: bool = True) -> list[str]:
+def uids(args: Iterable[str]) -> list[str]:
     """The uids given, with '-' replaced by the whitespace-separated uids on stdin.
 
     Every uid is checked before any is used; duplicates are kept once, in order.
     """
     out: list[str] = []
     for arg in args:
-        if arg == "-" and stdin_ok:
+        if arg == "-":
             out.extend(sys.stdin.read().split())
         else:
             out.append(arg)
-    for uid in out:
-        names.uid(uid)
-    return list(dict.fromkeys(out))
+    return list(dict.fromkeys(names.uids(out)))
 
 
 def require(values: list[str], what: str) -> list[str]:

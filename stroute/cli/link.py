@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated, Any, Optional
 
 import typer
 
 from stroute.cli import inputs
+from stroute.cli.inputs import Service
 from stroute.cli.context import Globals
 from stroute.cli.errors import guarded
 from stroute.cli.output import emit, new_table
@@ -16,11 +16,9 @@ app = typer.Typer(
     name="link",
     help="Read and change user -> pod links.",
     no_args_is_help=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 Uid = Annotated[str, typer.Argument(help="User id.", show_default=False)]
-Service = Annotated[str, typer.Option("-s", "--service", help="Service name.", show_default=False)]
 Pod = Annotated[str, typer.Option("--pod", metavar="N", help="Pod index (0..65535).", show_default=False)]
 Ttl = Annotated[
     Optional[str],
@@ -248,20 +246,19 @@ def _batch_table(data: dict):
 
     table = new_table("Pod", "Users", "UIDs", title=f"links of service {data['service']!r}")
     for pod, users in data["pods"].items():
-        shown = " ".join(users[:_SHOWN]) + (f" ... (+{len(users) - _SHOWN})" if len(users) > _SHOWN else "")
-        table.add_row(pod, str(len(users)), shown)
+        table.add_row(pod, str(len(users)), _sample(users))
     missing = data["missing"]
     if not missing:
         return table
-    shown = " ".join(missing[:_SHOWN]) + (f" ... (+{len(missing) - _SHOWN})" if len(missing) > _SHOWN else "")
-    return Group(table, Text(f"{len(missing)} without a link: {shown}"))
+    return Group(table, Text(f"{len(missing)} without a link: {_sample(missing)}"))
+
+
+def _sample(uids: list[str]) -> str:
+    """The first few uids, and how many more."""
+    return " ".join(uids[:_SHOWN]) + (f" ... (+{len(uids) - _SHOWN})" if len(uids) > _SHOWN else "")
 
 
 # --- list ---------------------------------------------------------------------------------
-
-_PROGRESS_EVERY_TTY = 1_000
-_PROGRESS_EVERY_LOG = 100_000
-
 
 def list_(
     ctx: typer.Context,
@@ -272,8 +269,10 @@ def list_(
     g: Globals = ctx.obj
     pod_n = inputs.pod(pod)
     ns = g.config().namespace
+    from stroute.cli.progress import Counter
+
     rows = []
-    progress = _Progress()
+    progress = Counter("scanning links")
     try:
         for link in g.store().scan_links(ns, service=service, pod=pod_n):
             rows.append({"uid": link.uid, "service": link.service, "pod": link.pod,
@@ -283,27 +282,6 @@ def list_(
         progress.done()
     rows.sort(key=lambda r: (r["service"], r["uid"]))
     emit({"namespace": ns, "links": rows}, g.output, _list_table)
-
-
-class _Progress:
-    """A link counter on stderr: a live line on a terminal, a log line per 100,000 otherwise."""
-
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self.shown = False
-
-    def tick(self, n: int) -> None:
-        if self.tty and n % _PROGRESS_EVERY_TTY == 0:
-            sys.stderr.write(f"\rstroute: scanning links... {n}")
-            sys.stderr.flush()
-            self.shown = True
-        elif not self.tty and n % _PROGRESS_EVERY_LOG == 0:
-            sys.stderr.write(f"stroute: scanning links... {n} so far\n")
-
-    def done(self) -> None:
-        if self.shown:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
 
 
 def _list_table(data: dict):
@@ -342,7 +320,7 @@ def clear(
     pod_n = inputs.pod(pod)
     config = g.config()
     store = g.store()
-    snap = store.snapshot(config.namespace, service, expire_ms=round(config.state.expire * 1000))
+    snap = store.snapshot(config.namespace, service, expire_ms=config.state.expire_ms)
     view = snap.pods.get(pod_n)
     if view is not None and view.alive and not force:
         alive = (f"pod {pod_n} of {service!r} is alive ({view.display_state}"

@@ -18,7 +18,7 @@ def place(
         typer.Argument(help="User ids; '-' reads them from stdin (whitespace or newline separated).",
                        show_default=False),
     ],
-    service: Annotated[str, typer.Option("-s", "--service", help="Service name.", show_default=False)],
+    service: inputs.Service,
     persist: Annotated[
         bool, typer.Option("--persist", help="Create persistent links (default: temporary, links.temp_ttl).")
     ] = False,
@@ -118,7 +118,6 @@ def _explained(g: Globals, driver: Any, uid: str, service: str, persist: bool) -
     snap = result.snapshot
     decision = result.decision
     placed = result.placement
-    extra = dict((v.pod, n) for v, n in result.candidates)
     data = {
         "namespace": driver.namespace,
         "uid": uid,
@@ -127,7 +126,7 @@ def _explained(g: Globals, driver: Any, uid: str, service: str, persist: bool) -
         "source": None if placed is None else placed.source,
         "explain": {
             "strategy": result.strategy,
-            "expire_ms": round(driver.config.state.expire * 1000),
+            "expire_ms": driver.config.state.expire_ms,
             "pods": [
                 {"pod": v.pod, "state": v.display_state, "load": v.load, "heartbeat_age_ms": v.heartbeat_age_ms,
                  "alive": v.alive, "routable": v.routable, "cordoned": v.cordoned}
@@ -140,7 +139,7 @@ def _explained(g: Globals, driver: Any, uid: str, service: str, persist: bool) -
             ],
             "considered": [] if decision is None else [v.pod for v in decision.considered],
             "choice": None if decision is None else decision.pod.pod,
-            "why": _why(result, extra),
+            "why": _why(result),
             "stats": driver.stats(),
         },
     }
@@ -149,7 +148,7 @@ def _explained(g: Globals, driver: Any, uid: str, service: str, persist: bool) -
         raise result.error
 
 
-def _why(result: Any, extra: dict[int, int]) -> str:
+def _why(result: Any) -> str:
     """One line: the strategy's reason, and how the link in Redis settled it."""
     placed, decision = result.placement, result.decision
     if result.error is not None:

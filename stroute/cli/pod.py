@@ -41,7 +41,7 @@ def _cordon(ctx: typer.Context, service: str, pod: str, cordoned: bool) -> None:
         "cordoned": cordoned,
         "changed": changed,
     }
-    snap = store.snapshot(config.namespace, service, expire_ms=round(config.state.expire * 1000))
+    snap = store.snapshot(config.namespace, service, expire_ms=config.state.expire_ms)
     if index not in snap.pods:
         info(f"note: pod {index} of {service!r} has not published a state; the {'cordon' if cordoned else 'change'} "
              "applies when it does")
@@ -84,7 +84,7 @@ def forget(
     names.service(service)
     index = names.pod(pod)
     store = g.store()
-    snap = store.snapshot(config.namespace, service, expire_ms=round(config.state.expire * 1000))
+    snap = store.snapshot(config.namespace, service, expire_ms=config.state.expire_ms)
     view = snap.pods.get(index)
     if view is not None and view.alive and not force:
         raise Conflict(
@@ -162,10 +162,9 @@ def drain(
     finally:
         bar.stop()
     emit(report.to_dict(), g.output, lambda _: _drain_text(report))
-    if report.error is None:
-        _drain_notes(report)
     if report.error is not None:
         raise report.error
+    _drain_notes(report)
 
 
 def _number(value: str | None, flag: str, rule: str, *, allow_zero: bool) -> float | None:

@@ -97,7 +97,7 @@ def pods(
     g: Globals = ctx.obj
     config = g.config()
     store = g.store()
-    expire_ms = round(config.state.expire * 1000)
+    expire_ms = config.state.expire_ms
     snap = store.snapshot(config.namespace, service, expire_ms=expire_ms)
     counts = count_links(store, config.namespace, service).get(service, Counter()) if links else None
     view = service_view(config.namespace, snap, counts)
@@ -114,7 +114,7 @@ def pods(
 def _top_views(g: Globals, links: bool = False) -> list[ServiceView]:
     config = g.config()
     store = g.store()
-    expire_ms = round(config.state.expire * 1000)
+    expire_ms = config.state.expire_ms
     counts = count_links(store, config.namespace) if links else None
     services = store.services(config.namespace)
     if counts is not None:  # a service with links but no registered pod is shown too

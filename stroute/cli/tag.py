@@ -14,7 +14,6 @@ app = typer.Typer(
     name="tag",
     help="Names that resolve to a service (lobby -> lobby-v2).",
     no_args_is_help=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 Tag = Annotated[str, typer.Argument(help="Tag name.", show_default=False)]

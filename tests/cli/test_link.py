@@ -323,9 +323,9 @@ def test_list_yaml_and_table(url):
 
 
 def test_list_large_scan_reports_progress_on_stderr(url, store, monkeypatch):
-    import stroute.cli.link as link_cli
+    import stroute.cli.progress as progress
 
-    monkeypatch.setattr(link_cli, "_PROGRESS_EVERY_LOG", 500)
+    monkeypatch.setattr(progress, "_LOG_EVERY_S", 0)  # a log line at every link
     pipe = store.client.pipeline(transaction=False)
     ks = store.keys("default")
     for i in range(1200):
