@@ -6,6 +6,8 @@
 -- ARGV[2] expected pod
 -- ARGV[3] new pod
 -- Reply   {moved (1/0), pod in force or nil}
+-- Reads KEYS[1] last after writing it, so the key stays in the caller's
+-- CLIENT TRACKING table (see link_set_if_absent.lua).
 local current = redis.call('GET', KEYS[1])
 if current ~= ARGV[2] then
   return {0, current}
@@ -17,4 +19,5 @@ else
   redis.call('SET', KEYS[1], ARGV[3])
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 end
+redis.call('PTTL', KEYS[1])
 return {1, ARGV[3]}

@@ -8,6 +8,9 @@
 -- ARGV[2] candidate pod
 -- ARGV[3] ttl in ms; 0 = persistent
 -- Reply   {pod in force, created (1/0), was persistent before (1/0)}
+-- Every path that writes KEYS[1] reads it last: a write drops the key from
+-- the caller's CLIENT TRACKING table, and the read puts it back, so a client
+-- that caches the reply hears of the next change made by anyone else.
 local ttl = tonumber(ARGV[3])
 local current = redis.call('GET', KEYS[1])
 if not current then
@@ -17,6 +20,7 @@ if not current then
     redis.call('SET', KEYS[1], ARGV[2])
     redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
   end
+  redis.call('PTTL', KEYS[1])
   return {ARGV[2], 1, 0}
 end
 if redis.call('PTTL', KEYS[1]) == -1 then
@@ -28,4 +32,5 @@ else
   redis.call('PERSIST', KEYS[1])
   redis.call('HSET', KEYS[2], ARGV[1], current)
 end
+redis.call('PTTL', KEYS[1])
 return {current, 0, 0}
