@@ -52,8 +52,9 @@ def link_in_redis(raw, uid, service="lobby"):
 
 
 def SCRIPT_NEW_TEMP_LINK(n: int) -> dict[str, int]:
-    """What link_set_if_absent.lua runs inside Redis to create n temporary links."""
-    return {"get": n, "set": n}
+    """What link_set_if_absent.lua runs inside Redis to create n temporary links
+    (the closing PTTL keeps the link in a tracking client's table)."""
+    return {"get": n, "set": n, "pttl": n}
 
 
 @pytest.mark.realserver
@@ -69,8 +70,8 @@ def test_cache_hit_is_free_and_a_new_user_costs_one_evalsha(real_url, redis_serv
         counter.reset()
         placed = {f"u{i}": client.place(f"u{i}", "lobby") for i in range(40)}
         assert {p.source for p in placed.values()} == {"new"}
-        # One EVALSHA per user and nothing else; Redis also counts the GET and
-        # SET that the set-if-absent script runs inside that one command.
+        # One EVALSHA per user and nothing else; Redis also counts the GET,
+        # SET and PTTL that the set-if-absent script runs inside that one command.
         assert counter.counts() == {"evalsha": 40, **SCRIPT_NEW_TEMP_LINK(40)}
 
         counter.reset()

@@ -122,9 +122,9 @@ def test_place_from_stdin_costs_one_command_per_new_uid(real_url, redis_server):
                           input=uids, capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     counts = counter.counts()
-    # The scripts' own GET, SET, TIME and HGETALL are counted by Redis too, and
+    # The scripts' own GET, SET, PTTL, TIME and HGETALL are counted by Redis too, and
     # HELLO / CLIENT SETNAME open the connection: neither is a command sent.
-    inside = {"get", "set", "time", "hgetall", "hello", "client|setname", "client|setinfo"}
+    inside = {"get", "set", "pttl", "time", "hgetall", "hello", "client|setname", "client|setinfo"}
     sent = sum(v for k, v in counts.items() if k not in inside)
     # One per uid and one for the state snapshot (which loads its script on
     # NOSCRIPT); the batch's script is loaded once before its pipeline.
