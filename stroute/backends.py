@@ -351,6 +351,44 @@ def _memory(url: str, options: ConnectOptions) -> Any:
     return fakeredis.FakeRedis(server=server, decode_responses=True)
 
 
+class MemoryHub:
+    """In-process change notices of one memory:// server: fakeredis has no CLIENT
+    TRACKING, so the client drivers sharing the server hear of every key it
+    writes (the hook fakeredis calls for WATCH), and of FLUSHALL key by key."""
+
+    def __init__(self, server: Any) -> None:
+        self._listeners: list[Callable[[str], None]] = []
+        db = server.dbs[0]
+        original = db.notify_watch
+
+        def notify(key: bytes) -> None:
+            original(key)
+            text = key.decode("utf-8", "surrogateescape") if isinstance(key, bytes) else str(key)
+            for listener in list(self._listeners):
+                listener(text)
+
+        db.notify_watch = notify
+
+    def subscribe(self, listener: Callable[[str], None]) -> None:
+        self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Callable[[str], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+
+def memory_hub(client: Any) -> MemoryHub | None:
+    """The change notices of a memory:// client's server; None for any other client."""
+    server = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {}).get("server")
+    if server is None or type(client).__module__.split(".")[0] != "fakeredis":
+        return None
+    with _MEMORY_LOCK:
+        hub = getattr(server, "_stroute_hub", None)
+        if hub is None:
+            hub = server._stroute_hub = MemoryHub(server)
+        return hub
+
+
 def forget_memory(name: str | None = None) -> None:
     """Drop in-process memory:// data (all of it, or one named store)."""
     with _MEMORY_LOCK:

@@ -4,12 +4,19 @@ The seed's StatefulRouteForClientDriver, in Python. `compute_linked_pod`
 follows SPEC's five steps: a cache hit on an alive pod costs no round trip;
 a new user costs one EVALSHA once the service's state snapshot is warm.
 Thread-safe: one driver serves every thread of a process.
+
+The cache is coherent with Redis (`stroute.linkcache`, `stroute.invalidation`):
+a link changed anywhere is dropped from it within milliseconds, a state
+change or a cordon marks the service's snapshot stale, and while the
+invalidation channel is not confirmed nothing cached is served.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+import weakref
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -17,6 +24,7 @@ from typing import Callable, Iterable
 from stroute import names, placement
 from stroute.config import Config
 from stroute.errors import Conflict, InvalidInput, NoAvailablePod, PodUnavailable, StoreError
+from stroute.linkcache import LinkCache, Token
 from stroute.podstate import PodView, Snapshot
 from stroute.store import Link, SetIfAbsent, Store
 
@@ -25,6 +33,12 @@ SOURCES = ("cache", "existing", "new", "moved")
 # two ways a placement fails (NoAvailablePod / PodUnavailable; Conflict).
 OUTCOMES = (*SOURCES, "no_capacity", "contention")
 _MAX_RACE_ROUNDS = 4
+# A snapshot marked stale by a heartbeat (or read while the invalidation
+# channel is down) is re-read at most this often: 10 reads a second per
+# service, however many pods heartbeat. A cordon is re-read at once.
+REREAD_MIN_SECONDS = 0.1
+
+log = logging.getLogger("stroute.client")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +61,7 @@ class Explanation:
     decision: placement.Decision | None  # None: no choice was needed (cache hit) or possible (no routable pod)
     placement: Placement | None  # None when `error` is set
     error: NoAvailablePod | None
+    cache: str = "coherent"  # ClientDriver.cache_state() when the placement began
 
 
 @dataclass(frozen=True)
@@ -56,17 +71,45 @@ class BatchLinks:
 
 
 @dataclass
-class _Cached:
-    pod: int
-    persistent: bool
-    deadline: float
-
-
-@dataclass
 class _ServiceView:
     snapshot: Snapshot
     fetched: float
-    placed: Counter = field(default_factory=Counter)  # new users per pod since the snapshot
+    marks: tuple[int, int] = (0, 0)  # the service's invalidation marks when it was read
+    placed: Counter = field(default_factory=Counter)  # new users per pod not yet in their reported load
+
+
+class _Coherence:
+    """Where invalidations land: links go to the cache, state keys mark snapshots."""
+
+    def __init__(self, driver: "ClientDriver") -> None:
+        # Weak: the listener thread must not keep a dropped driver alive.
+        self._driver_ref = weakref.ref(driver)
+        self._cache = driver.cache
+        self._keys = driver.store.keys(driver.namespace)
+
+    @property
+    def _driver(self) -> "ClientDriver":
+        driver = self._driver_ref()
+        if driver is None:
+            raise RuntimeError("the client driver is gone")
+        return driver
+
+    def keys_changed(self, keys: list[str]) -> None:
+        links = []
+        for key in keys:
+            link = self._keys.parse_link(key)
+            if link is not None:
+                links.append((link[1], link[0]))
+                continue
+            state = self._keys.parse_state(key)
+            if state is not None:
+                self._driver._state_changed(*state)
+        if links:
+            self._cache.invalidate(links)
+
+    def flushed(self) -> None:
+        self._cache.flush()
+        self._driver._state_changed(None, True)
 
 
 class ClientDriver:
@@ -82,6 +125,7 @@ class ClientDriver:
         store: Store | None = None,
         clock: Callable[[], float] = time.monotonic,
         cache_max_entries: int = 100_000,
+        coherent: bool | None = None,
     ) -> None:
         from stroute import config as config_module
 
@@ -97,16 +141,33 @@ class ClientDriver:
         self._temp_ttl_ms = round(self.config.links.temp_ttl * 1000)
         self._expire_ms = self.config.state.expire_ms
         self._refresh = self.config.state.refresh
-        self._cache_seconds = self.config.links.cache_seconds
-        self._cache_max = cache_max_entries
-        self._cache: dict[tuple[str, str], _Cached] = {}
+        self.cache = LinkCache(lifetime=self.config.links.cache_seconds, max_entries=cache_max_entries, clock=clock)
         self._views: dict[str, _ServiceView] = {}
+        self._marks: dict[str, tuple[int, int]] = {}  # service -> (state mark, control mark)
+        self._mark_seq = 0
         self._lock = threading.Lock()
         self._outcomes = dict.fromkeys(OUTCOMES, 0)
+        self.coherent = self.config.links.coherent if coherent is None else coherent
+        self.source = None
+        if self.coherent and self.cache.lifetime > 0:
+            from stroute import invalidation
+
+            self.source = invalidation.open_source(self.store, _Coherence(self), bound=self.config.links.coherence_bound)
+            self.cache.source = self.source
+            # A driver dropped without close() still stops its listener threads.
+            self._finalizer = weakref.finalize(self, self.source.close)
+        elif coherent is None and self.cache.lifetime > 0:
+            log.warning("links.coherent is off: a cached link is served for up to links.cache_seconds "
+                        "(%g s), even after it changed in Redis", self.cache.lifetime)
 
     # --- lifecycle -------------------------------------------------------------
 
     def close(self) -> None:
+        if self.source is not None:
+            self._finalizer()  # closes the source, once
+            self.source = None
+            self.cache.source = None
+            self.cache.lifetime = 0  # nothing cached is trusted once the channel is gone
         if self._owns_store:
             self.store.close()
 
@@ -124,13 +185,42 @@ class ClientDriver:
 
     def _view(self, service: str, *, refresh: bool = False) -> _ServiceView:
         view = self._views.get(service)  # one dict read: atomic, no lock needed
-        if view is not None and not refresh and self._clock() - view.fetched < self._refresh:
+        if view is not None and not refresh and self._fresh(service, view):
             return view
+        marks = self._marks.get(service, (0, 0))
         snap = self.store.snapshot(self.namespace, service, expire_ms=self._expire_ms)
-        view = _ServiceView(snap, self._clock())
+        new = _ServiceView(snap, self._clock(), marks)
+        if view is not None:
+            # A pod that has not heartbeated since still reports a load without
+            # the users this client sent it: keep counting them.
+            for pod, count in view.placed.items():
+                before, now = view.snapshot.pods.get(pod), snap.pods.get(pod)
+                if count > 0 and before is not None and now is not None and before.heartbeat_ms == now.heartbeat_ms:
+                    new.placed[pod] = count
         with self._lock:
-            self._views[service] = view
-        return view
+            self._views[service] = new
+        return new
+
+    def _fresh(self, service: str, view: _ServiceView) -> bool:
+        age = self._clock() - view.fetched
+        if age >= self._refresh:
+            return False
+        if self.source is None:
+            return True
+        marks = self._marks.get(service, (0, 0))
+        if marks[1] != view.marks[1]:
+            return False  # a cordon, an uncordon or a flush: re-read now
+        if age < REREAD_MIN_SECONDS:
+            return True
+        return marks[0] == view.marks[0] and self.cache.trusted()
+
+    def _state_changed(self, service: str | None, control: bool) -> None:
+        """Redis says a service's state (or control) hash changed; None: every service."""
+        with self._lock:
+            for svc in [service] if service is not None else list(self._views):
+                self._mark_seq += 1
+                state, ctl = self._marks.get(svc, (0, 0))
+                self._marks[svc] = (self._mark_seq, self._mark_seq if control else ctl)
 
     # --- placement ----------------------------------------------------------------
 
@@ -149,12 +239,41 @@ class ClientDriver:
         self._count(placed)
         return placed
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, int | float]:
         """Placement outcomes since this driver was made: cache, existing, new, moved
         (the sources), no_capacity (no available pod, or a persistent link to a dead
-        one) and contention (the link kept changing under racing writers)."""
+        one) and contention (the link kept changing under racing writers); then the
+        cache's coherence: invalidations (cached links Redis said changed),
+        cache_flushes (whole-cache drops: the channel was re-made, or Redis
+        flushed) and untrusted_seconds (time without a confirmed channel)."""
         with self._lock:
-            return dict(self._outcomes)
+            out: dict[str, int | float] = dict(self._outcomes)
+        out["invalidations"] = self.cache.invalidations
+        out["cache_flushes"] = self.cache.flushes
+        out["untrusted_seconds"] = 0.0 if self.source is None else round(self.source.untrusted_seconds(), 3)
+        return out
+
+    def wait_coherent(self, timeout: float = 5.0) -> bool:
+        """Wait until cached answers can be served (the invalidation channel is
+        confirmed); False if it is not within `timeout` seconds. A gateway can
+        call this before it reports ready: until then every lookup reads Redis."""
+        deadline = time.monotonic() + timeout
+        while not self.cache.trusted():
+            if self.source is None or time.monotonic() >= deadline:
+                return self.cache.trusted()
+            time.sleep(0.005)
+        return True
+
+    def cache_state(self) -> str:
+        """coherent (cached answers are served: Redis tells of every change),
+        suspended (the invalidation channel is not confirmed: every lookup
+        reads Redis), local (links.coherent off: an entry lives up to
+        links.cache_seconds) or off (links.cache_seconds is 0)."""
+        if self.cache.lifetime <= 0:
+            return "off"
+        if self.source is None:
+            return "local"
+        return "coherent" if self.cache.trusted() else "suspended"
 
     def _count(self, outcome: Placement | Exception) -> None:
         if isinstance(outcome, Placement):
@@ -175,6 +294,7 @@ class ClientDriver:
         instead of raised, so the snapshot that explains it can be shown.
         """
         trace: dict = {}
+        cache = self.cache_state()
         try:
             placed = self._place(uid, service, persist=persist, trace=trace)
         except (NoAvailablePod, Conflict) as exc:
@@ -184,10 +304,10 @@ class ClientDriver:
             if "snapshot" not in trace:
                 raise
             return Explanation(uid, service, self.strategy.name, trace["snapshot"], trace.get("candidates", []),
-                               trace.get("decision"), None, exc)
+                               trace.get("decision"), None, exc, cache)
         self._count(placed)
         return Explanation(uid, service, self.strategy.name, trace["snapshot"], trace.get("candidates", []),
-                           trace.get("decision"), placed, None)
+                           trace.get("decision"), placed, None, cache)
 
     def _place(
         self, uid: str, service: str, *, persist: bool = False, reassign: bool = False, trace: dict | None = None
@@ -216,8 +336,9 @@ class ClientDriver:
             trace["decision"] = placement.decide(self.strategy, uid, routable, extra)
             candidate = trace["decision"].pod.pod
         for _ in range(_MAX_RACE_ROUNDS):
+            token = self.cache.begin()
             result = self.store.set_if_absent(self.namespace, uid, service, candidate, ttl_ms)
-            settled = self._settle(uid, service, view, candidate, result, ttl_ms, reassign=reassign)
+            settled = self._settle(uid, service, view, candidate, result, ttl_ms, token, reassign=reassign)
             if settled is not None:
                 return settled
         raise Conflict(
@@ -255,13 +376,14 @@ class ClientDriver:
                 todo.append((uid, pod))
             else:
                 unroutable.append(uid)
+        token = self.cache.begin()
         results = self.store.set_if_absent_many(self.namespace, service, todo, ttl_ms)
         for (uid, candidate), result in zip(todo, results):
             if not result.created:
                 with self._lock:
                     view.placed[candidate] -= 1
             out[uid] = self._attempt(
-                lambda: self._settle(uid, service, view, candidate, result, ttl_ms, counted=True)
+                lambda: self._settle(uid, service, view, candidate, result, ttl_ms, token, counted=True)
                 or self._place(uid, service, persist=persist)
             )
         for uid in unroutable:
@@ -285,6 +407,7 @@ class ClientDriver:
         candidate: int,
         result: SetIfAbsent,
         ttl_ms: int | None,
+        token: Token,
         *,
         reassign: bool = False,
         counted: bool = False,
@@ -296,10 +419,10 @@ class ClientDriver:
             if not counted:
                 with self._lock:
                     view.placed[candidate] += 1
-            self._cache_put(service, uid, candidate, persistent_now)
+            self.cache.put(token, service, uid, candidate, persistent_now, ttl_ms)
             return Placement(uid, service, candidate, "new")
         if snap.is_alive(result.pod):
-            self._cache_put(service, uid, result.pod, persistent_now)
+            self.cache.put(token, service, uid, result.pod, persistent_now, ttl_ms)
             return Placement(uid, service, result.pod, "existing")
         if result.was_persistent and not reassign:
             raise PodUnavailable(
@@ -309,14 +432,15 @@ class ClientDriver:
                 service=service,
                 hint="wait for the pod to come back, or move the link (stroute link set)",
             )
+        token = self.cache.begin()
         moved, current = self.store.move(self.namespace, uid, service, result.pod, candidate)
         if moved:
             with self._lock:
                 view.placed[candidate] += 1
-            self._cache_put(service, uid, candidate, persistent_now)
+            self.cache.put(token, service, uid, candidate, persistent_now, ttl_ms)
             return Placement(uid, service, candidate, "moved")
         if current is not None and snap.is_alive(current):
-            self._cache_put(service, uid, current, persistent_now)
+            self.cache.put(token, service, uid, current, persistent_now, ttl_ms)
             return Placement(uid, service, current, "existing")
         return None
 
@@ -324,9 +448,10 @@ class ClientDriver:
         link = self.store.get(self.namespace, uid, service)
         if link is not None and snap.is_alive(link.pod):
             # Refresh (or upgrade) the link the user already has.
+            token = self.cache.begin()
             result = self.store.set_if_absent(self.namespace, uid, service, link.pod, ttl_ms)
             if snap.is_alive(result.pod):
-                self._cache_put(service, uid, result.pod, ttl_ms is None or result.was_persistent)
+                self.cache.put(token, service, uid, result.pod, ttl_ms is None or result.was_persistent, ttl_ms)
                 return Placement(uid, service, result.pod, "existing")
         elif link is not None and link.persistent:
             raise PodUnavailable(
@@ -347,7 +472,7 @@ class ClientDriver:
     def get_linked_pod(self, namespace: str, uid: str, service: str) -> int | None:
         """The linked pod from the cache, else from Redis (and cached); None if none."""
         names.bound_namespace(self.namespace, namespace)
-        cached = self._cache_get(service, names.uid(uid))
+        cached = self.cache.get(service, names.uid(uid))
         if cached is not None:
             return cached.pod
         return self.get_linked_pod_not_cache(namespace, uid, service)
@@ -355,11 +480,12 @@ class ClientDriver:
     def get_linked_pod_not_cache(self, namespace: str, uid: str, service: str) -> int | None:
         """The linked pod read from Redis, bypassing (and then refreshing) the cache."""
         names.bound_namespace(self.namespace, namespace)
+        token = self.cache.begin()
         link = self.store.get(self.namespace, uid, service)
         if link is None:
             self.cache_expired(namespace, uid, service)
             return None
-        self._cache_link(link)
+        self.cache.put(token, link.service, link.uid, link.pod, link.persistent, link.ttl_ms)
         return link.pod
 
     def get_link(self, uid: str, service: str) -> Link | None:
@@ -369,18 +495,22 @@ class ClientDriver:
     def get_linked_pod_in_cache_or_if_persist(self, namespace: str, uid: str, service: str) -> int | None:
         """The cached pod, else the persistent link from Redis; temporary links are not read."""
         names.bound_namespace(self.namespace, namespace)
-        cached = self._cache_get(service, names.uid(uid))
+        cached = self.cache.get(service, names.uid(uid))
         if cached is not None:
             return cached.pod
-        pod = self.store.get_if_persistent(self.namespace, uid, service)
-        if pod is not None:
-            self._cache_put(service, uid, pod, True)
-        return pod
+        # The link key itself, not the index hash: the cache is told of changes
+        # to the keys it read, and it knows links by their link key.
+        token = self.cache.begin()
+        link = self.store.get(self.namespace, uid, service)
+        if link is None or not link.persistent:
+            return None
+        self.cache.put(token, service, uid, link.pod, True)
+        return link.pod
 
     def get_linked_in_cache(self, namespace: str, uid: str, service: str) -> int | None:
         """The cached pod only; never touches Redis."""
         names.bound_namespace(self.namespace, namespace)
-        cached = self._cache_get(service, names.uid(uid))
+        cached = self.cache.get(service, names.uid(uid))
         return None if cached is None else cached.pod
 
     def batch_get_linked_pod(self, namespace: str, uids: Iterable[str], service: str) -> BatchLinks:
@@ -412,61 +542,45 @@ class ClientDriver:
         """Create the link unless one exists; either way, the pod in force."""
         names.bound_namespace(self.namespace, namespace)
         ttl_ms = None if persist else self._temp_ttl_ms
+        token = self.cache.begin()
         result = self.store.set_if_absent(self.namespace, uid, service, pod, ttl_ms)
-        self._cache_put(service, uid, result.pod, persist or result.was_persistent)
+        self.cache.put(token, service, uid, result.pod, persist or result.was_persistent, ttl_ms)
         return result
 
     # --- the local cache ------------------------------------------------------------------
 
     def set_cache(self, namespace: str, uid: str, service: str, pod: int, *, persistent: bool = False) -> None:
-        """Remember a link locally for links.cache_seconds."""
+        """Remember a link locally for links.cache_seconds.
+
+        With a coherent cache the link is read from Redis first (one round
+        trip), so that Redis tracks it for this driver, and remembered only if
+        Redis holds the same pod: an entry Redis does not know this driver
+        holds would never be invalidated.
+        """
         names.bound_namespace(self.namespace, namespace)
-        self._cache_put(names.service(service), names.uid(uid), names.pod(pod), persistent)
+        service, uid, pod = names.service(service), names.uid(uid), names.pod(pod)
+        if self.source is None:
+            self.cache.put(self.cache.begin(), service, uid, pod, persistent)
+            return
+        token = self.cache.begin()
+        link = self.store.get(self.namespace, uid, service)
+        if link is not None and link.pod == pod:
+            self.cache.put(token, service, uid, pod, link.persistent, link.ttl_ms)
+        else:
+            self.cache.forget(service, uid)
 
     def cache_expired(self, namespace: str, uid: str, service: str) -> None:
         """Forget the cached link, so the next lookup asks Redis."""
         names.bound_namespace(self.namespace, namespace)
-        with self._lock:
-            self._cache.pop((service, uid), None)
+        self.cache.forget(service, uid)
 
     def _cache_hit(self, service: str, uid: str, snap: Snapshot, persist: bool) -> Placement | None:
         """The cached link as a placement, if it still stands: its pod is alive, and
         a persistent placement is asked for only of a link cached as persistent."""
-        cached = self._cache_get(service, uid)
+        cached = self.cache.get(service, uid)
         if cached is not None and snap.is_alive(cached.pod) and (cached.persistent or not persist):
             return Placement(uid, service, cached.pod, "cache")
         return None
-
-    def _cache_get(self, service: str, uid: str) -> _Cached | None:
-        with self._lock:
-            entry = self._cache.get((service, uid))
-            if entry is None:
-                return None
-            if entry.deadline <= self._clock():
-                del self._cache[(service, uid)]
-                return None
-            return entry
-
-    def _cache_put(self, service: str, uid: str, pod: int, persistent: bool, ttl_ms: int | None = None) -> None:
-        if self._cache_seconds <= 0:
-            return
-        lifetime = self._cache_seconds if ttl_ms is None else min(self._cache_seconds, ttl_ms / 1000)
-        now = self._clock()
-        with self._lock:
-            if len(self._cache) >= self._cache_max:
-                self._trim(now)
-            self._cache[(service, uid)] = _Cached(pod, persistent, now + lifetime)
-
-    def _cache_link(self, link: Link) -> None:
-        self._cache_put(link.service, link.uid, link.pod, link.persistent, link.ttl_ms)
-
-    def _trim(self, now: float) -> None:
-        """Drop expired entries; if still full, the oldest half (insertion order)."""
-        for key in [k for k, v in self._cache.items() if v.deadline <= now]:
-            del self._cache[key]
-        if len(self._cache) >= self._cache_max:
-            for key in list(self._cache)[: len(self._cache) // 2]:
-                del self._cache[key]
 
 
 def _pod_seen(snap: Snapshot, pod: int) -> str:

@@ -49,8 +49,10 @@ class StateConfig:
 @dataclass(frozen=True)
 class LinksConfig:
     temp_ttl: float = 300.0  # lifetime of a temporary link, refreshed on use
-    cache_seconds: float = 240.0  # client-side cache, shorter than temp_ttl
+    cache_seconds: float = 240.0  # client-side cache, shorter than temp_ttl; an upper bound per entry
     remove_delay: float = 60.0  # default delay of a delayed removal
+    coherent: bool = True  # Redis tells the cache of every change (CLIENT TRACKING)
+    coherence_bound: float = 1.0  # a dead invalidation channel stops the cache within this
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,10 @@ def _non_negative(value: float) -> str | None:
     return None if value >= 0 else "must be 0 or more"
 
 
+def _coherence_bound(value: float) -> str | None:
+    return None if 0.05 <= value <= 1 else "must be between 0.05 and 1 (seconds)"
+
+
 def _strategy(value: str) -> str | None:
     return None if value in STRATEGIES else f"must be one of {', '.join(STRATEGIES)}"
 
@@ -169,6 +175,7 @@ _RULES: dict[str, Callable[[Any], str | None]] = {
     "links.temp_ttl": _positive,
     "links.cache_seconds": _non_negative,
     "links.remove_delay": _positive,
+    "links.coherence_bound": _coherence_bound,
     "placement.strategy": _strategy,
     "placement.good_load_range": _non_negative,
     "server.cpu_factor": _fraction,
@@ -197,7 +204,7 @@ def _as_tree(config: Config) -> dict[str, Any]:
 
 def _kind(cls: type, name: str) -> str:
     hint = {f.name: f.type for f in dataclasses.fields(cls)}[name]
-    for kind in ("float", "int", "str"):
+    for kind in ("bool", "float", "int", "str"):
         if hint.startswith(kind):
             return kind
     raise AssertionError(hint)  # pragma: no cover
@@ -211,6 +218,10 @@ def _nullable(key: str) -> bool:
     return "None" in str(hint)
 
 
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
 def _coerce(key: str, kind: str, value: Any, origin: str) -> Any:
     where = f" (from {origin})" if origin else ""
     if value is None:
@@ -219,6 +230,13 @@ def _coerce(key: str, kind: str, value: Any, origin: str) -> Any:
         if isinstance(value, (dict, list)):
             raise ConfigError(f"invalid value for {key}{where}: expected a string, got a {type(value).__name__}")
         return str(value)
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower() if isinstance(value, (str, int)) else None
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise ConfigError(f"invalid value {value!r} for {key}{where}: expected true or false")
     if isinstance(value, bool) or isinstance(value, (dict, list)):
         raise ConfigError(f"invalid value {value!r} for {key}{where}: expected a number")
     try:

@@ -70,6 +70,9 @@ class DirectCommands:
         self._generation = _generation
         self._closed = False
         self._lock = threading.Lock()
+        # Set by an invalidation source (stroute.invalidation): every connection
+        # then turns CLIENT TRACKING on, redirected to the source's listener.
+        self.tracking: Any = None
 
     def call(self, *args: Any) -> Any:
         """One command and its reply; an error reply raises redis-py's exception for it."""
@@ -95,13 +98,11 @@ class DirectCommands:
         conn = self._acquire()
         try:
             try:
-                conn.send_packed_command(packed)
-                replies = _read_replies(conn, count, keep_errors)
+                replies = self._send(conn, packed, count, keep_errors)
             except redis.ConnectionError:
                 conn.disconnect()
                 conn.connect()  # through connect(), so a Sentinel connection asks where the master is now
-                conn.send_packed_command(packed)
-                replies = _read_replies(conn, count, keep_errors)
+                replies = self._send(conn, packed, count, keep_errors)
         except redis.exceptions.ResponseError:
             self._release(conn)  # a complete error reply: the connection is in step
             raise
@@ -111,6 +112,31 @@ class DirectCommands:
             raise
         self._release(conn)
         return replies
+
+    def _send(self, conn: Any, packed: Any, count: int, keep_errors: bool) -> list[Any]:
+        """Write the commands and read their replies; with tracking, a connection
+        not yet redirected to the listener's current id turns it on first, in
+        the same write."""
+        tracking = self.tracking
+        redirect = None if tracking is None else tracking.client_id
+        if redirect is None or getattr(conn, "_stroute_redirect", None) == redirect:
+            conn.send_packed_command(packed)
+            return _read_replies(conn, count, keep_errors)
+        if not hasattr(conn, "_stroute_redirect"):
+            conn.register_connect_callback(self._forget_redirect)
+        conn._stroute_redirect = None
+        on = _pack([("CLIENT", "TRACKING", "ON", "REDIRECT", redirect, "NOLOOP")])
+        conn.send_packed_command(on + packed)
+        answer = _read_replies(conn, 1, True)[0]
+        replies = _read_replies(conn, count, keep_errors)
+        if isinstance(answer, Exception):
+            tracking.broken(f"CLIENT TRACKING refused: {str(answer).strip().splitlines()[0]}")
+        else:
+            conn._stroute_redirect = redirect
+        return replies
+
+    def _forget_redirect(self, conn: Any) -> None:
+        conn._stroute_redirect = None  # a new socket: Redis knows nothing of the old one's tracking
 
     def close(self) -> None:
         with self._lock:

@@ -74,6 +74,16 @@ class KeySpace:
         uid = key[len(head):-1]
         return uid if uid and "}" not in uid else None
 
+    def parse_state(self, key: str) -> tuple[str, bool] | None:
+        """(service, is the control hash) of a state or control key of this namespace, or None."""
+        head = f"{self.prefix}:{{{self.namespace}:state:"
+        if not key.startswith(head):
+            return None
+        service, sep, tail = key[len(head):].partition("}")
+        if not sep or not service or tail not in ("", ":ctl"):
+            return None
+        return service, tail == ":ctl"
+
     def parse_link(self, key: str) -> tuple[str, str] | None:
         """(uid, service) of a link key of this namespace, or None."""
         parsed = self.parse_links([key])

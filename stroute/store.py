@@ -139,6 +139,11 @@ class Store:
             raise TypeError(f"a Store needs a redis-py (or fakeredis) client, not {type(client).__name__}")
         self._loaded: set[str] = set()  # scripts this Store has SCRIPT LOADed for its pipelines
         self._keyspaces: dict[str, KeySpace] = {}
+        # A cluster's scripts go to the node owning their keys on connections
+        # kept per node (`_node_direct`), so client-side caching can track them.
+        self._node_directs: dict[str, Any] = {}
+        self._node_tracking: dict[str, Any] = {}
+        self.on_topology_change: Any = None  # called with a reason on MOVED/ASK
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "sf", options: Any = None) -> "Store":
@@ -149,6 +154,8 @@ class Store:
     def close(self) -> None:
         if self._direct is not None:
             self._direct.close()
+        for node_direct in self._node_directs.values():
+            node_direct.close()
         try:
             self.client.close()
         except Exception:  # closing must never raise
@@ -187,24 +194,63 @@ class Store:
             raise StoreError(f"Redis at {self.where} answered with an error: {_reason(exc)}") from None
 
     def _script(self, name: str, keys: list[str], args: list[Any]):
-        if self._direct is None:
-            # The cluster client routes by key and loads the script on the node.
-            script = self._cluster_scripts.get(name)
-            if script is None:
-                script = self._cluster_scripts[name] = self.client.register_script(script_source(name))
-            return self._call(script, keys=keys, args=args)
-        return self._call(self._evalsha, name, keys, args)
+        if self._direct is not None:
+            return self._call(self._evalsha, self._direct, name, keys, args)
+        return self._call(self._cluster_script, name, keys, args)
 
-    def _evalsha(self, name: str, keys: list[str], args: list[Any]) -> Any:
+    def _cluster_script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """A script on the node that owns its keys, on that node's kept connections;
+        when that node redirects or fails, through redis-py's cluster client."""
+        import redis
+
+        node = self.client.get_node_from_key(keys[0])
+        try:
+            return self._evalsha(self._node_direct(node), name, keys, args)
+        except (redis.exceptions.MovedError, redis.exceptions.AskError, redis.exceptions.ClusterDownError,
+                redis.exceptions.TryAgainError, redis.ConnectionError) as exc:
+            # redis-py's cluster client follows the redirect or finds the node
+            # that replaced a dead one, and refreshes its view of the slots.
+            self._topology_changed(exc)
+        script = self._cluster_scripts.get(name)
+        if script is None:
+            script = self._cluster_scripts[name] = self.client.register_script(script_source(name))
+        return script(keys=keys, args=args)
+
+    def _evalsha(self, commands: Any, name: str, keys: list[str], args: list[Any]) -> Any:
         """One script by SHA; loaded and run again if Redis lost it (restarted or flushed)."""
         import redis
 
         command = ("EVALSHA", script_sha(name), len(keys), *keys, *args)
         try:
-            return self._direct.call(*command)
+            return commands.call(*command)
         except redis.exceptions.NoScriptError:
-            self._direct.call("SCRIPT", "LOAD", script_source(name))
-            return self._direct.call(*command)
+            commands.call("SCRIPT", "LOAD", script_source(name))
+            return commands.call(*command)
+
+    def _node_direct(self, node: Any) -> Any:
+        """The kept connections to one cluster node."""
+        commands = self._node_directs.get(node.name)
+        if commands is None:
+            commands = direct.for_client(self.client.get_redis_connection(node))
+            commands.tracking = self._node_tracking.get(node.name)
+            self._node_directs[node.name] = commands
+        return commands
+
+    def use_tracking(self, node_name: str | None, tracking: Any) -> None:
+        """Cluster: track reads on one node's connections (None, None: stop tracking)."""
+        if node_name is None:
+            self._node_tracking.clear()
+            for commands in self._node_directs.values():
+                commands.tracking = None
+            return
+        self._node_tracking[node_name] = tracking
+        commands = self._node_directs.get(node_name)
+        if commands is not None:
+            commands.tracking = tracking
+
+    def _topology_changed(self, exc: Exception) -> None:
+        if self.on_topology_change is not None:
+            self.on_topology_change(f"Redis Cluster redirected a command ({_reason(exc)})")
 
     def ping(self) -> bool:
         if self._direct is None:
@@ -293,18 +339,16 @@ class Store:
             nodes[node.name] = node
         replies: list[Any] = [None] * len(calls)
         for node_name, indexes in by_node.items():
-            conn = self.client.get_redis_connection(nodes[node_name])
+            commands = self._node_direct(nodes[node_name])
+            pipeline = [("EVALSHA", sha, len(calls[i][0]), *calls[i][0], *calls[i][1]) for i in indexes]
             for attempt in range(2):
-                pipe = conn.pipeline(transaction=False)
-                for i in indexes:
-                    keys, args = calls[i]
-                    pipe.evalsha(sha, len(keys), *keys, *args)
-                got = self._call(pipe.execute, raise_on_error=False)
+                got = self._call(commands.pipeline, pipeline)
                 if attempt or not any(isinstance(r, redis.exceptions.NoScriptError) for r in got):
                     break
-                self._call(conn.script_load, script_source(name))
+                self._call(commands.call, "SCRIPT", "LOAD", script_source(name))
             for i, reply in zip(indexes, got):
-                if isinstance(reply, redis.exceptions.ResponseError) and str(reply).startswith(("MOVED", "ASK")):
+                if isinstance(reply, (redis.exceptions.MovedError, redis.exceptions.AskError)):
+                    self._topology_changed(reply)
                     keys, args = calls[i]
                     reply = self._script(name, keys, args)
                 elif isinstance(reply, Exception):

@@ -38,7 +38,10 @@ def clock():
 
 @pytest.fixture
 def client(cfg, store, clock):
-    with ClientDriver(cfg, store=store, clock=clock) as c:
+    """A driver whose cache ages by the fake clock and is not told of changes
+    (links.coherent off), so these tests see the cache's own rules;
+    tests/test_coherence.py covers the coherent cache."""
+    with ClientDriver(cfg, store=store, clock=clock, coherent=False) as c:
         yield c
 
 
@@ -97,10 +100,10 @@ def test_set_cache(client, store):
 
 
 def test_cache_is_bounded(cfg, store, clock):
-    client = ClientDriver(cfg, store=store, clock=clock, cache_max_entries=10)
+    client = ClientDriver(cfg, store=store, clock=clock, cache_max_entries=10, coherent=False)
     for i in range(25):
         client.set_cache(NS, f"u{i}", "lobby", 1)
-    assert len(client._cache) <= 10
+    assert len(client.cache) <= 10
     assert client.get_linked_in_cache(NS, "u24", "lobby") == 1  # the newest survive
     assert client.get_linked_in_cache(NS, "u0", "lobby") is None
 
@@ -139,7 +142,7 @@ def test_tags(client, store):
 
 
 def test_snapshot_is_refreshed_at_most_once_per_refresh_period(cfg, store, clock):
-    client = ClientDriver(cfg.with_overrides(**{"state.refresh": 5}), store=store, clock=clock)
+    client = ClientDriver(cfg.with_overrides(**{"state.refresh": 5}), store=store, clock=clock, coherent=False)
     put_state(store.client, "lobby", 0)
     assert list(client.snapshot("lobby").pods) == [0]
     put_state(store.client, "lobby", 1)

@@ -33,7 +33,9 @@ def raw(store):
 
 
 def driver(cfg: Config, store: Store | None = None, **overrides) -> ClientDriver:
-    return ClientDriver(cfg.with_overrides(**overrides) if overrides else cfg, store=store)
+    client = ClientDriver(cfg.with_overrides(**overrides) if overrides else cfg, store=store)
+    assert client.wait_coherent()  # cached answers are served from here on
+    return client
 
 
 def pods(raw, *specs, service="lobby"):
@@ -65,6 +67,7 @@ def test_cache_hit_is_free_and_a_new_user_costs_one_evalsha(real_url, redis_serv
     try:
         pods(store.client, (0, READY, 0), (1, READY, 0), (2, READY, 0), (3, READY, 0))
         client = ClientDriver(cfg, store=store)
+        assert client.wait_coherent()
         assert client.place("warm-up", "lobby").source == "new"  # reads the snapshot once
 
         counter.reset()

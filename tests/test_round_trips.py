@@ -66,6 +66,7 @@ def test_batch_placement_and_heartbeats_survive_a_script_flush(real_url, redis_s
     put_state(raw, "lobby", 0, load=0)
     put_state(raw, "lobby", 1, load=0)
     with ClientDriver(config) as client, ServerDriver("lobby", 2, config) as server:
+        assert client.wait_coherent()
         first = client.place_many(["a", "b"], "lobby")
         assert {p.source for p in first.values()} == {"new"}
         server.publish()
@@ -94,7 +95,9 @@ def test_batch_get_is_one_mget_per_ten_thousand_uids(real_url, redis_server):
         pipe.set(f"sf:{{default:lk:{uid}}}lobby", i % 4)
     pipe.execute()
     with ClientDriver(config) as client:
-        client.store.ping()  # the connection's own HELLO / CLIENT SETNAME come first
+        assert client.wait_coherent()
+        # The connection's own HELLO / CLIENT SETNAME, and CLIENT TRACKING, come first.
+        client.store.ping()
         counter.reset()
         found = client.batch_get_linked_pod("default", uids, "lobby")
         assert counter.counts() == {"mget": 3}

@@ -21,17 +21,23 @@ def zero(**counts):
     return {**dict.fromkeys(OUTCOMES, 0), **counts}
 
 
+def outcomes(stats):
+    return {key: stats[key] for key in OUTCOMES}
+
+
 @pytest.fixture
 def client(config, store):
     put_state(store.client, "game", 0, load=1)
     put_state(store.client, "game", 1, load=2)
     with ClientDriver(config.with_overrides(**{"state.refresh": 60}), store=store) as driver:
+        assert driver.wait_coherent()
         yield driver
 
 
 def test_starts_at_zero_with_every_outcome(client):
-    assert client.stats() == zero()
-    assert list(client.stats()) == ["cache", "existing", "new", "moved", "no_capacity", "contention"]
+    assert outcomes(client.stats()) == zero()
+    assert list(client.stats()) == ["cache", "existing", "new", "moved", "no_capacity", "contention",
+                                    "invalidations", "cache_flushes", "untrusted_seconds"]
 
 
 def test_new_cache_and_existing(config, store, client):
@@ -40,15 +46,15 @@ def test_new_cache_and_existing(config, store, client):
     assert client.compute_linked_pod("default", "u1", "game") in (0, 1)  # cache again
     with ClientDriver(config, store=store) as other:
         assert other.place("u1", "game").source == "existing"
-        assert other.stats() == zero(existing=1)
-    assert client.stats() == zero(new=1, cache=2)
+        assert outcomes(other.stats()) == zero(existing=1)
+    assert outcomes(client.stats()) == zero(new=1, cache=2)
 
 
 def test_moved(store, client):
     put_state(store.client, "game", 5, age_ms=STALE_MS)
     store.set("default", "u", "game", 5, 60_000)  # a temporary link to a dead pod
     assert client.place("u", "game").source == "moved"
-    assert client.stats() == zero(moved=1)
+    assert outcomes(client.stats()) == zero(moved=1)
 
 
 def test_no_capacity(store, client):
@@ -58,7 +64,7 @@ def test_no_capacity(store, client):
     store.set("default", "p", "game", 5)  # persistent link to a dead pod
     with pytest.raises(PodUnavailable):
         client.place("p", "game")
-    assert client.stats() == zero(no_capacity=2)
+    assert outcomes(client.stats()) == zero(no_capacity=2)
 
 
 def test_contention(config, store):
@@ -78,7 +84,7 @@ def test_contention(config, store):
     with ClientDriver(config, store=Racing()) as driver:
         with pytest.raises(Conflict):
             driver.place("u", "game")
-        assert driver.stats() == zero(contention=1)
+        assert outcomes(driver.stats()) == zero(contention=1)
 
 
 def test_place_many_counts_each_uid(store, client):
@@ -87,13 +93,13 @@ def test_place_many_counts_each_uid(store, client):
     assert [r.source for r in results.values()] == ["cache", "new", "new"]
     failed = client.place_many(["x", "y"], "lobby")
     assert all(isinstance(r, NoAvailablePod) for r in failed.values())
-    assert client.stats() == zero(new=3, cache=1, no_capacity=2)
+    assert outcomes(client.stats()) == zero(new=3, cache=1, no_capacity=2)
 
 
 def test_explain_place_counts(store, client):
     assert client.explain_place("e", "game").placement.source == "new"
     assert isinstance(client.explain_place("e", "lobby").error, NoAvailablePod)  # lobby: no pod
-    assert client.stats() == zero(new=1, no_capacity=1)
+    assert outcomes(client.stats()) == zero(new=1, no_capacity=1)
 
 
 def test_stats_is_a_copy(client):
@@ -111,7 +117,7 @@ def test_counts_are_exact_across_threads(client):
         t.start()
     for t in threads:
         t.join()
-    assert client.stats() == zero(new=400, cache=400)
+    assert outcomes(client.stats()) == zero(new=400, cache=400)
 
 
 def test_down_pod_link_without_routable_pods(store, config):
@@ -121,7 +127,7 @@ def test_down_pod_link_without_routable_pods(store, config):
         assert driver.place("u", "game").source == "existing"  # DRAINING still serves its users
         with pytest.raises(NoAvailablePod):
             driver.place("v", "game")
-        assert driver.stats() == zero(existing=1, no_capacity=1)
+        assert outcomes(driver.stats()) == zero(existing=1, no_capacity=1)
 
 
 # --- place --explain ---------------------------------------------------------------------------
@@ -133,10 +139,11 @@ def test_place_explain_shows_the_counters(url, store):
     result = runner.invoke(app, ["--redis-url", url, "-o", "json", "place", "-s", "game", "--explain", "u1"])
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["explain"]["stats"] == zero(new=1)
+    assert outcomes(data["explain"]["stats"]) == zero(new=1)
+    assert data["explain"]["cache"] == "local"  # a one-shot command opens no invalidation channel
     result = runner.invoke(app, ["--redis-url", url, "place", "-s", "game", "--explain", "u1"])
     assert ("client outcomes: cache 0, existing 1, new 0, moved 0, no capacity 0, contention 0"
             in result.stdout)
     result = runner.invoke(app, ["--redis-url", url, "-o", "json", "place", "-s", "lobby", "--explain", "u1"])
     assert result.exit_code == 5
-    assert json.loads(result.stdout)["explain"]["stats"] == zero(no_capacity=1)
+    assert outcomes(json.loads(result.stdout)["explain"]["stats"]) == zero(no_capacity=1)

@@ -226,7 +226,9 @@ def batch_get(
     g: Globals = ctx.obj
     wanted = inputs.require(inputs.uids(uids or []), "uid")
     config = g.config()
-    driver = ClientDriver(config, store=g.store())
+    # One command, one process: nothing cached would be asked for twice, so no
+    # invalidation channel (a thread and a connection) is opened.
+    driver = ClientDriver(config, store=g.store(), coherent=False)
     found = driver.batch_get_linked_pod(config.namespace, wanted, service)
     data = {
         "namespace": config.namespace,

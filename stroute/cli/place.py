@@ -44,7 +44,9 @@ def place(
     config = g.config()
     from stroute.client import ClientDriver
 
-    driver = ClientDriver(config, store=g.store())
+    # One command, one process: nothing cached would be asked for twice, so no
+    # invalidation channel (a thread and a connection) is opened.
+    driver = ClientDriver(config, store=g.store(), coherent=False)
     if explain:
         _explained(g, driver, wanted[0], service, persist)
     elif several:
@@ -140,6 +142,7 @@ def _explained(g: Globals, driver: Any, uid: str, service: str, persist: bool) -
             "considered": [] if decision is None else [v.pod for v in decision.considered],
             "choice": None if decision is None else decision.pod.pod,
             "why": _why(result),
+            "cache": result.cache,
             "stats": driver.stats(),
         },
     }
@@ -166,6 +169,14 @@ def _why(result: Any) -> str:
     if placed.pod == decision.pod.pod:
         return f"{chose}; the user already had a link to pod {placed.pod}, which stands"
     return f"{chose}; but the user already has a link to alive pod {placed.pod}, which stands over that pick"
+
+
+_CACHE_STATES = {
+    "coherent": "cached links served; Redis reports every change",
+    "suspended": "invalidation channel not confirmed: Redis was read",
+    "local": "cached links live up to links.cache_seconds; one-shot commands always use this",
+    "off": "links.cache_seconds is 0",
+}
 
 
 def _explain_table(data: dict):
@@ -201,6 +212,7 @@ def _explain_table(data: dict):
     else:
         lines.append(f"uid {data['uid']!r} -> pod {data['pod']} ({data['source']})")
     lines.append(f"why: {explain['why']}")
+    lines.append(f"cache: {explain['cache']} ({_CACHE_STATES.get(explain['cache'], '')})")
     stats = explain.get("stats")
     if stats:
         lines.append("client outcomes: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in stats.items()))

@@ -23,7 +23,8 @@ def test_show_defaults():
     assert data["namespace"] == "default" and data["prefix"] == "sf"
     assert data["redis"]["url"] is None and data["redis"]["password"] is None
     assert data["state"] == {"period": 30.0, "expire": 60.0, "refresh": 2.0}
-    assert data["links"] == {"temp_ttl": 300.0, "cache_seconds": 240.0, "remove_delay": 60.0}
+    assert data["links"] == {"temp_ttl": 300.0, "cache_seconds": 240.0, "remove_delay": 60.0,
+                             "coherent": True, "coherence_bound": 1.0}
     assert data["placement"] == {"strategy": "p2c", "good_load_range": 500}
 
 
