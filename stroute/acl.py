@@ -42,8 +42,16 @@ DATA = (
     # plain commands: batch reads, registry, cordons, tags, workload, link scans
     "mget", "sadd", "smembers", "multi", "exec",
 )
+COHERENCE = (
+    # a client driver's invalidation channel (stroute.invalidation): its
+    # listener's id, the subscription it is told on, tracking on each connection
+    "client|id", "subscribe", "client|tracking",
+)
 DIAGNOSE = ("info",)  # doctor: version, role, memory policy
 SCAN = ("scan",)  # link list, doctor's link sample
+
+# Where Redis sends a tracking client's invalidations (stroute.invalidation.CHANNEL).
+INVALIDATION_CHANNEL = "__redis__:invalidate"
 
 # Long enough for default_user() of any namespace ("stroute-" + 63 characters).
 USER_RULE = "1-128 characters: letters, digits, '.', '_' or '-', starting with a letter or digit"
@@ -56,6 +64,7 @@ class AclRule:
     namespace: str
     keys: tuple[str, ...]  # ACL key patterns, without the '~'
     commands: tuple[str, ...]
+    channels: tuple[str, ...] = ()  # Pub/Sub channels, without the '&'
 
     def arguments(self) -> list[str]:
         """ACL SETUSER's arguments after the user name.
@@ -66,6 +75,7 @@ class AclRule:
         return [
             "on", "resetkeys", "resetchannels", "-@all",
             *(f"~{pattern}" for pattern in self.keys),
+            *(f"&{channel}" for channel in self.channels),
             *(f"+{command}" for command in self.commands),
         ]
 
@@ -92,12 +102,13 @@ def key_patterns(namespace: str, prefix: str = "sf") -> tuple[str, ...]:
 
 def rule(namespace: str, *, prefix: str = "sf", user: str | None = None, scan: bool = True) -> AclRule:
     """The rule confining `user` (default stroute-NAMESPACE) to one namespace."""
-    commands = CONNECT + SCRIPTS + DATA + DIAGNOSE + (SCAN if scan else ())
+    commands = CONNECT + SCRIPTS + DATA + COHERENCE + DIAGNOSE + (SCAN if scan else ())
     return AclRule(
         user=user_name(user if user is not None else default_user(namespace)),
         namespace=names.namespace(namespace),
         keys=key_patterns(namespace, prefix),
         commands=commands,
+        channels=(INVALIDATION_CHANNEL,),
     )
 
 

@@ -87,6 +87,7 @@ def run(store: Store, config: Config, *, sample: int = 1000, clock: Callable[[],
     report.checks.append(_guard("server", lambda: check_server(store)))
     report.checks.append(_guard("memory", lambda: check_memory(store)))
     report.checks.append(_guard("scripts", lambda: check_scripts(store)))
+    report.checks.append(_guard("tracking", lambda: check_tracking(store, config)))
 
     snapshots: dict[str, Snapshot] = {}
     try:
@@ -239,6 +240,40 @@ def check_memory(store: Store) -> Check:
         return Check("memory", WARN, detail + ": when memory is full Redis evicts any key, persistent links "
                                               "included; use noeviction or a volatile-* policy")
     return Check("memory", PASS, detail)
+
+
+# CLIENT TRACKING, which keeps client drivers' caches coherent, came with Redis 6.0.
+TRACKING_VERSION = (6, 0)
+
+
+def check_tracking(store: Store, config: Config) -> Check:
+    """Can client drivers keep a coherent cache here (CLIENT TRACKING), and how many do now."""
+    if not config.links.coherent:
+        return Check("tracking", WARN, f"links.coherent is off: client drivers serve a cached link for up to "
+                                       f"{config.links.cache_seconds:g} s (links.cache_seconds) after it changed "
+                                       "in Redis")
+    server = _info(store, "server")
+    if server is None:
+        return Check("tracking", PASS, "memory://: client drivers sharing this process's store are told of "
+                                       "every change by an in-process hook")
+    version = str(server.get("redis_version", "?"))
+    if _version(version) < TRACKING_VERSION:
+        return Check("tracking", FAIL, f"Redis {version} has no CLIENT TRACKING (Redis 6.0 or later has): client "
+                                       "drivers cannot confirm their cache and read Redis for every lookup; upgrade "
+                                       "Redis, or set links.coherent: false to cache without coherence")
+    clients = _sum_over_nodes(_info(store, "clients"), "tracking_clients")
+    keys = _sum_over_nodes(_info(store, "stats"), "tracking_total_keys")
+    return Check("tracking", PASS, f"Redis {version} supports CLIENT TRACKING; {clients} tracking connections, "
+                                   f"{keys} keys tracked now")
+
+
+def _sum_over_nodes(info: dict[str, Any] | None, field: str) -> int:
+    """An INFO field, added up over a cluster's nodes (whose INFO comes keyed by node)."""
+    if not info:
+        return 0
+    if field in info:
+        return int(info[field] or 0)
+    return sum(int(part.get(field, 0) or 0) for part in info.values() if isinstance(part, dict))
 
 
 def check_scripts(store: Store) -> Check:

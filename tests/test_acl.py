@@ -16,7 +16,7 @@ import pytest
 from cli.ops_support import cli, cli_json, error_lines, isolated, put_state, run_bin  # noqa: F401
 from stroute import acl
 from stroute.testing import RedisServer, cli_binary
-from support import all_keys
+from support import all_keys, wait_until
 
 pytestmark = pytest.mark.usefixtures("isolated")
 
@@ -50,7 +50,8 @@ def test_the_command_prints_one_line_and_json():
     assert "ACL SETUSER gw >PASSWORD" in result.stderr  # how to add the password
     code, data, _ = cli_json("-n", NS, "acl", "--no-scan")
     assert code == 0
-    assert list(data) == ["namespace", "user", "rule", "arguments", "keys", "commands", "scan"]
+    assert list(data) == ["namespace", "user", "rule", "arguments", "keys", "commands", "channels", "scan"]
+    assert data["channels"] == ["__redis__:invalidate"] and "&__redis__:invalidate" in data["arguments"]
     assert (data["namespace"], data["user"], data["scan"]) == (NS, "stroute-blue", False)
     assert data["keys"] == ["sf:{blue:*", "sf:{blue}:*"] and "scan" not in data["commands"]
 
@@ -143,6 +144,22 @@ def test_every_command_works_in_its_own_namespace(confined):
     code, data, stderr = cli_json("--redis-url", url, "-n", NS, "doctor")
     assert "permission" not in stderr, stderr
     assert {c["name"]: c["status"] for c in data["checks"]}["scripts"] == "PASS", data
+
+
+@pytest.mark.realserver
+def test_a_confined_client_driver_keeps_a_coherent_cache(confined):
+    from stroute.client import ClientDriver
+    from stroute.config import Config
+
+    url, admin = confined
+    config = Config().with_overrides(**{"redis.url": url, "namespace": NS, "state.expire": 60})
+    with ClientDriver(config) as driver:
+        assert driver.wait_coherent(), "the rule must allow the invalidation channel"
+        pod = driver.place("u9", "lobby").pod
+        assert driver.place("u9", "lobby").source == "cache"
+        admin.set(f"sf:{{{NS}:lk:u9}}lobby", str(1 - pod), px=60_000)
+        wait_until(lambda: driver.compute_linked_pod(NS, "u9", "lobby") == 1 - pod, timeout=2,
+                   what="the move seen by the confined driver")
 
 
 @pytest.mark.realserver

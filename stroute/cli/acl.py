@@ -45,6 +45,7 @@ def acl(
         "arguments": rule.arguments(),
         "keys": list(rule.keys),
         "commands": list(rule.commands),
+        "channels": list(rule.channels),
         "scan": not no_scan,
     }
     if g.output == "table":

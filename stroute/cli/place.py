@@ -215,5 +215,7 @@ def _explain_table(data: dict):
     lines.append(f"cache: {explain['cache']} ({_CACHE_STATES.get(explain['cache'], '')})")
     stats = explain.get("stats")
     if stats:
-        lines.append("client outcomes: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in stats.items()))
+        from stroute.client import OUTCOMES
+
+        lines.append("client outcomes: " + ", ".join(f"{k.replace('_', ' ')} {stats[k]}" for k in OUTCOMES))
     return Group(table, Text("\n".join(lines)))

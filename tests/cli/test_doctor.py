@@ -60,8 +60,8 @@ def test_healthy_deployment_passes(url, config, store):
         assert list(check) == ["name", "status", "detail"]
         assert check["status"] in ("PASS", "WARN", "FAIL") and check["detail"]
     names = [c["name"] for c in data["checks"]]
-    assert names == ["connection", "server", "memory", "scripts", "service:chat", "service:lobby", "clock",
-                     "links", "index"]
+    assert names == ["connection", "server", "memory", "scripts", "tracking", "service:chat", "service:lobby",
+                     "clock", "links", "index"]
     expected = {name: "PASS" for name in names}
     if is_memory(url):
         expected["server"] = "WARN"  # fakeredis has no INFO
@@ -77,6 +77,7 @@ def test_healthy_deployment_passes(url, config, store):
     shipped = sum(1 for f in resources.files("stroute.scripts").iterdir() if f.name.endswith(".lua"))
     assert f"{shipped} scripts load" in c["scripts"]["detail"]
     assert "4 links sampled" in c["links"]["detail"]
+    assert ("in-process hook" if is_memory(url) else "supports CLIENT TRACKING") in c["tracking"]["detail"]
     assert "consistent" in c["index"]["detail"]
     if not is_memory(url):
         import redis as redis_py
@@ -359,3 +360,28 @@ def test_doctor_through_the_entry_point(tmp_path, real_url, redis_server):
         assert "FAIL" in done.stdout and "inconsistency" in done.stdout
     finally:
         store.close()
+
+
+@pytest.mark.realserver
+def test_tracking_counts_the_client_drivers_listening(config):
+    from stroute.client import ClientDriver
+    from stroute.testing import RedisServer
+
+    server = RedisServer().start()  # its own server: no other test's driver is counted
+    try:
+        with ClientDriver(config.with_overrides(**{"redis.url": server.url})) as gateway:
+            assert gateway.wait_coherent()
+            gateway.get_linked_pod("default", "someone", "lobby")  # one tracked read
+            code, data, stderr = doctor(server.url)
+    finally:
+        server.close()
+    detail = checks(data)["tracking"]["detail"]
+    assert checks(data)["tracking"]["status"] == "PASS", detail
+    assert "1 tracking connections" in detail and "1 keys tracked" in detail, detail
+
+
+def test_tracking_warns_when_coherence_is_off(url, config, store, monkeypatch):
+    monkeypatch.setenv("STROUTE_LINKS_COHERENT", "false")
+    code, data, stderr = doctor(url)
+    check = checks(data)["tracking"]
+    assert check["status"] == "WARN" and "links.coherent is off" in check["detail"], check
