@@ -206,6 +206,14 @@ class Listener:
         started = clock()
         conn.send_command("CLIENT", "ID")
         client_id = int(conn.read_response())
+        # Harmless on Redis 6+, an error where there is no CLIENT TRACKING (Redis
+        # 5, some Redis-compatible servers): then the channel is never confirmed.
+        conn.send_command("CLIENT", "TRACKING", "OFF")
+        try:
+            conn.read_response()
+        except Exception as exc:
+            raise ConnectionError(f"the server has no CLIENT TRACKING ({_reason(exc)}); "
+                                  "set links.coherent: false to cache without it") from None
         conn.send_command("SUBSCRIBE", CHANNEL)
         conn.read_response()
         if self._check is not None:
@@ -306,6 +314,7 @@ class ClusterSource(Source):
         primaries = {node.name: node for node in client.get_primaries()}
         if set(primaries) == set(self._listeners):
             return
+        changed = bool(self._listeners)
         for name in set(self._listeners) - set(primaries):
             self._listeners.pop(name).stop()
         for name, node in primaries.items():
@@ -320,7 +329,8 @@ class ClusterSource(Source):
             self._listeners[name] = listener
             self._store.use_tracking(name, listener.tracking)
             listener.start()
-        self.distrust("the cluster's primaries changed")
+        if changed:
+            self.distrust("the cluster's primaries changed")
 
     def _watch(self) -> None:
         while not self._stop.is_set():

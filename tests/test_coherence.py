@@ -178,6 +178,32 @@ def test_a_redis_restart_serves_no_stale_answer(real_url, redis_server):
 
 
 @pytest.mark.realserver
+def test_a_server_that_refuses_tracking_is_read_every_time(real_url, redis_server, caplog):
+    """As on a Redis-compatible server without CLIENT TRACKING: the channel is
+    never confirmed, nothing cached is served, and the log says why once."""
+    admin = redis_server.client()
+    admin.acl_setuser("no-tracking", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"],
+                      commands=["+@all", "-client|tracking"])
+    url = real_url.replace("redis://", "redis://no-tracking:pw@")
+    config = Config().with_overrides(**{"redis.url": url, "state.expire": 60, "state.refresh": 600})
+    try:
+        with caplog.at_level("WARNING", logger="stroute.invalidation"):
+            with ClientDriver(config) as gateway:
+                assert not gateway.wait_coherent(timeout=1.5)
+                assert gateway.cache_state() == "suspended"
+                for pod in range(3):
+                    put_state(admin, "game", pod, load=0)
+                first = gateway.place("u", "game").pod
+                assert gateway.place("u", "game").source == "existing"  # read from Redis, not the cache
+                admin.set(gateway.store.keys(NS).link("u", "game"), str((first + 1) % 3), px=60_000)
+                assert gateway.compute_linked_pod(NS, "u", "game") == (first + 1) % 3
+        assert "no CLIENT TRACKING" in caplog.text and caplog.text.count("cache suspended") == 1
+    finally:
+        admin.acl_deluser("no-tracking")
+        admin.close()
+
+
+@pytest.mark.realserver
 @pytest.mark.cluster
 def test_cluster_keys_on_every_primary_are_coherent(cluster_url, redis_cluster):
     config = Config().with_overrides(**{"redis.url": cluster_url, "state.expire": 60, "state.refresh": 600})
