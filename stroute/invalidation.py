@@ -287,6 +287,9 @@ class ClusterSource(Source):
         self._listeners: dict[str, Listener] = {}
         self._stop = threading.Event()
         self._changed = threading.Event()
+        # A read that met MOVED/ASK was answered by redis-py's cluster client
+        # on a connection not tracked by any listener: it must not be cached.
+        store.on_topology_change = self.topology_changed
         self._sync()
         self._watcher = threading.Thread(target=self._watch, name="stroute-invalidation cluster", daemon=True)
         self._watcher.start()
@@ -353,6 +356,7 @@ class ClusterSource(Source):
             listener.stop()
         self._watcher.join(timeout=2)
         self._store.use_tracking(None, None)
+        self._store.on_topology_change = None
 
 
 class MemorySource(Source):

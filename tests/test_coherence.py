@@ -308,3 +308,46 @@ def test_a_read_that_overlapped_more_invalidations_than_remembered_is_not_kept()
     token = cache.begin()
     cache.invalidate([("game", f"other-{i}") for i in range(5000)])
     assert not cache.put(token, "game", "u", 1, False)
+
+
+@pytest.mark.realserver
+@pytest.mark.cluster
+def test_a_slot_moved_to_another_primary_is_followed():
+    """A slot migrates (MIGRATE, then CLUSTER SETSLOT NODE): the key's old node
+    tells the driver the key is gone, the driver's next read meets MOVED and
+    starts a new generation; answers stay right and the cache serves again."""
+    from stroute.testing import RedisClusterProcesses
+
+    cluster = RedisClusterProcesses().start()
+    try:
+        config = Config().with_overrides(**{"redis.url": cluster.url, "state.expire": 60, "state.refresh": 600})
+        with ClientDriver(config) as gateway:
+            assert gateway.wait_coherent()
+            for pod in range(3):
+                put_state_cluster(gateway, "game", pod)
+            pod = gateway.place("mover", "game", persist=True).pod
+            assert gateway.place("mover", "game").source == "cache"
+            key = gateway.store.keys(NS).link("mover", "game")
+            slot = gateway.store.client.keyslot(key)
+            clients = {node.port: node.client() for node in cluster.nodes}
+            ids = {port: c.execute_command("CLUSTER", "MYID") for port, c in clients.items()}
+            source = next(p for p, c in clients.items() if c.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot))
+            target = next(p for p in clients if p != source)
+            clients[target].execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source])
+            clients[source].execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target])
+            keys = clients[source].execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100)
+            clients[source].execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
+            for c in clients.values():
+                c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target])
+            # The old node told the driver the key left; the answer is still right.
+            follows(lambda: gateway.get_linked_in_cache(NS, "mover", "game"), None)
+            assert gateway.compute_linked_pod(NS, "mover", "game") == pod
+            # Moved again on the new node by another writer: followed there too.
+            clients[target].set(key, str((pod + 1) % 3))
+            follows(lambda: gateway.compute_linked_pod(NS, "mover", "game"), (pod + 1) % 3)
+            assert gateway.wait_coherent()
+            wait_until(lambda: gateway.place("mover", "game").source == "cache", what="the cache serving again")
+            for c in clients.values():
+                c.close()
+    finally:
+        cluster.close()
