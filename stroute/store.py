@@ -185,6 +185,11 @@ class Store:
             ) from None
         except redis.RedisError as exc:
             raise StoreError(f"Redis at {self.where} answered with an error: {_reason(exc)}") from None
+        except redis.exceptions.RedisClusterException as exc:  # not a RedisError: no node could serve it
+            raise RedisUnavailable(
+                f"Redis Cluster at {self.where} cannot serve the command: {_reason(exc)}",
+                hint="check that the cluster's nodes are running and every slot is covered",
+            ) from None
 
     def _script(self, name: str, keys: list[str], args: list[Any]):
         if self._direct is None:
