@@ -126,6 +126,13 @@ class Config:
                 tree["redis"]["url"] = (without_secrets if omit_secrets else redact_url)(tree["redis"]["url"])
         return tree
 
+    def secrets(self) -> list[str]:
+        """The secret values themselves (passwords, the URL's), to keep out of any message."""
+        from stroute.backends import secrets_in
+
+        found = [value for value in (self.redis.password, self.redis.sentinel_password) if value]
+        return found + (secrets_in(self.redis.url) if self.redis.url else [])
+
     def secrets_set(self) -> list[str]:
         """The keys that hold a secret here: redis.password, redis.sentinel_password, redis.url."""
         from stroute.backends import secrets_in

@@ -97,12 +97,27 @@ def run(store: Store, config: Config, *, sample: int = 1000, clock: Callable[[],
 
     snapshots: dict[str, Snapshot] = {}
     try:
-        services = store.services(ns)
+        registry = store.registry(ns)
     except StrouteError as exc:
         report.checks.append(Check("services", FAIL, str(exc)))
         services = []
     else:
-        if not services:
+        services = registry.services
+        if registry.wrong_type is not None:
+            report.checks.append(Check(
+                "services", FAIL,
+                f"WRONGTYPE: the services registry {registry.key} is a {registry.wrong_type}, not a set: "
+                "server drivers cannot register their service (SADD fails); delete the key, they add it again",
+            ))
+        elif registry.invalid:
+            report.checks.append(Check(
+                "services", WARN,
+                f"the services registry {registry.key} holds "
+                f"{_count(len(registry.invalid), 'entry', 'entries')} that are not service names "
+                f"(written by another program?): {_examples([repr(m) for m in registry.invalid])}; "
+                "stroute skips them (remove them with SREM)",
+            ))
+        elif not services:
             report.checks.append(Check(
                 "services", WARN,
                 f"no service has registered in namespace {ns!r}: no server driver has published a heartbeat yet",

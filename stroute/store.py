@@ -121,6 +121,21 @@ def _pairs(flat: list[Any]) -> dict[str, str]:
     return dict(zip(flat[0::2], flat[1::2]))
 
 
+@dataclass(frozen=True, slots=True)
+class Registry:
+    """The namespace's services registry, read whatever is in it.
+
+    Another program may write the set (or the key): `services` holds the
+    members that are service names, `invalid` the others, and `wrong_type`
+    the key's type when it is no set at all (then both lists are empty).
+    """
+
+    key: str
+    services: list[str]
+    invalid: list[str]
+    wrong_type: str | None = None
+
+
 class Store:
     """All stroute data in one Redis deployment.
 
@@ -549,7 +564,31 @@ class Store:
         return self._call(self.client.get, self.keys(namespace).workload(names.service(service)))
 
     def services(self, namespace: str) -> list[str]:
-        return sorted(self._call(self.client.smembers, self.keys(namespace).services()))
+        """The registry's service names; entries that are none are left out (see registry())."""
+        return self.registry(namespace).services
+
+    def registry(self, namespace: str) -> Registry:
+        """The services registry, its entries that are no service name apart.
+
+        A foreign entry ('bad{name') or a key of another type is data to
+        report, not a reason for a command to fail.
+        """
+        key = self.keys(namespace).services()
+        try:
+            members = self._call(self.client.smembers, key)
+        except (RedisUnavailable, PermissionDenied):
+            raise
+        except StoreError as exc:
+            if "WRONGTYPE" not in exc.message:
+                raise
+            return Registry(key, [], [], wrong_type=self._call(self.client.type, key))
+        good, bad = [], []
+        for member in sorted(members):
+            try:
+                good.append(names.service(member))
+            except InvalidInput:
+                bad.append(member)
+        return Registry(key, good, bad)
 
     def set_cordon(self, namespace: str, service: str, pod: int, cordoned: bool) -> bool:
         """Set or clear the operator's cordon; returns whether anything changed."""
