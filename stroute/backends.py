@@ -457,7 +457,11 @@ def _embedded(parsed: Parsed, options: ConnectOptions) -> Any:
     if data_file.suffix == "":
         data_file = data_file.with_suffix(".rdb")
     server = EmbeddedServer(data_file.absolute())
-    socket_path = server.ensure_running()
+    try:
+        socket_path = server.ensure_running()
+    except OSError as exc:  # its lock or socket cannot be made beside the data file (/proc, read-only)
+        raise ConfigError(f"embedded:// cannot use the data file {str(data_file)!r}: "
+                          f"{exc.strerror or exc} ({exc.filename or data_file})") from None
     return redis.Redis(unix_socket_path=socket_path, **_common(options))
 
 

@@ -250,27 +250,44 @@ def check_server(store: Store) -> Check:
 
 
 def check_memory(store: Store) -> Check:
-    memory = _info(store, "memory")
-    if memory is None:
-        return Check("memory", PASS, "eviction policy unknown (no INFO): nothing to check")
+    """Each primary's memory (on a cluster every node holds links): the worst one decides."""
+    if store.cluster:
+        nodes = []
+        for client in store._primaries():
+            kwargs = client.connection_pool.connection_kwargs
+            nodes.append((f"{kwargs.get('host')}:{kwargs.get('port')}", store._call(client.info, "memory")))
+    else:
+        memory = _info(store, "memory")
+        if memory is None:
+            return Check("memory", PASS, "eviction policy unknown (no INFO): nothing to check")
+        nodes = [("", memory)]
+    rank = {PASS: 0, WARN: 1, FAIL: 2}
+    status, detail = max((_memory_of(memory) for _, memory in nodes), key=lambda found: rank[found[0]])
+    if len(nodes) > 1:
+        worst = next(name for name, memory in nodes if _memory_of(memory) == (status, detail))
+        detail = f"{len(nodes)} primaries, {'each' if status == PASS else 'worst'}: node {worst}: {detail}"
+    return Check("memory", status, detail)
+
+
+def _memory_of(memory: dict[str, Any]) -> tuple[str, str]:
     policy = str(memory.get("maxmemory_policy", "noeviction"))
     limit = int(memory.get("maxmemory", 0) or 0)
     used = int(memory.get("used_memory", 0) or 0)
     detail = (f"used {memory.get('used_memory_human', used)}, "
               f"maxmemory {'none' if limit == 0 else memory.get('maxmemory_human', limit)}, policy {policy}")
     if limit and policy == "noeviction" and used > limit:
-        return Check("memory", FAIL, detail + ": above maxmemory under noeviction, Redis refuses every write "
-                                              "(links, heartbeats); raise maxmemory or free memory")
+        return FAIL, detail + (": above maxmemory under noeviction, Redis refuses every write "
+                               "(links, heartbeats); raise maxmemory or free memory")
     if limit and policy.startswith("allkeys-"):
-        return Check("memory", WARN, detail + ": when memory is full Redis evicts any key, persistent links "
-                                              "included; use noeviction or a volatile-* policy")
+        return WARN, detail + (": when memory is full Redis evicts any key, persistent links "
+                               "included; use noeviction or a volatile-* policy")
     if limit and used > limit:
-        return Check("memory", WARN, detail + f": above maxmemory, Redis evicts keys with a TTL (temporary links) "
-                                              "and refuses writes when none is left")
+        return WARN, detail + (": above maxmemory, Redis evicts keys with a TTL (temporary links) "
+                               "and refuses writes when none is left")
     if limit and policy == "noeviction" and used >= MEMORY_WARN * limit:
-        return Check("memory", WARN, detail + f": over {MEMORY_WARN:.0%} of maxmemory under noeviction; "
-                                              "past it Redis refuses every write")
-    return Check("memory", PASS, detail)
+        return WARN, detail + (f": over {MEMORY_WARN:.0%} of maxmemory under noeviction; "
+                               "past it Redis refuses every write")
+    return PASS, detail
 
 
 def _refusal(exc: Exception) -> str | None:

@@ -392,3 +392,11 @@ def test_a_cluster_url_at_a_plain_server_is_exit_6_saying_so(redis_server, real_
         lines = error_lines(result.stderr)
         assert len(lines) == 1 and "is not a cluster node (cluster mode is not enabled on it)" in lines[0]
         assert "use redis://" in result.stderr
+
+
+def test_an_embedded_data_file_where_none_can_be_made_is_exit_2(isolated):
+    """/proc takes no new files: the lock beside the data file cannot be made (was exit 1, FileNotFoundError)."""
+    result = run("--redis-url", "embedded:///proc/stroute-test-data", "link", "get", "u", "-s", "game")
+    assert result.exit_code == 2, result.stderr
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and "embedded:// cannot use the data file '/proc/stroute-test-data.rdb'" in lines[0]

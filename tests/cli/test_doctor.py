@@ -429,3 +429,26 @@ def test_doctor_through_the_entry_point(tmp_path, real_url, redis_server):
         assert "FAIL" in done.stdout and "inconsistency" in done.stdout
     finally:
         store.close()
+
+
+@pytest.mark.realserver
+@pytest.mark.cluster
+def test_memory_is_checked_on_every_primary_of_a_cluster(redis_cluster, cluster_url):
+    """Links live on every node: one full primary fails the check, and is named."""
+    full = redis_cluster.nodes[-1]
+    client = full.client()
+    try:
+        code, data, _ = doctor(cluster_url)
+        memory = checks(data)["memory"]
+        assert memory["status"] == "PASS" and memory["detail"].startswith("3 primaries, each: node ")
+        used = int(client.info("memory")["used_memory"])
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", str(used // 2))
+        code, data, _ = doctor(cluster_url)
+        memory = checks(data)["memory"]
+        assert code == 1 and memory["status"] == "FAIL", memory
+        assert f"worst: node 127.0.0.1:{full.port}: " in memory["detail"]
+        assert "above maxmemory under noeviction" in memory["detail"]
+    finally:
+        client.config_set("maxmemory", "0")
+        client.close()
