@@ -15,6 +15,7 @@ ConfigError at once, not a crash later, and no message shows its password.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
 import re
 import threading
@@ -22,7 +23,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
-import ipaddress
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from stroute.errors import ConfigError, RedisUnavailable
@@ -113,7 +113,7 @@ def without_secrets(url: str) -> str:
     URL when the password comes from elsewhere (redis.password, the environment)."""
     scheme, sep, userinfo, rest = _userinfo(url)
     head = "" if userinfo is None else (userinfo.split(":", 1)[0] + "@" if userinfo.split(":", 1)[0] else "")
-    address, question, query = rest.partition("?")
+    address, _, query = rest.partition("?")
     kept = [part for part in query.split("&") if part and not _SECRET_PARAM.match("&" + part)]
     return f"{scheme}{sep}{head}{address}{'?' + '&'.join(kept) if kept else ''}"
 

@@ -116,7 +116,7 @@ def _top_views(g: Globals, links: bool = False) -> tuple[list[ServiceView], list
     the namespace holds that is not a readable service: a foreign entry in the
     services registry, a registry or state key of another type. Those are
     data to show, not a reason to fail the whole table."""
-    from stroute.errors import PermissionDenied, RedisUnavailable, StoreError
+    from stroute.errors import InvalidInput, PermissionDenied, RedisUnavailable, StoreError
 
     config = g.config()
     store = g.store()
@@ -139,6 +139,9 @@ def _top_views(g: Globals, links: bool = False) -> tuple[list[ServiceView], list
     for service in services:
         try:
             snap = store.snapshot(ns, service, expire_ms=expire_ms)
+        except InvalidInput:  # a service named only by link keys another program wrote
+            warnings.append({"service": service, "problem": "not a service name (named by link keys), skipped"})
+            continue
         except (RedisUnavailable, PermissionDenied):
             raise
         except StoreError as exc:

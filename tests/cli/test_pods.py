@@ -322,3 +322,13 @@ def test_top_with_a_wrong_typed_registry_or_state_key_warns_and_carries_on(url, 
     assert data["services"] == [] and "is a string, not a set" in data["warnings"][0]["problem"]
     table = cli("--redis-url", url, "top")
     assert table.exit_code == 0 and "is a string, not a set" in table.stdout
+
+
+def test_top_count_links_warns_about_a_service_only_foreign_link_keys_name(url, store):
+    put_state(store.client, "lobby", 0, load=4)
+    store.client.sadd("sf:{default}:services", "lobby")
+    store.client.set("sf:{default:lk:u1}bad{svc", "1")  # a link key another program wrote
+    code, data, stderr = cli_json("--redis-url", url, "top", "--count-links")
+    assert code == 0, stderr
+    assert [s["service"] for s in data["services"]] == ["lobby"]
+    assert [w["service"] for w in data["warnings"]] == ["bad{svc"]
