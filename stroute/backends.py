@@ -221,8 +221,11 @@ def _tls(scheme: str, options: ConnectOptions) -> dict[str, Any]:
         path = given.get(name)
         if path is None:
             continue
+        from stroute.config import regular_file
+
         path = os.path.expanduser(path)
-        if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        regular_file(Path(path), f"redis.{name}")  # a directory or a FIFO is named as such
+        if not os.access(path, os.R_OK):
             raise ConfigError(f"cannot read redis.{name} {path!r}: no such readable file")
         out[argument] = path
     if ("ssl_certfile" in out) != ("ssl_keyfile" in out):

@@ -434,7 +434,8 @@ def _kind_of_path(path: Path) -> str | None:
     return next((kind for test, kind in kinds if test(mode)), "not a regular file")
 
 
-def _regular_file(path: Path, what: str) -> Path:
+def regular_file(path: Path, what: str) -> Path:
+    """path, when it is a regular file; else a ConfigError naming `what` and what path is instead."""
     kind = _kind_of_path(path)
     if kind == "missing":
         raise ConfigError(f"{what} {str(path)!r} does not exist")
@@ -453,9 +454,9 @@ def find_file(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Pa
     """The config file to read: the one named (must exist), else the first default that exists."""
     named = path or env.get("STROUTE_CONFIG")
     if named:
-        return _regular_file(Path(named).expanduser(), "config file")
+        return regular_file(Path(named).expanduser(), "config file")
     # A default path that is there but no file (a directory) is a mistake to report, not to skip.
-    return next((_regular_file(p, "config file") for p in default_paths() if _kind_of_path(p) != "missing"), None)
+    return next((regular_file(p, "config file") for p in default_paths() if _kind_of_path(p) != "missing"), None)
 
 
 def load(
@@ -483,6 +484,6 @@ def load(
 def _with_password_file(config: Config) -> Config:
     if config.redis.password is not None or not config.redis.password_file:
         return config
-    path = _regular_file(Path(config.redis.password_file).expanduser(), "redis.password_file")
+    path = regular_file(Path(config.redis.password_file).expanduser(), "redis.password_file")
     secret = _read_text(path, "redis.password_file", secret=True).strip()
     return dataclasses.replace(config, redis=dataclasses.replace(config.redis, password=secret))

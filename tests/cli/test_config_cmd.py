@@ -400,3 +400,22 @@ def test_an_embedded_data_file_where_none_can_be_made_is_exit_2(isolated):
     assert result.exit_code == 2, result.stderr
     lines = error_lines(result.stderr)
     assert len(lines) == 1 and "embedded:// cannot use the data file '/proc/stroute-test-data.rdb'" in lines[0]
+
+
+def test_validate_checks_the_tls_options_as_connecting_does(isolated):
+    (isolated / "certs").mkdir()
+    (isolated / "ca.crt").write_text("not checked before connecting, only that it is a readable file\n")
+    cases = [
+        ("redis://127.0.0.1:1/0", {"STROUTE_REDIS_TLS_CA_FILE": str(isolated / "ca.crt")}, "TLS needs a rediss:// URL"),
+        ("rediss://127.0.0.1:1/0", {"STROUTE_REDIS_TLS_CA_FILE": str(isolated / "certs")},
+         f"redis.tls_ca_file '{isolated / 'certs'}' is a directory, not a regular file"),
+        ("rediss://127.0.0.1:1/0", {"STROUTE_REDIS_TLS_CA_FILE": str(isolated / "nope.crt")}, "does not exist"),
+    ]
+    for url, env, named in cases:
+        checked = run("--redis-url", url, "config", "validate", env=env)
+        used = run("--redis-url", url, "link", "get", "u", "-s", "game", env=env)
+        for result in (checked, used):
+            assert result.exit_code == 2 and named in result.stderr, (url, env, result.stderr)
+    good = run("--redis-url", "rediss://127.0.0.1:1/0", "config", "validate",
+               env={"STROUTE_REDIS_TLS_CA_FILE": str(isolated / "ca.crt")})
+    assert good.exit_code == 0, good.stderr
