@@ -9,6 +9,7 @@ with '_' for '.', e.g. `state.period` -> `STROUTE_STATE_PERIOD`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -333,6 +334,7 @@ def _check(config: Config) -> None:
 _MAX_DEPTH = 32
 
 
+@functools.cache
 def _yaml_loader():
     """PyYAML's safe loader, refusing duplicate keys and deep nesting with a ConfigError."""
     import yaml
