@@ -578,10 +578,11 @@ class Store:
             members = self._call(self.client.smembers, key)
         except (RedisUnavailable, PermissionDenied):
             raise
-        except StoreError as exc:
-            if "WRONGTYPE" not in exc.message:
+        except StoreError:
+            kind = self.key_type(key)
+            if kind in ("set", "none"):  # not the key's type: a failure to report as it is
                 raise
-            return Registry(key, [], [], wrong_type=self._call(self.client.type, key))
+            return Registry(key, [], [], wrong_type=kind)
         good, bad = [], []
         for member in sorted(members):
             try:
@@ -589,6 +590,10 @@ class Store:
             except InvalidInput:
                 bad.append(member)
         return Registry(key, good, bad)
+
+    def key_type(self, key: str) -> str:
+        """Redis's TYPE of key ('none' when missing): to name a key of the wrong kind."""
+        return self._call(self.client.type, key)
 
     def set_cordon(self, namespace: str, service: str, pod: int, cordoned: bool) -> bool:
         """Set or clear the operator's cordon; returns whether anything changed."""

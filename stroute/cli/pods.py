@@ -144,12 +144,14 @@ def _top_views(g: Globals, links: bool = False) -> tuple[list[ServiceView], list
             continue
         except (RedisUnavailable, PermissionDenied):
             raise
-        except StoreError as exc:
-            if "WRONGTYPE" not in exc.message:
-                raise
+        except StoreError:
             ks = store.keys(ns)
-            warnings.append({"service": service, "problem": f"its state cannot be read: {ks.state(service)} or "
-                                                            f"{ks.control(service)} is not a hash"})
+            wrong = [f"{key} is a {kind}" for key in (ks.state(service), ks.control(service))
+                     if (kind := store.key_type(key)) not in ("hash", "none")]
+            if not wrong:  # the keys are as they should be: a failure to report as it is
+                raise
+            warnings.append({"service": service, "problem": f"its state cannot be read: {' and '.join(wrong)}, "
+                                                            "not a hash"})
             continue
         views.append(service_view(ns, snap, None if counts is None else counts.get(service, Counter())))
     return views, warnings

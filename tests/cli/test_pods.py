@@ -314,7 +314,7 @@ def test_top_with_a_wrong_typed_registry_or_state_key_warns_and_carries_on(url, 
     assert code == 0, stderr
     assert [s["service"] for s in data["services"]] == ["lobby"]
     assert data["warnings"] == [{"service": "chat", "problem": "its state cannot be read: sf:{default:state:chat} "
-                                                               "or sf:{default:state:chat}:ctl is not a hash"}]
+                                                               "is a string, not a hash"}]
     store.client.delete("sf:{default}:services")
     store.client.set("sf:{default}:services", "not a set")
     code, data, stderr = cli_json("--redis-url", url, "top")
