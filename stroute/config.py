@@ -9,6 +9,7 @@ with '_' for '.', e.g. `state.period` -> `STROUTE_STATE_PERIOD`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,18 +109,41 @@ class Config:
         """A copy with keys replaced, e.g. with_overrides(**{"state.period": 1})."""
         return _build(_as_tree(self), dotted, origin="override", source=self.source)
 
-    def to_dict(self, *, redact: bool = True) -> dict[str, Any]:
-        """All keys as plain data; the passwords shown as '***' (or None)."""
-        from stroute.backends import redact as redact_url
+    def to_dict(self, *, redact: bool = True, omit_secrets: bool = False) -> dict[str, Any]:
+        """All keys as plain data; the passwords shown as '***' (or None).
+
+        With omit_secrets the passwords are left out instead (null, and the
+        URL without them): the tree is then a config file that is safe to
+        keep, and that authenticates as before wherever the password came
+        from outside it (STROUTE_REDIS_PASSWORD, redis.password_file). A
+        '***' would be taken for the password itself.
+        """
+        from stroute.backends import redact as redact_url, without_secrets
 
         tree = _as_tree(self)
-        if redact:
+        if redact or omit_secrets:
             for secret in ("password", "sentinel_password"):
                 if tree["redis"][secret] is not None:
-                    tree["redis"][secret] = "***"
+                    tree["redis"][secret] = None if omit_secrets else "***"
             if tree["redis"]["url"]:
-                tree["redis"]["url"] = redact_url(tree["redis"]["url"])
+                tree["redis"]["url"] = (without_secrets if omit_secrets else redact_url)(tree["redis"]["url"])
         return tree
+
+    def secrets(self) -> list[str]:
+        """The secret values themselves (passwords, the URL's), to keep out of any message."""
+        from stroute.backends import secrets_in
+
+        found = [value for value in (self.redis.password, self.redis.sentinel_password) if value]
+        return found + (secrets_in(self.redis.url) if self.redis.url else [])
+
+    def secrets_set(self) -> list[str]:
+        """The keys that hold a secret here: redis.password, redis.sentinel_password, redis.url."""
+        from stroute.backends import secrets_in
+
+        found = [f"redis.{key}" for key in ("password", "sentinel_password") if getattr(self.redis, key) is not None]
+        if self.redis.url and secrets_in(self.redis.url):
+            found.append("redis.url")
+        return found
 
 
 # --- schema -----------------------------------------------------------------
@@ -323,15 +347,70 @@ def _check(config: Config) -> None:
         )
 
 
+# The config holds sections of keys: two levels. Anything far deeper is no
+# config file, and PyYAML would recurse into it until Python's stack ends.
+_MAX_DEPTH = 32
+
+
+@functools.cache
+def _yaml_loader():
+    """PyYAML's safe loader, refusing duplicate keys and deep nesting with a ConfigError."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        depth = 0
+
+        def compose_node(self, parent, index):
+            self.depth += 1
+            try:
+                if self.depth > _MAX_DEPTH:
+                    mark = self.peek_event().start_mark
+                    raise ConfigError(f"nested more than {_MAX_DEPTH} levels deep at line {mark.line + 1}: "
+                                      "a config file holds sections of keys")
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+        def construct_mapping(self, node, deep=False):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    first = seen.setdefault(key, line)
+                except TypeError:  # an unhashable key: the base class says so
+                    break
+                if first != line:
+                    raise ConfigError(f"duplicate key {str(key)!r} at line {line} (first at line {first}): "
+                                      "each key may appear once")
+            return super().construct_mapping(node, deep=deep)
+
+    return Loader
+
+
+def _read_text(path: Path, what: str, *, secret: bool = False) -> str:
+    """A regular file's text; ConfigError naming what it is when it cannot be read as UTF-8 text."""
+    try:
+        with path.open("rb") as stream:
+            raw = stream.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        byte = "a byte" if secret else f"byte 0x{raw[exc.start]:02x}"  # a byte of a password is no detail to show
+        raise ConfigError(f"{what} {str(path)!r} is not UTF-8 text: {byte} at offset {exc.start} "
+                          "does not decode") from None
+
+
 def _read_file(path: Path) -> dict[str, Any]:
     import yaml
 
+    text = _read_text(path, "config file")
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_yaml_loader())
+    except ConfigError as exc:
+        raise ConfigError(f"config file {str(path)!r}: {exc.message}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -355,6 +434,37 @@ def _read_file(path: Path) -> dict[str, Any]:
     return data
 
 
+def _kind_of_path(path: Path) -> str | None:
+    """What path is when it is no regular file ('a directory', 'a FIFO'...), None when it is one.
+
+    Reading a FIFO would wait for a writer, so it is refused, not read.
+    """
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    return next((kind for test, kind in kinds if test(mode)), "not a regular file")
+
+
+def regular_file(path: Path, what: str) -> Path:
+    """path, when it is a regular file; else a ConfigError naming `what` and what path is instead."""
+    kind = _kind_of_path(path)
+    if kind == "missing":
+        raise ConfigError(f"{what} {str(path)!r} does not exist")
+    if kind is not None:
+        raise ConfigError(f"{what} {str(path)!r} is {kind}, not a regular file" if kind.startswith("a ")
+                          else f"{what} {str(path)!r} is {kind}")
+    return path
+
+
 def default_paths() -> list[Path]:
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
     return [Path("stroute.yaml"), Path(base) / "stroute" / "config.yaml"]
@@ -364,11 +474,9 @@ def find_file(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Pa
     """The config file to read: the one named (must exist), else the first default that exists."""
     named = path or env.get("STROUTE_CONFIG")
     if named:
-        named_path = Path(named).expanduser()
-        if not named_path.is_file():
-            raise ConfigError(f"config file {str(named_path)!r} does not exist")
-        return named_path
-    return next((p for p in default_paths() if p.is_file()), None)
+        return regular_file(Path(named).expanduser(), "config file")
+    # A default path that is there but no file (a directory) is a mistake to report, not to skip.
+    return next((regular_file(p, "config file") for p in default_paths() if _kind_of_path(p) != "missing"), None)
 
 
 def load(
@@ -396,9 +504,6 @@ def load(
 def _with_password_file(config: Config) -> Config:
     if config.redis.password is not None or not config.redis.password_file:
         return config
-    path = Path(config.redis.password_file).expanduser()
-    try:
-        secret = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(f"cannot read redis.password_file {str(path)!r}: {exc.strerror or exc}") from None
+    path = regular_file(Path(config.redis.password_file).expanduser(), "redis.password_file")
+    secret = _read_text(path, "redis.password_file", secret=True).strip()
     return dataclasses.replace(config, redis=dataclasses.replace(config.redis, password=secret))

@@ -2,13 +2,17 @@
 
 `run()` returns a Report of checks, each PASS, WARN or FAIL with a one-line
 detail. Nothing here prints: the command line renders the report. Every check
-reads; none writes, except SCRIPT LOAD of stroute's own scripts (what any
-driver does on first use).
+reads, except SCRIPT LOAD of stroute's own scripts (what any driver does on
+first use) and the write probe: one key under the namespace's hash tag,
+`P:{ns}:probe:TOKEN`, set with a 10 s TTL and deleted at once, because a
+Redis that answers every read can still refuse every write (a read-only
+replica, an ACL without write commands, a full memory under noeviction).
 
 What each status means:
-- FAIL: something is broken now (Redis unreachable, a script does not load,
-  a service with no routable pod, a broken link index, a clock so far off
-  that pods are judged alive or dead wrongly);
+- FAIL: something is broken now (Redis unreachable, writes refused, memory
+  above maxmemory under noeviction, a script does not load, a service with
+  no routable pod, a broken link index, a clock so far off that pods are
+  judged alive or dead wrongly);
 - WARN: worth a look, not an outage (stale or DOWN pods, persistent links to
   dead pods, a Redis setting that can lose links, small clock skew).
 """
@@ -36,6 +40,8 @@ CLOCK_NOISE_MS = 10  # below this a measured skew is round-trip noise
 # The scripts read TIME and then write: replicating their effects (not the
 # script) is the default from Redis 5.0; 3.2-4.x need redis.replicate_commands().
 MIN_VERSION = (5, 0)
+PROBE_TTL_MS = 10_000  # the write probe's key outlives a doctor killed between SET and DEL by this much
+MEMORY_WARN = 0.9  # share of maxmemory in use, under noeviction, that warns before writes fail
 EXAMPLES = 3  # examples named in a detail line
 
 
@@ -86,17 +92,33 @@ def run(store: Store, config: Config, *, sample: int = 1000, clock: Callable[[],
         return report
     report.checks.append(_guard("server", lambda: check_server(store)))
     report.checks.append(_guard("memory", lambda: check_memory(store)))
+    report.checks.append(_guard("write", lambda: check_write(store, ns)))
     report.checks.append(_guard("scripts", lambda: check_scripts(store)))
     report.checks.append(_guard("tracking", lambda: check_tracking(store, config)))
 
     snapshots: dict[str, Snapshot] = {}
     try:
-        services = store.services(ns)
+        registry = store.registry(ns)
     except StrouteError as exc:
         report.checks.append(Check("services", FAIL, str(exc)))
         services = []
     else:
-        if not services:
+        services = registry.services
+        if registry.wrong_type is not None:
+            report.checks.append(Check(
+                "services", FAIL,
+                f"WRONGTYPE: the services registry {registry.key} is a {registry.wrong_type}, not a set: "
+                "server drivers cannot register their service (SADD fails); delete the key, they add it again",
+            ))
+        elif registry.invalid:
+            report.checks.append(Check(
+                "services", WARN,
+                f"the services registry {registry.key} holds "
+                f"{_count(len(registry.invalid), 'entry', 'entries')} that are not service names "
+                f"(written by another program?): {_examples([repr(m) for m in registry.invalid])}; "
+                "stroute skips them (remove them with SREM)",
+            ))
+        elif not services:
             report.checks.append(Check(
                 "services", WARN,
                 f"no service has registered in namespace {ns!r}: no server driver has published a heartbeat yet",
@@ -229,17 +251,86 @@ def check_server(store: Store) -> Check:
 
 
 def check_memory(store: Store) -> Check:
-    memory = _info(store, "memory")
-    if memory is None:
-        return Check("memory", PASS, "eviction policy unknown (no INFO): nothing to check")
+    """Each primary's memory (on a cluster every node holds links): the worst one decides."""
+    if store.cluster:
+        nodes = []
+        for client in store._primaries():
+            kwargs = client.connection_pool.connection_kwargs
+            nodes.append((f"{kwargs.get('host')}:{kwargs.get('port')}", store._call(client.info, "memory")))
+    else:
+        memory = _info(store, "memory")
+        if memory is None:
+            return Check("memory", PASS, "eviction policy unknown (no INFO): nothing to check")
+        nodes = [("", memory)]
+    rank = {PASS: 0, WARN: 1, FAIL: 2}
+    status, detail = max((_memory_of(memory) for _, memory in nodes), key=lambda found: rank[found[0]])
+    if len(nodes) > 1:
+        worst = next(name for name, memory in nodes if _memory_of(memory) == (status, detail))
+        detail = f"{len(nodes)} primaries, {'each' if status == PASS else 'worst'}: node {worst}: {detail}"
+    return Check("memory", status, detail)
+
+
+def _memory_of(memory: dict[str, Any]) -> tuple[str, str]:
     policy = str(memory.get("maxmemory_policy", "noeviction"))
     limit = int(memory.get("maxmemory", 0) or 0)
-    used = memory.get("used_memory_human", "?")
-    detail = f"used {used}, maxmemory {'none' if limit == 0 else memory.get('maxmemory_human', limit)}, policy {policy}"
+    used = int(memory.get("used_memory", 0) or 0)
+    detail = (f"used {memory.get('used_memory_human', used)}, "
+              f"maxmemory {'none' if limit == 0 else memory.get('maxmemory_human', limit)}, policy {policy}")
+    if limit and policy == "noeviction" and used > limit:
+        return FAIL, detail + (": above maxmemory under noeviction, Redis refuses every write "
+                               "(links, heartbeats); raise maxmemory or free memory")
     if limit and policy.startswith("allkeys-"):
-        return Check("memory", WARN, detail + ": when memory is full Redis evicts any key, persistent links "
-                                              "included; use noeviction or a volatile-* policy")
-    return Check("memory", PASS, detail)
+        return WARN, detail + (": when memory is full Redis evicts any key, persistent links "
+                               "included; use noeviction or a volatile-* policy")
+    if limit and used > limit:
+        return WARN, detail + (": above maxmemory, Redis evicts keys with a TTL (temporary links) "
+                               "and refuses writes when none is left")
+    if limit and policy == "noeviction" and used >= MEMORY_WARN * limit:
+        return WARN, detail + (f": over {MEMORY_WARN:.0%} of maxmemory under noeviction; "
+                               "past it Redis refuses every write")
+    return PASS, detail
+
+
+def _refusal(exc: Exception) -> str | None:
+    """What a refused write means (redis-py strips the error's first word), or None."""
+    from redis import exceptions as e
+
+    text = str(exc).strip()
+    if isinstance(exc, e.ReadOnlyError) or text.startswith("READONLY"):
+        return "this is a read-only replica: point the URL at the master (or use redis+sentinel://)"
+    if isinstance(exc, e.OutOfMemoryError) or text.startswith("OOM"):
+        return "memory is above maxmemory under noeviction: raise maxmemory or free memory"
+    if isinstance(exc, e.NoPermissionError) or text.startswith("NOPERM"):
+        return ("the Redis user's ACL forbids it: allow write commands on the namespace's keys "
+                "('stroute acl' prints a rule)")
+    if text.startswith("MISCONF"):
+        return "Redis cannot save its snapshot and refuses writes (stop-writes-on-bgsave-error)"
+    return None
+
+
+def _reraise(exc: Exception) -> None:
+    raise exc
+
+
+def check_write(store: Store, namespace: str) -> Check:
+    """SET (PX) and DEL one probe key under the namespace's hash tag: on a
+    cluster it goes to the namespace's own slot, so its node is the one tested."""
+    import secrets
+
+    import redis
+
+    key = store.keys(namespace).probe(secrets.token_hex(6))
+    try:
+        store.client.set(key, "stroute doctor", px=PROBE_TTL_MS)
+        store.client.delete(key)
+    except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
+        why = _refusal(exc)
+        if why is None:  # not a refusal to write: the store's own message and exit code
+            store._call(_reraise, exc)
+        reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+        return Check("write", FAIL, f"Redis refuses writes, {why} (SET {key}: {reason})")
+    return Check("write", PASS, f"SET (PX {PROBE_TTL_MS}) and DEL of a probe key under the namespace's hash tag "
+                                "succeed")
 
 
 # CLIENT TRACKING, which keeps client drivers' caches coherent, came with Redis 6.0.

@@ -9,6 +9,7 @@ The layout is the seed's, so Go and Java services read the same data:
     P:{ns:workload:svc}   string  service summary published by pod 0
     P:{ns:tag:tag}        string  service name
     P:{ns}:services       set     service names seen in the namespace
+    P:{ns}:probe:TOKEN    string  `doctor`'s write probe, 10 s TTL, deleted at once
 
 Keys that one operation touches together share a hash tag, so every script
 runs unchanged on Redis Cluster. Names are validated by the callers
@@ -55,6 +56,11 @@ class KeySpace:
 
     def services(self) -> str:
         return f"{self.prefix}:{{{self.namespace}}}:services"
+
+    def probe(self, token: str) -> str:
+        """doctor's short-lived write probe: under the registry's hash tag, so it
+        goes where the namespace's own writes go (and an ACL for P:{ns}:* allows it)."""
+        return f"{self.prefix}:{{{self.namespace}}}:probe:{token}"
 
     # --- scanning -------------------------------------------------------
 

@@ -121,6 +121,21 @@ def _pairs(flat: list[Any]) -> dict[str, str]:
     return dict(zip(flat[0::2], flat[1::2]))
 
 
+@dataclass(frozen=True, slots=True)
+class Registry:
+    """The namespace's services registry, read whatever is in it.
+
+    Another program may write the set (or the key): `services` holds the
+    members that are service names, `invalid` the others, and `wrong_type`
+    the key's type when it is no set at all (then both lists are empty).
+    """
+
+    key: str
+    services: list[str]
+    invalid: list[str]
+    wrong_type: str | None = None
+
+
 class Store:
     """All stroute data in one Redis deployment.
 
@@ -192,6 +207,11 @@ class Store:
             ) from None
         except redis.RedisError as exc:
             raise StoreError(f"Redis at {self.where} answered with an error: {_reason(exc)}") from None
+        except redis.exceptions.RedisClusterException as exc:  # not a RedisError: no node could serve it
+            raise RedisUnavailable(
+                f"Redis Cluster at {self.where} cannot serve the command: {_reason(exc)}",
+                hint="check that the cluster's nodes are running and every slot is covered",
+            ) from None
 
     def _script(self, name: str, keys: list[str], args: list[Any]):
         if self._direct is not None:
@@ -588,7 +608,36 @@ class Store:
         return self._call(self.client.get, self.keys(namespace).workload(names.service(service)))
 
     def services(self, namespace: str) -> list[str]:
-        return sorted(self._call(self.client.smembers, self.keys(namespace).services()))
+        """The registry's service names; entries that are none are left out (see registry())."""
+        return self.registry(namespace).services
+
+    def registry(self, namespace: str) -> Registry:
+        """The services registry, its entries that are no service name apart.
+
+        A foreign entry ('bad{name') or a key of another type is data to
+        report, not a reason for a command to fail.
+        """
+        key = self.keys(namespace).services()
+        try:
+            members = self._call(self.client.smembers, key)
+        except (RedisUnavailable, PermissionDenied):
+            raise
+        except StoreError:
+            kind = self.key_type(key)
+            if kind in ("set", "none"):  # not the key's type: a failure to report as it is
+                raise
+            return Registry(key, [], [], wrong_type=kind)
+        good, bad = [], []
+        for member in sorted(members):
+            try:
+                good.append(names.service(member))
+            except InvalidInput:
+                bad.append(member)
+        return Registry(key, good, bad)
+
+    def key_type(self, key: str) -> str:
+        """Redis's TYPE of key ('none' when missing): to name a key of the wrong kind."""
+        return self._call(self.client.type, key)
 
     def set_cordon(self, namespace: str, service: str, pod: int, cordoned: bool) -> bool:
         """Set or clear the operator's cordon; returns whether anything changed."""

@@ -1,6 +1,8 @@
 """`stroute config show|validate`: the effective configuration, checked.
 
-The password is shown as '***' and never printed, logged or put in a message.
+No password is ever printed, logged or put in a message: the table shows
+'***'; `-o yaml` and `-o json` leave it out (null, and the URL without it)
+and say where it came from, so their output is a config file safe to keep.
 """
 
 from __future__ import annotations
@@ -59,15 +61,44 @@ def _origins(g: Globals, config: Any) -> dict[str, str]:
 
 
 def show(ctx: typer.Context) -> None:
-    """The effective config: file, then STROUTE_* environment, then flags."""
+    """The effective config: file, then STROUTE_* environment, then flags.
+
+    With -o yaml or -o json the output is a config file: passwords are left
+    out (null, and the URL without them) and a note says where each came from.
+    """
+    import sys
+
+    from stroute.cli.output import info
+
     g: Globals = ctx.obj
     config = g.config()
-    tree = config.to_dict(redact=True)
+    origins = _origins(g, config)
     if g.output == "table":
-        emit({"tree": tree, "origins": _origins(g, config), "source": config.source,
+        emit({"tree": config.to_dict(redact=True), "origins": origins, "source": config.source,
               "effective_url": config.redis_url if config.url_defaulted else None}, g.output, _show_table)
-    else:
-        emit(tree, g.output)
+        return
+    notes = [_left_out(key, origins[key], config.source) for key in config.secrets_set()]
+    if g.output == "yaml":  # comments keep the note with the file it is saved as
+        sys.stdout.write("".join(f"# {note}\n" for note in notes))
+    for note in notes:
+        info(f"note: {note}")
+    emit(config.to_dict(omit_secrets=True), g.output)
+
+
+_GIVE_IT_IN = {
+    "redis.password": "STROUTE_REDIS_PASSWORD or redis.password_file",
+    "redis.sentinel_password": "STROUTE_REDIS_SENTINEL_PASSWORD",
+    "redis.url": "STROUTE_REDIS_PASSWORD (or put it back in the URL)",
+}
+
+
+def _left_out(key: str, origin: str, source: str | None) -> str:
+    """Where a left-out secret came from, and where to give it to a copy of this output."""
+    what = "the password in redis.url" if key == "redis.url" else key
+    if origin == "redis.password_file":
+        return f"{what} left out: it is read from the file redis.password_file names"
+    origin = f"the config file {source}" if origin == "file" and source else origin
+    return f"{what} left out (it came from {origin}); to use this as a config file, give it in {_GIVE_IT_IN[key]}"
 
 
 def _show_table(data: dict):
@@ -100,7 +131,7 @@ def validate(
     try:
         config = config_module.load(file, env={}) if file else g.config()
         if config.redis.url:
-            backends.check_url(config.redis.url)
+            backends.check(config.redis.url, config.connect_options())  # what connecting checks first
     except ConfigError as exc:
         if g.output != "table":
             emit({"file": file, "valid": False, "error": exc.message}, g.output)

@@ -28,6 +28,22 @@ class Globals:
             return self._config.with_overrides(**overrides)
         return self._config
 
+    def secrets(self) -> list[str]:
+        """Every secret this invocation was given, longest first: the URL's (flag or
+        environment), the password variables, and the config's once it has loaded."""
+        import os
+
+        from stroute.backends import secrets_in
+
+        found = set()
+        for url in (self.redis_url, os.environ.get("STROUTE_REDIS_URL")):
+            found.update(secrets_in(url) if url else ())
+        for name in ("STROUTE_REDIS_PASSWORD", "STROUTE_REDIS_SENTINEL_PASSWORD"):
+            found.add(os.environ.get(name) or "")
+        if self._config is not None:
+            found.update(self._config.secrets())
+        return sorted((s for s in found if s), key=len, reverse=True)
+
     def store(self):
         """The store, opened once; says on stderr when the embedded default is used."""
         if self._store is None:

@@ -16,7 +16,9 @@ def doctor(
         int, typer.Option("--sample", min=1, max=1_000_000, help="Links and index hashes to check, at most.")
     ] = 1000,
 ) -> None:
-    """Check Redis, the scripts, every service's pods, clocks and a sample of links.
+    """Check Redis (its memory, and a write probe: one key with a 10 s TTL under the
+    namespace's hash tag, deleted at once), the scripts, every service's pods,
+    clocks and a sample of links.
 
     Exit 0 when nothing fails (warnings allowed), 1 when a check fails,
     6 when Redis cannot be reached at all.

@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from stroute.cli.output import FORMATS
+from stroute.cli.output import FORMATS, printable_lines
 from stroute.errors import StoreError, StrouteError
 
 # The other codes travel with the core's exceptions (StrouteError.exit_code).
@@ -27,21 +27,33 @@ def debug_enabled() -> bool:
     return os.environ.get("STROUTE_DEBUG", "") not in ("", "0", "false", "no")
 
 
-def report(exc: BaseException) -> int:
-    """Print one line (and a hint) for exc on stderr; return the exit code."""
+def report(exc: BaseException, secrets: list[str] = ()) -> int:
+    """Print one line (and a hint) for exc on stderr; return the exit code.
+
+    Every one of `secrets` found in what is printed (the traceback too) is
+    replaced by '***': the core redacts its own messages, and this catches
+    what it did not write (a library's message quoting a URL).
+    """
     if isinstance(exc, StrouteError):
         code, message, hint = exc.exit_code, exc.message, exc.hint
     else:
         code, message, hint = EXIT_OTHER, f"unexpected {type(exc).__name__}: {exc}", (
             "run again with STROUTE_DEBUG=1 for a traceback"
         )
+
+    def hidden(text: str) -> str:
+        for secret in secrets:
+            text = text.replace(secret, "***")
+        return text
+
     if debug_enabled():
         import traceback
 
-        traceback.print_exception(exc, file=sys.stderr)
-    sys.stderr.write(f"stroute: error: {message}\n")
+        sys.stderr.write(hidden("".join(traceback.format_exception(exc))))
+    # A message may quote data read from Redis: never let it drive the terminal.
+    sys.stderr.write(f"stroute: error: {printable_lines(hidden(message))}\n")
     if hint:
-        sys.stderr.write(f"stroute: hint: {hint}\n")
+        sys.stderr.write(f"stroute: hint: {printable_lines(hidden(hint))}\n")
     return code
 
 
@@ -78,6 +90,14 @@ def _acl_refusal(exc: Exception, ctx) -> Exception | None:
     return explain_refusal(exc, namespace)
 
 
+def _secrets(ctx) -> list[str]:
+    g = ctx.find_root().obj if ctx is not None else None
+    try:
+        return g.secrets() if g is not None else []
+    except Exception:  # reporting an error must not fail on it
+        return []
+
+
 def guarded(fn):
     """Wrap a command: a stroute error becomes its exit code and one line.
 
@@ -96,7 +116,8 @@ def guarded(fn):
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
         except Exception as exc:  # one line, never a traceback with locals
-            raise typer.Exit(report(_acl_refusal(exc, kwargs.get(context)) or exc)) from None
+            ctx = kwargs.get(context)
+            raise typer.Exit(report(_acl_refusal(exc, ctx) or exc, _secrets(ctx))) from None
 
     signature = inspect.signature(fn, eval_str=True)
     params = list(signature.parameters.values())

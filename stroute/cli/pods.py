@@ -111,19 +111,56 @@ def pods(
         )
 
 
-def _top_views(g: Globals, links: bool = False) -> list[ServiceView]:
+def _top_views(g: Globals, links: bool = False) -> tuple[list[ServiceView], list[dict[str, Any]]]:
+    """The views of every service, and warnings ({"service", "problem"}) for what
+    the namespace holds that is not a readable service: a foreign entry in the
+    services registry, a registry or state key of another type. Those are
+    data to show, not a reason to fail the whole table."""
+    from stroute.errors import InvalidInput, PermissionDenied, RedisUnavailable, StoreError
+
     config = g.config()
     store = g.store()
+    ns = config.namespace
     expire_ms = config.state.expire_ms
-    counts = count_links(store, config.namespace) if links else None
-    services = store.services(config.namespace)
+    counts = count_links(store, ns) if links else None
+    registry = store.registry(ns)
+    warnings: list[dict[str, Any]] = [
+        {"service": entry, "problem": f"not a service name: an entry of the services registry {registry.key} "
+                                     "written by another program, skipped"}
+        for entry in registry.invalid
+    ]
+    if registry.wrong_type is not None:
+        warnings.append({"service": None, "problem": f"the services registry {registry.key} is a "
+                                                     f"{registry.wrong_type}, not a set: no service is listed"})
+    services = registry.services
     if counts is not None:  # a service with links but no registered pod is shown too
         services = sorted(set(services) | set(counts))
-    return [
-        service_view(config.namespace, store.snapshot(config.namespace, service, expire_ms=expire_ms),
-                     None if counts is None else counts.get(service, Counter()))
-        for service in services
-    ]
+    views = []
+    for service in services:
+        try:
+            snap = store.snapshot(ns, service, expire_ms=expire_ms)
+        except InvalidInput:  # a service named only by link keys another program wrote
+            warnings.append({"service": service, "problem": "not a service name (named by link keys), skipped"})
+            continue
+        except (RedisUnavailable, PermissionDenied):
+            raise
+        except StoreError:
+            ks = store.keys(ns)
+            wrong = [f"{key} is a {kind}" for key in (ks.state(service), ks.control(service))
+                     if (kind := store.key_type(key)) not in ("hash", "none")]
+            if not wrong:  # the keys are as they should be: a failure to report as it is
+                raise
+            warnings.append({"service": service, "problem": f"its state cannot be read: {' and '.join(wrong)}, "
+                                                            "not a hash"})
+            continue
+        views.append(service_view(ns, snap, None if counts is None else counts.get(service, Counter())))
+    return views, warnings
+
+
+def _warn(warnings: list[dict[str, Any]]) -> None:
+    for warning in warnings:
+        who = f"{warning['service']!r}: " if warning["service"] is not None else ""
+        info(f"warning: {who}{warning['problem']}")
 
 
 def top(
@@ -144,11 +181,15 @@ def top(
     if not watch:
         if interval is not None or count is not None:
             raise InvalidInput("--interval and --count only apply with --watch")
-        views = _top_views(g, links)
-        for view in views if g.output != "table" else ():
-            _warn_invalid(view)
+        views, warnings = _top_views(g, links)
+        if g.output != "table":  # the table shows them itself
+            for view in views:
+                _warn_invalid(view)
+            _warn(warnings)
         data = {"namespace": g.config().namespace, "services": [v.data for v in views]}
-        emit(data, g.output, lambda _: render(views, namespace=data["namespace"]))
+        if warnings:  # only then: the shape SPEC gives stays as it is in the usual case
+            data["warnings"] = warnings
+        emit(data, g.output, lambda _: render(views, namespace=data["namespace"], warnings=warnings))
         return
     if g.output != "table":
         raise InvalidInput(
@@ -173,10 +214,10 @@ def _frame(g: Globals, period: float, error: str | None = None, history: dict | 
     )
     if error is not None:
         return Group(header, Text(f"error: {error} (retrying)", style="red"))
-    views = _top_views(g, links)
+    views, warnings = _top_views(g, links)
     if history is not None:
         _record(history, views)
-    return Group(header, render(views, namespace=namespace, trends=history))
+    return Group(header, render(views, namespace=namespace, trends=history, warnings=warnings))
 
 
 def _record(history: dict, views: list[ServiceView]) -> None:
@@ -265,16 +306,19 @@ def trend(loads) -> str:
     return f"{line} {arrow}"
 
 
-def render(views: list[ServiceView], namespace: str | None = None, trends: Mapping | None = None):
+def render(views: list[ServiceView], namespace: str | None = None, trends: Mapping | None = None,
+           warnings: list[dict[str, Any]] = ()):
     """One table: a row per pod, a summary row per service.
 
     A "Links" column when the views carry link counts; a "Trend" column
-    (the last loads of each pod) when `trends` is given (top --watch)."""
+    (the last loads of each pod) when `trends` is given (top --watch);
+    a WARNING row for each entry that is not a readable service, explained
+    in the caption."""
     from rich.text import Text
 
     from stroute.cli.output import new_table
 
-    if not views:
+    if not views and not warnings:
         return Text(f"no services in namespace {namespace!r}: no server driver has published a heartbeat yet")
     title = f"namespace {namespace or views[0].data['namespace']!r}"
     with_links = any("links_total" in view.data for view in views)
@@ -329,7 +373,14 @@ def render(views: list[ServiceView], namespace: str | None = None, trends: Mappi
             style="bold" if color else "",
             end_section=index < len(views) - 1,
         )
-    notes = []
+    for warning in warnings:
+        if warning["service"] is not None:
+            if table.rows:
+                table.rows[-1].end_section = True
+            table.add_row(warning["service"], "-", Text("WARNING", style="yellow" if color else ""),
+                          *[""] * (len(table.columns) - 3))
+    notes = [f"warning: {w['service']!r}: {w['problem']}" if w["service"] is not None else f"warning: {w['problem']}"
+             for w in warnings]
     bad = [f"pod {pod} of {view.data['service']}" for view in views for pod in view.invalid]
     if bad:
         notes.append(f"unparseable state field (counted, treated as dead): {', '.join(bad)}")

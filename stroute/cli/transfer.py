@@ -102,7 +102,7 @@ def import_(
             raise InvalidInput(f"cannot read {file!r}: {exc.strerror or exc}") from None
     counter = Counter("checking links" if dry_run else "importing links")
     try:
-        report = import_links(g.store(), ns, stream, overwrite=overwrite, dry_run=dry_run,
+        report = import_links(g.store(), ns, _read_lines(stream, file), overwrite=overwrite, dry_run=dry_run,
                               on_progress=lambda r: counter.tick(r.lines))
     finally:
         counter.done()
@@ -123,6 +123,24 @@ def import_(
             f"the other lines were {done}",
             hint="fix the lines named above and import the file again: lines already imported stay unchanged",
         )
+
+
+def _read_lines(stream, file: str):
+    """The stream's lines; a read that fails (a file that opens but cannot be
+    read, as /proc/self/mem) is exit 2 naming the file, not exit 1."""
+    from stroute.errors import InvalidInput
+
+    name = "stdin" if file == "-" else repr(file)
+    number = 0
+    try:
+        for number, line in enumerate(stream, 1):
+            yield line
+    except OSError as exc:
+        where = f"line {number + 1}" if number else "its first line"
+        raise InvalidInput(
+            f"cannot read {name} at {where}: {exc.strerror or exc}",
+            hint="the lines before it may have been imported; an import is safe to run again" if number else None,
+        ) from None
 
 
 def _import_text(data: dict):

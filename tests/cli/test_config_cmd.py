@@ -78,12 +78,16 @@ def test_show_never_prints_the_password(isolated, where):
         result = run("-o", fmt, *args, "config", "show", env=env)
         assert result.exit_code == 0
         assert SECRET not in result.stdout + result.stderr
-        assert "***" in result.stdout
+        # the table masks it; the data formats leave it out and say where it came from
+        assert ("***" in result.stdout) == (fmt == "table")
+        if fmt != "table":
+            assert "left out" in result.stderr
     data = run_json(*args, "config", "show", env=env)[1]
     if where == "url":
-        assert data["redis"]["url"] == "redis://admin:***@db.example:6379/0"
+        assert data["redis"]["url"] == "redis://admin@db.example:6379/0"
     else:
-        assert data["redis"]["password"] == "***"
+        assert data["redis"]["password"] is None
+        assert data["redis"]["password_file"] == (str(isolated / "pw") if where == "password_file" else None)
 
 
 # --- validate -----------------------------------------------------------------------------
@@ -209,3 +213,210 @@ def test_wrong_password_is_never_echoed(locked_server, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["pod"] == 1
     assert LockedRedisServer.PASSWORD not in proc.stdout + proc.stderr
+
+
+# --- config show -o yaml is a config file safe to keep (issue 11, item 16) -------------------------------------
+
+
+@pytest.mark.realserver
+@pytest.mark.parametrize("where", ["url", "env", "file"])
+def test_show_yaml_saved_as_a_file_authenticates_as_before_and_holds_no_secret(locked_server, isolated, where):
+    """The output leaves the password out (a '***' would be sent as the password) and says where it was."""
+    right = LockedRedisServer.PASSWORD
+    port = locked_server.port
+    args, env = [], {}
+    if where == "url":
+        args = ["--redis-url", f"redis://default:{right}@127.0.0.1:{port}/0"]
+    elif where == "env":
+        args, env = ["--redis-url", f"redis://127.0.0.1:{port}/0"], {"STROUTE_REDIS_PASSWORD": right}
+    else:
+        (isolated / "stroute.yaml").write_text(f"redis:\n  url: redis://127.0.0.1:{port}/0\n  password: {right}\n")
+    shown = run("-o", "yaml", *args, "config", "show", env=env)
+    assert shown.exit_code == 0, shown.stderr
+    assert right not in shown.stdout + shown.stderr and "***" not in shown.stdout
+    assert "left out" in shown.stdout.splitlines()[0] and shown.stdout.startswith("# ")  # the note travels with it
+    assert "left out" in shown.stderr
+    saved = isolated / "saved.yaml"
+    saved.write_text(shown.stdout)
+    tree = yaml.safe_load(shown.stdout)
+    assert tree["redis"]["password"] is None and tree["redis"]["url"] == f"redis://{'default@' if where == 'url' else ''}127.0.0.1:{port}/0"
+    assert run("config", "validate", str(saved)).exit_code == 0
+    if where == "file":
+        (isolated / "stroute.yaml").unlink()
+    # Alone, the saved file has no password: Redis refuses it (exit 6), it never sends '***'.
+    refused = run("--config", str(saved), "link", "set", "u", "-s", "game", "--pod", "1")
+    assert refused.exit_code == 6 and "refused the credentials" in refused.stderr, refused.stderr
+    # With the password given where the note says, it works as the original did.
+    ok = run("--config", str(saved), "link", "set", "u", "-s", "game", "--pod", "1",
+             env={"STROUTE_REDIS_PASSWORD": right})
+    assert ok.exit_code == 0, ok.stderr
+
+
+def test_show_yaml_keeps_the_password_file_and_leaves_out_what_it_read(isolated):
+    (isolated / "pw").write_text(SECRET + "\n")
+    (isolated / "stroute.yaml").write_text("redis:\n  url: memory://x\n  password_file: pw\n")
+    shown = run("-o", "yaml", "config", "show")
+    assert shown.exit_code == 0 and SECRET not in shown.stdout + shown.stderr
+    tree = yaml.safe_load(shown.stdout)
+    assert tree["redis"]["password"] is None and tree["redis"]["password_file"] == "pw"
+    assert "redis.password_file" in shown.stdout.splitlines()[0]
+
+
+# --- config files that are not text, not files, or not a config (issue 11, items 14 and 17) ---------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "named"),
+    [
+        (b"namespace: \xff\xfe\n", "is not UTF-8 text: byte 0xff at offset 11"),
+        ("namespace: x\n".encode("utf-16"), "is not UTF-8 text"),
+        (b"[" * 5000 + b"\n", "nested more than 32 levels deep"),
+        ("".join(f"{' ' * 2 * i}k{i}:\n" for i in range(400)).encode(), "nested more than 32 levels deep"),
+        (b"state:\n  period: 5\n  expire: 50\n  period: 10\n", "duplicate key 'period' at line 4 (first at line 2)"),
+        (b"namespace: a\nstate: {}\nnamespace: b\n", "duplicate key 'namespace' at line 3 (first at line 1)"),
+        (b"redis:\n  url: redis://127.0.0.1:1/0\nredis:\n  url: redis://127.0.0.1:2/0\n", "duplicate key 'redis'"),
+    ],
+)
+def test_unreadable_config_text_is_exit_2_naming_the_problem(isolated, content, named):
+    (isolated / "bad.yaml").write_bytes(content)
+    for args in (["config", "validate", "bad.yaml"], ["--config", "bad.yaml", "config", "show"],
+                 ["--config", "bad.yaml", "link", "get", "u", "-s", "game"]):
+        result = run(*args)
+        assert result.exit_code == 2, (args, result.stderr)
+        lines = error_lines(result.stderr)
+        assert len(lines) == 1 and named in lines[0] and "bad.yaml" in lines[0], result.stderr
+        assert "unexpected" not in result.stderr
+
+
+def test_a_config_path_that_is_no_file_is_named_for_what_it_is(isolated):
+    import os
+
+    (isolated / "adir").mkdir()
+    os.mkfifo(isolated / "apipe")
+    cases = {"adir": "is a directory, not a regular file", "apipe": "is a FIFO (named pipe), not a regular file",
+             "nowhere.yaml": "does not exist"}
+    for name, named in cases.items():
+        for args in (["--config", name, "config", "show"], ["config", "validate", name]):
+            result = run(*args)  # a FIFO is never opened: reading it would wait for a writer
+            assert result.exit_code == 2, result.stderr
+            assert f"config file '{name}' {named}" in result.stderr
+        via_env = run("config", "show", env={"STROUTE_CONFIG": str(isolated / name)})
+        assert via_env.exit_code == 2 and named in via_env.stderr
+    # the default ./stroute.yaml as a directory is reported too, not silently skipped
+    (isolated / "stroute.yaml").mkdir()
+    result = run("config", "show")
+    assert result.exit_code == 2 and "'stroute.yaml' is a directory" in result.stderr
+    # a password file that is a FIFO or not UTF-8: exit 2, and no byte of it shown
+    (isolated / "stroute.yaml").rmdir()
+    os.mkfifo(isolated / "pwpipe")
+    (isolated / "pwbin").write_bytes(b"\xfe" + SECRET.encode())
+    for name, named in (("pwpipe", "is a FIFO"), ("pwbin", "is not UTF-8 text: a byte at offset 0")):
+        (isolated / "stroute.yaml").write_text(f"redis:\n  password_file: {name}\n")
+        result = run("config", "show")
+        assert result.exit_code == 2 and f"redis.password_file '{name}' {named}" in result.stderr, result.stderr
+        assert "0xfe" not in result.stderr
+
+
+# --- one URL parser: what validate accepts, commands accept (issue 11, item 13) -------------------------------
+
+
+BAD_URLS = {
+    "redis://127.0.0.1:99999/0": "Port out of range",
+    "redis://127.0.0.1:0/0": "port 0",
+    "redis://127.0.0.1/abc": "database number, not 'abc'",
+    "redis://127.0.0.1/-1": "database number, not '-1'",
+    "redis://127.0.0.1:1/0?db=-1": "database -1",
+    "redis://[::1": "Invalid IPv6 URL",
+    "redis://127.0.0.1:1/0?nosuch=1": "unknown option 'nosuch'",
+    "redis://bad host:1/0": "not a host name",
+    "unix://": "socket's path",
+    "redis+cluster://": "at least one HOST:PORT",
+    "redis+cluster://127.0.0.1:1,,127.0.0.1:2": "an empty host",
+    "redis+cluster://::1:7000": "IPv6 address goes in brackets",
+    "redis+cluster://127.0.0.1:70000": "port '70000'",
+    "redis+cluster://127.0.0.1:1/3": "database 0 only",
+    "redis+cluster://127.0.0.1:1?nosuch=1": "unknown option 'nosuch'",
+    "redis+sentinel://127.0.0.1:1": "must name the master",
+    "redis+sentinel://127.0.0.1:1/m?nosuch=1": "unknown option 'nosuch'",
+    "REDIS+SENTINEL://127.0.0.1:1": "must name the master",
+    "rediz://127.0.0.1:1/0": "unsupported Redis URL scheme",
+    "127.0.0.1:6379": "must start with a scheme",
+}
+# Each parses; nothing listens on port 1 of loopback, so a command gets exit 6 (never 2).
+GOOD_URLS = ["REDIS://127.0.0.1:1/0", "Rediss://127.0.0.1:1/0", "redis://[::1]:1/0", "redis://127.0.0.1:1",
+             "redis://127.0.0.1:1/15?socket_timeout=1", "unix:///nonexistent/redis.sock",
+             "redis+cluster://127.0.0.1:1", "REDIS+CLUSTER://[::1]:1,127.0.0.1:1/0",
+             "redis+cluster://:pw@127.0.0.1:1?username=u", "redis+sentinel://127.0.0.1:1/mymaster/2",
+             "redis+sentinel://[::1]:1/m?sentinel_password=x"]
+
+
+@pytest.mark.parametrize("url", sorted(BAD_URLS))
+def test_validate_and_every_command_refuse_the_same_urls(isolated, url):
+    named = BAD_URLS[url]
+    checked = run("--redis-url", url, "config", "validate")
+    used = run("--redis-url", url, "link", "get", "u", "-s", "game")
+    (isolated / "u.yaml").write_text(f"redis:\n  url: '{url}'\n")
+    in_file = run("config", "validate", "u.yaml")
+    for result in (checked, used, in_file):
+        assert result.exit_code == 2, (url, result.stderr)
+        lines = error_lines(result.stderr)
+        assert len(lines) == 1 and named in lines[0], result.stderr
+    assert error_lines(checked.stderr) == error_lines(used.stderr) == error_lines(in_file.stderr)
+
+
+@pytest.mark.parametrize("url", GOOD_URLS)
+def test_validate_and_every_command_accept_the_same_urls(isolated, url):
+    checked = run("--redis-url", url, "config", "validate")
+    assert checked.exit_code == 0, checked.stderr
+    used = run("--redis-url", url, "link", "get", "u", "-s", "game")
+    assert used.exit_code == 6, used.stderr  # parsed, then Redis was not there
+    assert "invalid Redis URL" not in used.stderr and "unexpected" not in used.stderr
+
+
+@pytest.mark.realserver
+def test_an_upper_case_scheme_reaches_the_real_server(real_url):
+    url = real_url.replace("redis://", "REDIS://")
+    assert run("--redis-url", url, "config", "validate").exit_code == 0
+    set_ = run("--redis-url", url, "link", "set", "u", "-s", "game", "--pod", "3")
+    assert set_.exit_code == 0, set_.stderr
+    code, data, _ = run_json("--redis-url", url, "link", "get", "u", "-s", "game")
+    assert code == 0 and data["pod"] == 3
+
+
+@pytest.mark.realserver
+def test_a_cluster_url_at_a_plain_server_is_exit_6_saying_so(redis_server, real_url):
+    url = f"redis+cluster://127.0.0.1:{redis_server.port}"
+    assert run("--redis-url", url, "config", "validate").exit_code == 0  # the text is fine; nothing contacted
+    for args in (["link", "get", "u", "-s", "game"], ["top"], ["doctor"]):
+        result = run("--redis-url", url, *args)
+        assert result.exit_code == 6, (args, result.stderr)
+        lines = error_lines(result.stderr)
+        assert len(lines) == 1 and "is not a cluster node (cluster mode is not enabled on it)" in lines[0]
+        assert "use redis://" in result.stderr
+
+
+def test_an_embedded_data_file_where_none_can_be_made_is_exit_2(isolated):
+    """/proc takes no new files: the lock beside the data file cannot be made (was exit 1, FileNotFoundError)."""
+    result = run("--redis-url", "embedded:///proc/stroute-test-data", "link", "get", "u", "-s", "game")
+    assert result.exit_code == 2, result.stderr
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and "embedded:// cannot use the data file '/proc/stroute-test-data.rdb'" in lines[0]
+
+
+def test_validate_checks_the_tls_options_as_connecting_does(isolated):
+    (isolated / "certs").mkdir()
+    (isolated / "ca.crt").write_text("not checked before connecting, only that it is a readable file\n")
+    cases = [
+        ("redis://127.0.0.1:1/0", {"STROUTE_REDIS_TLS_CA_FILE": str(isolated / "ca.crt")}, "TLS needs a rediss:// URL"),
+        ("rediss://127.0.0.1:1/0", {"STROUTE_REDIS_TLS_CA_FILE": str(isolated / "certs")},
+         f"redis.tls_ca_file '{isolated / 'certs'}' is a directory, not a regular file"),
+        ("rediss://127.0.0.1:1/0", {"STROUTE_REDIS_TLS_CA_FILE": str(isolated / "nope.crt")}, "does not exist"),
+    ]
+    for url, env, named in cases:
+        checked = run("--redis-url", url, "config", "validate", env=env)
+        used = run("--redis-url", url, "link", "get", "u", "-s", "game", env=env)
+        for result in (checked, used):
+            assert result.exit_code == 2 and named in result.stderr, (url, env, result.stderr)
+    good = run("--redis-url", "rediss://127.0.0.1:1/0", "config", "validate",
+               env={"STROUTE_REDIS_TLS_CA_FILE": str(isolated / "ca.crt")})
+    assert good.exit_code == 0, good.stderr

@@ -60,8 +60,8 @@ def test_healthy_deployment_passes(url, config, store):
         assert list(check) == ["name", "status", "detail"]
         assert check["status"] in ("PASS", "WARN", "FAIL") and check["detail"]
     names = [c["name"] for c in data["checks"]]
-    assert names == ["connection", "server", "memory", "scripts", "tracking", "service:chat", "service:lobby",
-                     "clock", "links", "index"]
+    assert names == ["connection", "server", "memory", "write", "scripts", "tracking", "service:chat",
+                     "service:lobby", "clock", "links", "index"]
     expected = {name: "PASS" for name in names}
     if is_memory(url):
         expected["server"] = "WARN"  # fakeredis has no INFO
@@ -78,6 +78,8 @@ def test_healthy_deployment_passes(url, config, store):
     assert f"{shipped} scripts load" in c["scripts"]["detail"]
     assert "4 links sampled" in c["links"]["detail"]
     assert ("in-process hook" if is_memory(url) else "supports CLIENT TRACKING") in c["tracking"]["detail"]
+    assert "DEL of a probe key under the namespace's hash tag succeed" in c["write"]["detail"]
+    assert not [k for k in store.client.scan_iter(match="sf:{default}:probe:*")]  # the probe cleaned up
     assert "consistent" in c["index"]["detail"]
     if not is_memory(url):
         import redis as redis_py
@@ -299,6 +301,74 @@ def test_connected_to_a_replica_fails(redis_server, tmp_path):
 
 
 @pytest.mark.realserver
+def test_a_replica_fails_the_write_probe(redis_server):
+    from stroute.testing import RedisServer
+
+    replica = RedisServer("--replicaof", "127.0.0.1", str(redis_server.port)).start()
+    try:
+        code, data, _ = doctor(replica.url)
+        assert code == 1
+        check = checks(data)["write"]
+        assert check["status"] == "FAIL" and "Redis refuses writes" in check["detail"]
+        assert "read only replica" in check["detail"] and "point the URL at the master" in check["detail"]
+        assert "sf:{default}:probe:" in check["detail"]
+    finally:
+        replica.close()
+
+
+@pytest.mark.realserver
+def test_an_acl_without_writes_fails_the_write_probe(redis_server, real_url):
+    admin = redis_server.client()
+    admin.acl_setuser("doctor-ro", enabled=True, passwords=["+ro-pass"], keys=["*"], channels=["*"],
+                      commands=["+@all", "-@write"])
+    try:
+        url = real_url.replace("redis://", "redis://doctor-ro:ro-pass@")
+        code, data, stderr = doctor(url)
+        assert code == 1, stderr
+        c = checks(data)
+        assert c["connection"]["status"] == "PASS" and c["server"]["status"] == "PASS"
+        assert c["write"]["status"] == "FAIL" and "ACL forbids it" in c["write"]["detail"], c["write"]
+        assert "ro-pass" not in json.dumps(data) + stderr
+        assert admin.dbsize() == 0  # refused, and nothing else written either
+        # The same user with write commands on the namespace's keys only passes.
+        admin.acl_setuser("doctor-ro", enabled=True, reset_keys=True, keys=["sf:{default}:*", "sf:{default:*"],
+                          commands=["+@write"])
+        code, data, stderr = doctor(url)
+        assert checks(data)["write"]["status"] == "PASS", data
+    finally:
+        admin.acl_deluser("doctor-ro")
+        admin.close()
+
+
+@pytest.mark.realserver
+def test_memory_above_maxmemory_under_noeviction_fails():
+    """The issue's case: used 1.39M, maxmemory 1.00M, policy noeviction used to PASS."""
+    from stroute.testing import RedisServer
+
+    server = RedisServer("--maxmemory-policy", "noeviction").start()
+    client = server.client()
+    try:
+        client.mset({f"fill:{i}": "x" * 200 for i in range(5000)})
+        client.config_set("maxmemory", "1mb")
+        assert int(client.info("memory")["used_memory"]) > 1024 * 1024
+        code, data, _ = doctor(server.url)
+        assert code == 1
+        c = checks(data)
+        assert c["memory"]["status"] == "FAIL", c["memory"]
+        assert "maxmemory 1.00M, policy noeviction" in c["memory"]["detail"]
+        assert "above maxmemory under noeviction, Redis refuses every write" in c["memory"]["detail"]
+        assert c["write"]["status"] == "FAIL" and "used memory > 'maxmemory'" in c["write"]["detail"], c["write"]
+        assert "raise maxmemory or free memory" in c["write"]["detail"]
+        # Room again: both pass.
+        client.config_set("maxmemory", "0")
+        code, data, _ = doctor(server.url)
+        assert code == 0 and checks(data)["memory"]["status"] == checks(data)["write"]["status"] == "PASS"
+    finally:
+        client.close()
+        server.close()
+
+
+@pytest.mark.realserver
 def test_eviction_policy_that_can_drop_links_warns():
     from stroute.testing import RedisServer
 
@@ -385,3 +455,26 @@ def test_tracking_warns_when_coherence_is_off(url, config, store, monkeypatch):
     code, data, stderr = doctor(url)
     check = checks(data)["tracking"]
     assert check["status"] == "WARN" and "links.coherent is off" in check["detail"], check
+
+
+@pytest.mark.realserver
+@pytest.mark.cluster
+def test_memory_is_checked_on_every_primary_of_a_cluster(redis_cluster, cluster_url):
+    """Links live on every node: one full primary fails the check, and is named."""
+    full = redis_cluster.nodes[-1]
+    client = full.client()
+    try:
+        code, data, _ = doctor(cluster_url)
+        memory = checks(data)["memory"]
+        assert memory["status"] == "PASS" and memory["detail"].startswith("3 primaries, each: node ")
+        used = int(client.info("memory")["used_memory"])
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", str(used // 2))
+        code, data, _ = doctor(cluster_url)
+        memory = checks(data)["memory"]
+        assert code == 1 and memory["status"] == "FAIL", memory
+        assert f"worst: node 127.0.0.1:{full.port}: " in memory["detail"]
+        assert "above maxmemory under noeviction" in memory["detail"]
+    finally:
+        client.config_set("maxmemory", "0")
+        client.close()

@@ -275,3 +275,60 @@ def test_pods_and_top_through_the_entry_point(tmp_path, real_url, redis_server):
     assert json.loads(done.stdout)["pods"][0]["pod"] == 3
     done = run_bin(tmp_path, "--redis-url", real_url, "-o", "json", "top")
     assert json.loads(done.stdout)["services"][0]["service"] == "lobby"
+
+
+# --- data another program wrote does not stop top (issue 11, item 10) --------------------------------------------
+
+
+def test_top_shows_foreign_registry_entries_as_warning_rows_and_carries_on(url, store):
+    put_state(store.client, "lobby", 0, load=4)
+    registry = "sf:{default}:services"
+    store.client.sadd(registry, "lobby", "bad{name", "evil\x1b[2Jname")
+    code, data, stderr = cli_json("--redis-url", url, "top")
+    assert code == 0, stderr
+    assert [s["service"] for s in data["services"]] == ["lobby"]
+    assert [w["service"] for w in data["warnings"]] == ["bad{name", "evil\x1b[2Jname"]
+    assert all("not a service name" in w["problem"] and registry in w["problem"] for w in data["warnings"])
+    assert "stroute: warning: 'bad{name': not a service name" in stderr
+    assert "\x1b" not in stderr and "'evil\\x1b[2Jname'" in stderr
+    table = cli("--redis-url", url, "top", env={"COLUMNS": "200"})
+    assert table.exit_code == 0, table.stderr
+    rows = [line for line in table.stdout.splitlines() if line.startswith("|")]
+    assert any("bad{name" in row and "WARNING" in row for row in rows)
+    assert any("evil\\x1b[2Jname" in row and "WARNING" in row for row in rows)  # escaped, not sent to the terminal
+    assert "\x1b" not in table.stdout
+    assert any(row.split("|")[1].strip() == "lobby" for row in rows)
+    assert "warning: 'bad{name': not a service name" in table.stdout
+    # the other readers of the registry skip the entry too
+    assert cli_json("--redis-url", url, "pods", "-s", "lobby")[0] == 0
+    doctor = {c["name"]: c for c in cli_json("--redis-url", url, "doctor")[1]["checks"]}
+    assert doctor["services"]["status"] == "WARN" and "'bad{name'" in doctor["services"]["detail"]
+    assert "service:lobby" in doctor and not any("bad{name" in name for name in doctor)
+
+
+def test_top_with_a_wrong_typed_registry_or_state_key_warns_and_carries_on(url, store):
+    put_state(store.client, "lobby", 0, load=4)
+    store.client.sadd("sf:{default}:services", "lobby", "chat")
+    store.client.set("sf:{default:state:chat}", "banana")  # the state hash planted as a string
+    code, data, stderr = cli_json("--redis-url", url, "top")
+    assert code == 0, stderr
+    assert [s["service"] for s in data["services"]] == ["lobby"]
+    assert data["warnings"] == [{"service": "chat", "problem": "its state cannot be read: sf:{default:state:chat} "
+                                                               "is a string, not a hash"}]
+    store.client.delete("sf:{default}:services")
+    store.client.set("sf:{default}:services", "not a set")
+    code, data, stderr = cli_json("--redis-url", url, "top")
+    assert code == 0, stderr
+    assert data["services"] == [] and "is a string, not a set" in data["warnings"][0]["problem"]
+    table = cli("--redis-url", url, "top")
+    assert table.exit_code == 0 and "is a string, not a set" in table.stdout
+
+
+def test_top_count_links_warns_about_a_service_only_foreign_link_keys_name(url, store):
+    put_state(store.client, "lobby", 0, load=4)
+    store.client.sadd("sf:{default}:services", "lobby")
+    store.client.set("sf:{default:lk:u1}bad{svc", "1")  # a link key another program wrote
+    code, data, stderr = cli_json("--redis-url", url, "top", "--count-links")
+    assert code == 0, stderr
+    assert [s["service"] for s in data["services"]] == ["lobby"]
+    assert [w["service"] for w in data["warnings"]] == ["bad{svc"]

@@ -67,3 +67,16 @@ def test_bad_names_are_exit_2_and_write_nothing(url, store, args, named):
     lines = error_lines(result.stderr)
     assert len(lines) == 1 and named in lines[0]
     assert all_keys(store.client) == before
+
+
+def test_get_escapes_terminal_control_sequences_stored_in_redis(url, store):
+    """A tag written by another program may hold anything; the table never sends it to the terminal raw."""
+    value = "lobby\x1b[31mRED\x1b[0m\x07\u200b\u202e[bold]x:smile:"
+    store.client.set("sf:{default:tag:lobby}", value)
+    result = run("--redis-url", url, "tag", "get", "lobby")
+    assert result.exit_code == 0
+    for raw in ("\x1b", "\x07", "\u200b", "\u202e"):
+        assert raw not in result.stdout
+    assert "lobby\\x1b[31mRED\\x1b[0m\\x07\\u200b\\u202e[bold]x:smile:" in result.stdout  # shown, escaped, no markup
+    code, data, _ = tag(url, "get", "lobby")
+    assert code == 0 and data["service"] == value  # JSON carries the value itself, escaped by JSON

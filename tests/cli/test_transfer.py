@@ -327,6 +327,21 @@ def test_missing_file_is_exit_2(url):
     assert "cannot read 'nope.jsonl'" in stderr
 
 
+@pytest.mark.realserver
+def test_a_file_that_opens_but_cannot_be_read_is_exit_2(real_url, store_real, tmp_path):
+    """/proc/self/mem opens, and its first read fails (EIO): exit 2 naming it, not 'unexpected OSError'."""
+    store_real.set("default", "keep", "game", 1)
+    before = all_keys(store_real.client)
+    for path, named in (("/proc/self/mem", "cannot read '/proc/self/mem' at its first line: Input/output error"),
+                        (str(tmp_path), f"cannot read '{tmp_path}': Is a directory")):
+        code, data, stderr = importing(real_url, path)
+        assert (code, data) == (2, None), stderr
+        lines = error_lines(stderr)
+        assert len(lines) == 1 and named in lines[0], stderr
+        assert "unexpected" not in stderr
+    assert all_keys(store_real.client) == before
+
+
 def test_large_import_is_pipelined_in_batches(url, store):
     lines = [line(uid=f"u{i}", pod=i % 7, persistent=bool(i % 2), ttl=None if i % 2 else 100) for i in range(1234)]
     report = import_links(store, "default", lines)
