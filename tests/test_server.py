@@ -120,11 +120,18 @@ def test_a_dead_server_goes_stale(servers, config, store):
 
 
 def test_load_sources(config, store):
-    loads = iter([5, 6, "bad", 7] + [7] * 1000)
+    loads = iter([5, 6, "bad", 7])
     server = ServerDriver("lobby", 1, config, store=store, load_source=lambda: next(loads))
-    assert [server.get_load_state(), server.get_load_state(), server.get_load_state()] == [5, 6, 6]  # bad: kept
+    # No reading yet: the load is unknown, so the pod is not offered to new users.
+    assert server.get_load_state() == 0
+    assert server.publishing() == (DRAINING, "no load yet: waiting for the first reading of the load source")
+    assert server.read_load() == 5 and server.get_load_state() == 5 and server.publishing() == (READY, None)
+    assert server.read_load() == 6
+    assert server.read_load() is None  # "bad": the last good load is kept, and the reason says so
+    assert server.get_load_state() == 6 and server.publishing()[0] is READY
+    assert server.load_problem.startswith("load source failing, publishing the last good load 6: invalid load 'bad'")
     server.set_load_state(0)
-    assert server.get_load_state() == 0  # a set value wins over the source
+    assert server.get_load_state() == 0 and server.load_problem is None  # a set value wins over the source
     server.publish()
     assert view(store, 1).load == 0
     for bad in (-1, True, "x", 2**60):
@@ -134,16 +141,68 @@ def test_load_sources(config, store):
     assert plain.get_load_state() == 0  # cpu_factor 0: CPU does not count
 
 
-def test_failing_load_source_does_not_stop_heartbeats(servers, config, store):
+def notes(store, pod=0, service="lobby"):
+    from stroute.podstate import PodNotes
+
+    return store.pod_notes(NS, service).get(pod, PodNotes())
+
+
+def test_a_load_source_that_never_works_publishes_draining_with_its_reason(servers, config, store):
     def broken() -> int:
         raise RuntimeError("sensor gone")
 
     server = ServerDriver("lobby", 0, config, store=store, load_source=broken)
     servers.append(server)
     server.start()
-    first = wait_until(lambda: view(store), what="a heartbeat")
+    first = wait_until(state_is(store, DRAINING), what="DRAINING: no load yet")
+    assert first.alive and not first.routable and first.load == 0
+    assert notes(store).reason == "no load yet: sensor gone"
+    # Heartbeats go on: the pod is alive, just not offered to new users.
     wait_until(lambda: view(store).heartbeat_ms > first.heartbeat_ms, timeout=5, what="another heartbeat")
-    assert view(store).load == 0
+    assert view(store).state is DRAINING
+
+
+def test_a_hanging_load_source_never_delays_a_heartbeat(servers, config, store):
+    release = threading.Event()
+    readings = iter([3])
+
+    def slow() -> int:
+        release.wait(30)
+        return next(readings, 4)
+
+    server = ServerDriver("lobby", 0, config, store=store, load_source=slow)  # period 0.2 s, expire 1 s
+    servers.append(server)
+    server.start()
+    first = wait_until(state_is(store, DRAINING), what="DRAINING while the first reading hangs")
+    assert notes(store).reason == "no load yet: waiting for the first reading of the load source"
+    # Five more heartbeats while the source still hangs: none waited for it.
+    beats = [first.heartbeat_ms]
+    for _ in range(5):
+        wait_until(lambda: view(store).heartbeat_ms > beats[-1], timeout=2, what="the next heartbeat")
+        beats.append(view(store).heartbeat_ms)
+    assert not view(store).stale
+    release.set()
+    ready = wait_until(state_is(store, READY), what="READY once the load is known")
+    assert ready.load in (3, 4)
+    wait_until(lambda: notes(store).reason is None, what="the reason note to go")
+
+
+def test_a_failing_source_keeps_the_last_good_load_and_says_so(servers, config, store):
+    loads = iter([12])
+
+    def source() -> int:
+        value = next(loads, None)
+        if value is None:
+            raise RuntimeError("probe failed")
+        return value
+
+    server = ServerDriver("lobby", 0, config, store=store, load_source=source)
+    servers.append(server)
+    server.start()
+    wait_until(lambda: notes(store).reason is not None and view(store), what="the failure noted")
+    ready = view(store)
+    assert (ready.state, ready.load) == (READY, 12)
+    assert notes(store).reason == "load source failing, publishing the last good load 12: probe failed"
 
 
 def test_pod_zero_publishes_the_workload_summary(servers, config, store):
