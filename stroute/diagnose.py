@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable
 
 from stroute.config import Config
 from stroute.errors import RedisUnavailable, StrouteError
-from stroute.podstate import Snapshot
+from stroute.podstate import EPOCH_FLAP_WINDOW_MS, PodNotes, Snapshot
 from stroute.store import SCRIPTS, Link, Store, script_sha, script_source
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
@@ -103,7 +103,7 @@ def run(store: Store, config: Config, *, sample: int = 1000, clock: Callable[[],
     for service in services:
         def one(service: str = service) -> Check:
             snapshots[service] = snap = store.snapshot(ns, service, expire_ms=expire_ms)
-            return check_service(snap)
+            return check_service(snap, store.pod_notes(ns, service))
 
         report.checks.append(_guard(f"service:{service}", one))
 
@@ -260,7 +260,10 @@ def check_scripts(store: Store) -> Check:
     return Check("scripts", PASS, f"{len(loaded)} scripts load (SCRIPT LOAD)")
 
 
-def check_service(snap: Snapshot) -> Check:
+def check_service(snap: Snapshot, pod_notes: dict[int, PodNotes] | None = None) -> Check:
+    """`pod_notes` (Store.pod_notes) adds a WARN for a pod whose epoch keeps
+    changing: EPOCH_FLAP_COUNT epochs within EPOCH_FLAP_WINDOW_MS (a crash
+    loop, or two instances taking the pod in turn), kept by state_publish.lua."""
     name = f"service:{snap.service}"
     views = list(snap.pods.values())
     if not views and not snap.invalid:
@@ -270,6 +273,12 @@ def check_service(snap: Snapshot) -> Check:
     head = (f"{len(routable)} routable / {len(alive)} alive / {_count(len(views) + len(snap.invalid), 'pod')}, "
             f"workload {snap.workload}")
     problems = [
+        f"pod {pod}'s epoch keeps changing: {note.recent_epochs(snap.now_ms)} epochs in the last "
+        f"{EPOCH_FLAP_WINDOW_MS // 60000} min (a crash loop, or two instances taking it in turn)"
+        for pod, note in sorted((pod_notes or {}).items())
+        if note.flapping(snap.now_ms)
+    ]
+    problems += [
         # A stale pod that last said DOWN stopped cleanly; one that last said READY crashed.
         f"pod {v.pod} {v.display_state} (last heartbeat {duration(v.heartbeat_age_ms)} ago"
         + (f", last published {v.state.name})" if v.stale else ")")

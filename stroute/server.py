@@ -439,7 +439,7 @@ class ServerDriver:
             self._state = RoutingState.DRAINING
             self._reason = f"stopping{f' ({cause})' if cause else ''}: drain window of {drain:g} s, then DOWN"
             window_end = began + drain
-            self._publish_by(window_end, cut)
+            self._publish_by(window_end, cut, hurry=0.0)  # cut short: DOWN is all that matters now
             while not cut() and time.monotonic() < window_end:
                 self._abort_drain.wait(min(_POLL_S, window_end - time.monotonic()))
         self._halt_threads()
@@ -447,7 +447,7 @@ class ServerDriver:
             return  # the field is another instance's now: write nothing
         self._state, self._reason = RoutingState.DOWN, f"stopped{f' ({cause})' if cause else ''}"
         hurried = cut()
-        self._publish_by(time.monotonic() + (HURRY_S if hurried else STOP_GRACE_S), None if hurried else cut)
+        self._publish_by(time.monotonic() + (HURRY_S if hurried else STOP_GRACE_S), cut, hurry=HURRY_S)
 
     def stop_now(self) -> None:
         """End a running stop()'s drain window now (DOWN follows at once)."""
@@ -468,9 +468,10 @@ class ServerDriver:
             self._thread.join(timeout=_POLL_S)
             self._thread = None
 
-    def _publish_by(self, deadline: float, cut: Callable[[], bool] | None) -> bool:
+    def _publish_by(self, deadline: float, cut: Callable[[], bool], *, hurry: float) -> bool:
         """Publish the current state from a helper thread, waiting for it
-        until `deadline` (sooner once `cut()` turns true); False if given up."""
+        until `deadline`, or at most `hurry` more seconds once `cut()` turns
+        true; False if given up."""
         state = self._state
         helper = threading.Thread(target=self._try_publish, name="stroute-publish", daemon=True)
         helper.start()
@@ -479,8 +480,8 @@ class ServerDriver:
             if left <= 0:
                 log.warning("could not publish %s: Redis did not answer in time, giving up", state.name)
                 return False
-            if cut is not None and cut():
-                deadline, cut = min(deadline, time.monotonic() + HURRY_S), None
+            if cut():
+                deadline, cut = min(deadline, time.monotonic() + hurry), lambda: False
             helper.join(min(_POLL_S, left))
         return True
 

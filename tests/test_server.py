@@ -374,3 +374,174 @@ def test_link_operations(config, store):
     with pytest.raises(NamespaceMismatch):
         server.remove_linked_pod("prod", "w", "lobby")
     assert raw.exists("sf:{default:lk:w}lobby") == 1
+
+
+# --- one instance per pod -------------------------------------------------------------------------------------
+
+
+def field(store, pod=0, service="lobby"):
+    return store.client.hget(f"sf:{{{NS}:state:{service}}}", str(pod))
+
+
+@pytest.mark.parametrize("claim", ["start", "continue", "force"])
+def test_publish_claims_refuse_a_foreign_epoch_and_write_nothing(store, claim):
+    from support import put_state
+
+    put_state(store.client, "lobby", 0, load=5, epoch=111)  # alive, another epoch
+    before = field(store)
+    published = store.publish_state(NS, "lobby", 0, load=1, state=READY, epoch=222, expire_ms=1000, claim=claim,
+                                    reason="r")
+    assert published.previous.epoch == 111
+    if claim == "force":
+        assert published.written and field(store).endswith("-1-222")
+        assert notes(store).reason == "r" and [e for _, e in notes(store).epochs] == [222]
+    else:
+        assert not published.written and field(store) == before and notes(store).reason is None
+
+
+def test_publish_claims_on_dead_epochless_and_own_fields(store):
+    from support import put_state
+
+    # A stale or DOWN field of another epoch: a start takes it; a continue does not.
+    put_state(store.client, "lobby", 0, epoch=111, age_ms=5_000)
+    assert store.publish_state(NS, "lobby", 0, load=1, state=READY, epoch=222, expire_ms=1000, claim="start").written
+    put_state(store.client, "lobby", 1, epoch=111, state=DOWN)
+    assert store.publish_state(NS, "lobby", 1, load=1, state=READY, epoch=222, expire_ms=1000, claim="start").written
+    assert not store.publish_state(NS, "lobby", 1, load=1, state=READY, epoch=333, expire_ms=1000,
+                                   claim="continue").written
+    # A field without an epoch (an original driver, serve --once) names no instance: never refused.
+    put_state(store.client, "lobby", 2)
+    for claim in ("start", "continue"):
+        assert store.publish_state(NS, "lobby", 2, load=1, state=READY, epoch=None, expire_ms=1000,
+                                   claim=claim).written
+    put_state(store.client, "lobby", 2)
+    assert store.publish_state(NS, "lobby", 2, load=1, state=READY, epoch=444, expire_ms=1000, claim="continue").written
+    # Its own epoch: always written; the epoch history records each epoch once.
+    for _ in range(3):
+        assert store.publish_state(NS, "lobby", 2, load=1, state=READY, epoch=444, expire_ms=1000,
+                                   claim="continue").written
+    assert [e for _, e in notes(store, 2).epochs] == [444]
+    with pytest.raises(InvalidInput, match="claim"):
+        store.publish_state(NS, "lobby", 2, load=1, state=READY, epoch=444, expire_ms=1000, claim="steal")
+
+
+def test_a_second_instance_refuses_to_start_and_takeover_stops_the_first(servers, config, store):
+    from stroute.errors import PodClaimed
+
+    first = start(servers, config, store, pod=2)
+    wait_until(state_is(store, READY, pod=2), what="the first instance READY")
+    second = start(servers, config, store, pod=2)
+    wait_until(lambda: second.claimed_by is not None, what="the second instance to refuse")
+    assert isinstance(second.claimed_by, PodClaimed) and second.claimed_by.exit_code == 4
+    assert second.claimed_by.epoch == first.epoch and second.claimed_by.heartbeat_age_ms < 1000
+    assert f"alive under another epoch {first.epoch}" in str(second.claimed_by)
+    assert not second.running and second.heartbeats_ok == 0
+    assert view(store, 2).epoch == first.epoch  # nothing of the second reached the field
+    second.stop(0)  # a refused instance publishes nothing on stop either
+    assert view(store, 2).epoch == first.epoch and view(store, 2).state is READY
+
+    third = ServerDriver("lobby", 2, config, store=store)
+    servers.append(third)
+    third.set_load_state(3)
+    third.start(takeover=True)
+    wait_until(lambda: first.claimed_by is not None, what="the first instance to see the takeover")
+    assert "was taken over by another instance" in str(first.claimed_by)
+    assert first.claimed_by.epoch == third.epoch
+    wait_until(lambda: not first.running, what="the first instance to stop publishing")
+    first.stop(0)  # writes nothing: the field is the third's
+    taken = wait_until(lambda: (v := view(store, 2)) and v.epoch == third.epoch and v.load == 3 and v,
+                       what="the third instance's heartbeats")
+    assert taken.state is READY and third.claimed_by is None
+    wait_until(lambda: view(store, 2).heartbeat_ms > taken.heartbeat_ms, what="more heartbeats of the third")
+    assert view(store, 2).epoch == third.epoch
+    assert [e for _, e in notes(store, 2).epochs][:2] == [third.epoch, first.epoch]
+
+
+def test_an_epochless_field_never_blocks_a_start(servers, config, store, caplog):
+    from support import put_state
+
+    put_state(store.client, "lobby", 0, load=9)  # alive, no epoch: an original Go/Java driver
+    server = start(servers, config, store)
+    wait_until(lambda: (v := view(store)) and v.epoch == server.epoch, what="the field taken")
+    wait_until(lambda: "replaced a state field without an epoch" in caplog.text, what="the warning")
+    assert server.claimed_by is None
+
+
+def test_restarts_show_as_a_changing_epoch(servers, config, store):
+    server = start(servers, config, store)
+    epochs = []
+    for _ in range(3):
+        wait_until(lambda: (v := view(store)) and v.epoch == server.epoch, what="the new epoch")
+        epochs.append(server.epoch)
+        server.stop(0)
+        wait_until(lambda: time.time() * 1000 > server.epoch + 1, what="the clock to move")
+        server.start()
+    wait_until(lambda: (v := view(store)) and v.epoch == server.epoch, what="the fourth epoch")
+    history = notes(store)
+    assert [e for _, e in history.epochs] == [server.epoch, *reversed(epochs)]
+    now = store.snapshot(NS, "lobby", expire_ms=1000).now_ms
+    assert history.recent_epochs(now) == 4 and history.flapping(now)
+    assert not history.flapping(now + 11 * 60 * 1000)  # ten minutes later it has settled
+
+
+# --- stop budget ---------------------------------------------------------------------------------------------
+
+
+def test_run_until_signalled_needs_the_main_thread(config, store):
+    server = ServerDriver("lobby", 0, config, store=store)
+    failure: list[BaseException] = []
+    worker = threading.Thread(target=lambda: _catch(failure, server.run_until_signalled))
+    worker.start()
+    worker.join(10)
+    assert isinstance(failure[0], InvalidInput) and "main thread" in str(failure[0])
+    assert not server.running
+
+
+def _catch(sink, fn):
+    try:
+        fn()
+    except BaseException as exc:  # noqa: BLE001 (handed to the test)
+        sink.append(exc)
+
+
+@pytest.mark.realserver
+def test_stop_is_bounded_when_redis_hangs():
+    """A Redis stopped with SIGSTOP answers nothing: stop() still ends within drain + STOP_GRACE_S."""
+    import os
+    import signal
+
+    from stroute.server import HURRY_S, STOP_GRACE_S
+
+    dedicated = RedisServer().start()
+    stopped = False
+    try:
+        cfg = Config().with_overrides(**{"redis.url": dedicated.url, "redis.socket_timeout": 30,
+                                         "state.period": 0.1, "state.expire": 1})
+        for pod, drain, hurry in ((0, 0.5, False), (1, 30, True)):
+            server = ServerDriver("lobby", pod, cfg)
+            server.set_load_state(1)
+            server.start()
+            wait_until(lambda: server.heartbeats_ok, what="a heartbeat")
+            os.kill(dedicated.process.pid, signal.SIGSTOP)
+            stopped = True
+            began = time.monotonic()
+            if hurry:  # stop_now() during the drain window: DOWN gets HURRY_S
+                threading.Timer(0.5, server.stop_now).start()
+            server.stop(drain)
+            took = time.monotonic() - began
+            budget = (0.5 + HURRY_S) if hurry else (drain + STOP_GRACE_S)
+            assert took < budget + 0.5, f"stop took {took:.2f} s, budget {budget} s"
+            assert not server.running
+            os.kill(dedicated.process.pid, signal.SIGCONT)
+            stopped = False
+            # The publishes given up were only waited for, not undone: once
+            # Redis answers again they land, DOWN last.
+            raw = dedicated.client()
+            wait_until(lambda: (v := raw.hget("sf:{default:state:lobby}", str(pod))) and v.split("-")[2] == "0",
+                       what="the late DOWN")
+            raw.close()
+            server.close()
+    finally:
+        if stopped:
+            os.kill(dedicated.process.pid, signal.SIGCONT)
+        dedicated.close()
