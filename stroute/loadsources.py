@@ -89,9 +89,6 @@ class FileLoad:
             raise LoadUnavailable(f"{self.what} is larger than {OUTPUT_LIMIT // 1024} KiB, not a load")
         return _parse(data, self.what)
 
-    def close(self) -> None:
-        pass
-
 
 class CommandLoad:
     """The load is what a shell command prints, run on every reading."""
@@ -104,13 +101,10 @@ class CommandLoad:
         self.what = f"load command {command!r}"
         self._running: subprocess.Popen | None = None
         self._lock = threading.Lock()
-        self._closed = False
 
     def __call__(self) -> int:
         deadline = time.monotonic() + self.timeout
         with self._lock:
-            if self._closed:
-                raise LoadUnavailable(f"{self.what} is closed")
             try:
                 # Its own session and process group, so the timeout kills the
                 # whole pipeline and no grandchild keeps our pipes open.
@@ -145,13 +139,13 @@ class CommandLoad:
             raise LoadUnavailable(f"{self.what} {how}" + (f": {first}" if first else ""))
         return _parse(out, self.what)
 
-    def close(self) -> None:
-        """Kill a command still running and refuse to start another."""
+    def cancel(self) -> None:
+        """Kill the command running now, if any (its reading then fails);
+        the driver calls this on stop, so no command outlives a stop."""
         with self._lock:
-            self._closed = True
             proc = self._running
-        if proc is not None and proc.returncode is None:
-            _kill_group(proc, reap=False)
+            if proc is not None and proc.returncode is None:
+                _kill_group(proc, reap=False)
 
 
 def _read_bounded(proc: subprocess.Popen, deadline: float) -> tuple[bytes, bytes, str | None]:
