@@ -132,6 +132,7 @@ class ServerDriver:
         self.epoch: int | None = None
         self._owned = False  # a heartbeat of this incarnation reached the field
         self._takeover = False
+        self._claims_raised = False
         self.claimed_by: PodClaimed | None = None  # set when another instance holds or took the pod
         self.cordoned = False
         self.last_heartbeat_ms: int | None = None
@@ -188,10 +189,10 @@ class ServerDriver:
             return None
         with self._load_lock:
             was, self._load_problem = self._load_problem, None
-            self._good_load, self._load_read_at = value, time.monotonic()
+            had, self._good_load, self._load_read_at = self._good_load, value, time.monotonic()
         self._load_read.set()
         if was is not None:
-            log.info("load source works again: load %d", value)
+            log.info("load source works %s: load %d", "again" if had is not None else "now", value)
         return value
 
     def _load_status(self) -> tuple[int, bool, str | None]:
@@ -397,7 +398,8 @@ class ServerDriver:
                 self.publish()
             except PodClaimed as exc:
                 self.claimed_by = exc
-                log.error("%s", exc)
+                if not self._claims_raised:  # run_until_signalled() raises it: the caller reports it
+                    log.error("%s", exc)
                 halt.set()
                 break
             except StrouteError as exc:
@@ -490,7 +492,8 @@ class ServerDriver:
             self.publish()
         except PodClaimed as exc:
             self.claimed_by = exc
-            log.error("%s", exc)
+            if not self._claims_raised:
+                log.error("%s", exc)
         except StrouteError as exc:
             log.warning("could not publish %s: %s", self._state.name, exc)
 
@@ -523,6 +526,7 @@ class ServerDriver:
                     previous[number] = signal.signal(number, on_signal)
             except (OSError, ValueError):  # not catchable here
                 continue
+        self._claims_raised = True
         try:
             self.start(takeover=takeover)
             while not received and self.claimed_by is None:
@@ -545,6 +549,7 @@ class ServerDriver:
             log.info("stopped")
             return received[0]
         finally:
+            self._claims_raised = False
             for number, handler in previous.items():
                 signal.signal(number, handler)
 
