@@ -272,13 +272,13 @@ def check_service(snap: Snapshot, pod_notes: dict[int, PodNotes] | None = None) 
     alive = snap.alive()
     head = (f"{len(routable)} routable / {len(alive)} alive / {_count(len(views) + len(snap.invalid), 'pod')}, "
             f"workload {snap.workload}")
-    problems = [
+    flapping = [
         f"pod {pod}'s epoch keeps changing: {note.recent_epochs(snap.now_ms)} epochs in the last "
         f"{EPOCH_FLAP_WINDOW_MS // 60000} min (a crash loop, or two instances taking it in turn)"
         for pod, note in sorted((pod_notes or {}).items())
         if note.flapping(snap.now_ms)
     ]
-    problems += [
+    problems = [
         # A stale pod that last said DOWN stopped cleanly; one that last said READY crashed.
         f"pod {v.pod} {v.display_state} (last heartbeat {duration(v.heartbeat_age_ms)} ago"
         + (f", last published {v.state.name})" if v.stale else ")")
@@ -286,14 +286,18 @@ def check_service(snap: Snapshot, pod_notes: dict[int, PodNotes] | None = None) 
         if not v.alive
     ]
     problems += [f"pod {pod} has an unparseable state field" for pod in snap.invalid]
+    dead = bool(problems)
+    problems = flapping + problems
     cordoned = [str(v.pod) for v in views if v.cordoned]
     notes = [f"cordoned: {', '.join(cordoned)}"] if cordoned else []
     if not routable:
         return Check(name, FAIL, "; ".join([head + ": new users get 'no available pod'",
                                             *([_examples(problems)] if problems else []), *notes]))
-    if problems:
+    if dead:
         return Check(name, WARN, "; ".join([head, _examples(problems), *notes])
                      + " (a pod gone for good: 'stroute pod forget')")
+    if problems:
+        return Check(name, WARN, "; ".join([head, _examples(problems), *notes]))
     return Check(name, PASS, "; ".join([head, *notes]))
 
 
