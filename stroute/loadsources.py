@@ -66,7 +66,7 @@ class FileLoad:
         except OSError:
             return  # it may appear later: until then the pod says why it has no load
         if not stat.S_ISREG(mode):
-            raise InvalidInput(f"invalid --load-file {str(self.path)!r}: it is {_file_kind(mode)}; "
+            raise InvalidInput(f"invalid load file {str(self.path)!r}: it is {_file_kind(mode)}; "
                                "the load file must be a regular file holding an integer")
 
     def __call__(self) -> int:

@@ -69,12 +69,13 @@ _IF_UNHANDLED = ("SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPR
                  "SIGSTKFLT")
 
 
-def cpu_load(cpu_factor: float) -> int:
-    """Load derived from the host's CPU use: 0..1000 scaled by cpu_factor."""
+def cpu_load(cpu_factor: float) -> int | None:
+    """Load derived from the host's CPU use: 0..1000 scaled by cpu_factor;
+    None when the host does not say (a made-up 0 would attract every user)."""
     try:
         busy = os.getloadavg()[0] / (os.cpu_count() or 1)
     except OSError:
-        busy = 0.0
+        return None
     return round(1000 * cpu_factor * min(1.0, busy))
 
 
@@ -200,7 +201,10 @@ class ServerDriver:
         if self._load is not None:
             return self._load, False, None
         if self._load_source is None:
-            return cpu_load(self.config.server.cpu_factor), False, None
+            load = cpu_load(self.config.server.cpu_factor)
+            if load is None:
+                return 0, True, "no load yet: the host's load average is not available (os.getloadavg failed)"
+            return load, False, None
         with self._load_lock:
             good, problem, read_at = self._good_load, self._load_problem, self._load_read_at
         sampling = self._sampler is not None and self._sampler.is_alive()

@@ -599,7 +599,7 @@ def test_a_hanging_or_flooding_load_cmd_never_stales_the_pod(tmp_path, real_url,
 @pytest.mark.realserver
 def test_a_second_instance_refuses_and_takeover_stops_the_first(tmp_path, real_url, redis_server):
     client = redis_server.client()
-    args = ("--pod", "2", "--load", "5", "--period", "0.2", "--expire", "3", "--drain-seconds", "0")
+    args = ("--pod", "2", "--load", "5", "--period", "0.2", "--expire", "30", "--drain-seconds", "0")
     with serve_proc(tmp_path, real_url, *args) as first:
         wait_until(lambda: state_of(client, 2) is RoutingState.READY, what="the first instance READY")
         epoch = read_state(client, "lobby", 2).epoch
