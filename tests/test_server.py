@@ -562,3 +562,36 @@ def test_stop_is_bounded_when_redis_hangs():
         if stopped:
             os.kill(dedicated.process.pid, signal.SIGCONT)
         dedicated.close()
+
+
+def test_run_until_signalled_in_an_embedding_application(servers, config, store):
+    """The lifecycle in this process: an application's own SIGUSR1 handler is left
+    alone, SIGTERM is a warm stop, and every handler is back afterwards."""
+    import os
+    import signal
+
+    seen: list[int] = []
+    mine = lambda signum, frame: seen.append(signum)  # noqa: E731
+    before_usr1 = signal.signal(signal.SIGUSR1, mine)
+    before_term, before_hup = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)
+    server = ServerDriver("lobby", 5, config, store=store)
+    servers.append(server)
+    server.set_load_state(2)
+
+    def operator():
+        wait_until(state_is(store, READY, pod=5), what="READY")
+        os.kill(os.getpid(), signal.SIGUSR1)
+        wait_until(lambda: seen, what="the application's handler")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    helper = threading.Thread(target=operator, daemon=True)
+    helper.start()
+    try:
+        assert server.run_until_signalled(drain_seconds=0.3) == signal.SIGTERM
+        helper.join(10)
+        assert seen == [signal.SIGUSR1]
+        assert view(store, 5).state is DOWN
+        assert signal.getsignal(signal.SIGUSR1) is mine
+        assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)) == (before_term, before_hup)
+    finally:
+        signal.signal(signal.SIGUSR1, before_usr1)

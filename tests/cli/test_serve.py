@@ -496,7 +496,8 @@ def test_serve_starts_before_redis_and_stops_during_an_outage(tmp_path):
 
 
 @pytest.mark.realserver
-@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT, signal.SIGALRM])
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT, signal.SIGALRM,
+                                 signal.SIGPWR, signal.SIGRTMIN])
 def test_every_terminating_signal_is_a_warm_stop(tmp_path, real_url, redis_server, sig):
     client = redis_server.client()
     with serve_proc(tmp_path, real_url, "--pod", "3", "--load", "1", "--period", "0.2", "--expire", "2",
