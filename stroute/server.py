@@ -36,7 +36,7 @@ from typing import Callable
 
 from stroute import names
 from stroute.config import Config
-from stroute.errors import InvalidInput, PodClaimed, StoreError, StrouteError
+from stroute.errors import InvalidInput, PodClaimed, StrouteError
 from stroute.podstate import PodState, RoutingState
 from stroute.store import Published, Store
 
