@@ -564,7 +564,14 @@ class Store:
         from stroute.podstate import parse_notes
 
         ks = self.keys(namespace)
-        return parse_notes(self._call(self.client.hgetall, ks.notes(names.service(service))))
+        key = ks.notes(names.service(service))
+        try:
+            raw = self._call(self.client.hgetall, key)
+        except StoreError as exc:
+            if "WRONGTYPE" not in str(exc):
+                raise
+            return {}  # not stroute's data: the notes only explain, so none are shown
+        return parse_notes(raw)
 
     def remove_state(self, namespace: str, service: str, pod: int) -> bool:
         ks = self.keys(namespace)

@@ -21,6 +21,9 @@
 -- ARGV[8] reason: 'keep' leave the note as it is, 'set' write ARGV[9], 'clear' remove it
 -- ARGV[9] reason text
 -- ARGV[10] epochs kept in the 'POD:epochs' note
+-- The control and notes hashes only add to the heartbeat: one of the wrong
+-- type (data stroute did not write) is read as empty and left as it is
+-- (redis.pcall), so it never stops a pod from publishing its state.
 -- Reply   {heartbeat ms, override of this pod or nil,
 --          state fields (flat) or nil, control fields (flat) or nil,
 --          the field as it was before (or nil), 1 written / 0 refused (nothing written)}
@@ -50,24 +53,34 @@ if epoch ~= '' and before ~= epoch then
   -- A new incarnation, a takeover or a Redis that lost the field: keep a
   -- short history, so readers can tell a pod whose epoch keeps changing.
   local field = pod .. ':epochs'
-  local history = redis.call('HGET', KEYS[3], field) or ''
+  local history = redis.pcall('HGET', KEYS[3], field)
+  if type(history) ~= 'string' then
+    history = ''
+  end
   if string.match(history, '^%d+:(%d+)') ~= epoch then
     local kept, entries = {string.format('%d', millis) .. ':' .. epoch}, tonumber(ARGV[10])
     for entry in string.gmatch(history, '[^,]+') do
       if #kept >= entries then break end
       kept[#kept + 1] = entry
     end
-    redis.call('HSET', KEYS[3], field, table.concat(kept, ','))
+    redis.pcall('HSET', KEYS[3], field, table.concat(kept, ','))
   end
 end
 if ARGV[8] == 'set' then
-  redis.call('HSET', KEYS[3], pod .. ':reason', ARGV[9])
+  redis.pcall('HSET', KEYS[3], pod .. ':reason', ARGV[9])
 elseif ARGV[8] == 'clear' then
-  redis.call('HDEL', KEYS[3], pod .. ':reason')
+  redis.pcall('HDEL', KEYS[3], pod .. ':reason')
+end
+local control = redis.pcall('HGET', KEYS[2], pod)
+if type(control) ~= 'string' then
+  control = false
 end
 local states, controls = false, false
 if ARGV[5] == '1' then
   states = redis.call('HGETALL', KEYS[1])
-  controls = redis.call('HGETALL', KEYS[2])
+  controls = redis.pcall('HGETALL', KEYS[2])
+  if controls.err then
+    controls = {}
+  end
 end
-return {millis, redis.call('HGET', KEYS[2], pod), states, controls, previous or false, 1}
+return {millis, control, states, controls, previous or false, 1}

@@ -79,3 +79,30 @@ def test_parse_notes_skips_what_it_cannot_read():
     assert sorted(notes) == [1, 3]
     assert notes[1].reason == "x" and notes[1].epochs == ((5, 6), (7, 8))
     assert notes[3].epochs == () and not notes[3].flapping(10)
+
+
+def test_wrong_typed_notes_and_control_keys_never_stop_a_heartbeat(url, store):
+    """Keys stroute did not write beside the state hash: heartbeats still land, pods still answers."""
+    from stroute.config import Config
+    from stroute.server import ServerDriver
+
+    store.client.set("sf:{default:state:lobby}:notes", "junk")
+    config = Config().with_overrides(**{"redis.url": url, "state.expire": 60})
+    for pod in (0, 1):
+        server = ServerDriver("lobby", pod, config, store=store)
+        server.set_load_state(4)
+        server.set_routing_state("DRAINING", reason="a reason that cannot be noted")
+        assert server.publish().written
+    by_pod = rows(url)
+    assert by_pod[0]["state"] == "DRAINING" and by_pod[1]["reason"] is None
+    assert store.client.get("sf:{default:state:lobby}:notes") == "junk"  # left as it was
+    # A control hash of the wrong type: the heartbeat (pod 0 reads the whole hash
+    # for its summary) still lands, read as no cordon.
+    store.client.set("sf:{default:state:lobby}:ctl", "junk")
+    for pod in (1, 0):  # pod 0 last: its summary sees both READY
+        server = ServerDriver("lobby", pod, config.with_overrides(**{"state.expire": 60}), store=store)
+        server.set_load_state(5)
+        published = server.publish()
+        assert published.written and not published.cordoned
+        assert store.client.hget("sf:{default:state:lobby}", str(pod)).startswith("5-")
+    assert store.workload("default", "lobby") == "READY"
