@@ -346,11 +346,12 @@ class ServerDriver:
                 epoch=epoch, heartbeat_age_ms=age,
                 hint="two instances were started for one pod: the newer one took it over",
             )
+        left = "" if age is None else f" in {max(0, self._expire_ms - age) / 1000:.1f} s"
         return PodClaimed(
             f"{where} is alive under another epoch {epoch} ({seen}): another instance publishes for it",
             epoch=epoch, heartbeat_age_ms=age,
-            hint="stop that instance, or take the pod over (serve --takeover, start(takeover=True)): "
-                 "the other one then stops at its next heartbeat",
+            hint=f"stop that instance, or take the pod over (serve --takeover, start(takeover=True)): the other "
+                 f"one then stops at its next heartbeat; if it crashed, its pod goes stale{left} (state.expire)",
         )
 
     def _observe_publish(self, seconds: float) -> None:
