@@ -66,6 +66,7 @@ class PlacementConfig:
 class ServerConfig:
     cpu_factor: float = 0.5
     drain_seconds: float = 20.0
+    load_timeout: float | None = None  # a load command's time limit; None: 5 s, at most half of state.period
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,14 @@ class Config:
     @property
     def redis_url(self) -> str:
         return self.redis.url or DEFAULT_URL
+
+    @property
+    def load_timeout(self) -> float:
+        """Seconds a load command may run: server.load_timeout, else 5 s or
+        half of state.period if that is less (a reading fits in a period)."""
+        if self.server.load_timeout is not None:
+            return self.server.load_timeout
+        return min(5.0, self.state.period / 2)
 
     @property
     def url_defaulted(self) -> bool:
@@ -105,9 +114,10 @@ class Config:
 
         return Store.from_url(self.redis_url, prefix=self.prefix, options=self.connect_options())
 
-    def with_overrides(self, **dotted: Any) -> "Config":
-        """A copy with keys replaced, e.g. with_overrides(**{"state.period": 1})."""
-        return _build(_as_tree(self), dotted, origin="override", source=self.source)
+    def with_overrides(self, origin: str = "override", /, **dotted: Any) -> "Config":
+        """A copy with keys replaced, e.g. with_overrides(**{"state.period": 1});
+        `origin` names where they came from in error messages."""
+        return _build(_as_tree(self), dotted, origin=origin, source=self.source)
 
     def to_dict(self, *, redact: bool = True, omit_secrets: bool = False) -> dict[str, Any]:
         """All keys as plain data; the passwords shown as '***' (or None).
@@ -204,6 +214,7 @@ _RULES: dict[str, Callable[[Any], str | None]] = {
     "placement.good_load_range": _non_negative,
     "server.cpu_factor": _fraction,
     "server.drain_seconds": _non_negative,
+    "server.load_timeout": _positive,
 }
 
 
@@ -339,6 +350,11 @@ def _check(config: Config) -> None:
         raise ConfigError(
             f"invalid value {config.state.period!r} for state.period: must be at most state.expire "
             f"({config.state.expire!r}), or every pod turns stale between heartbeats"
+        )
+    if config.server.load_timeout is not None and config.server.load_timeout >= config.state.period:
+        raise ConfigError(
+            f"invalid value {config.server.load_timeout!r} for server.load_timeout: must be less than "
+            f"state.period ({config.state.period!r}), so each load reading ends before the next one is due"
         )
     if config.links.cache_seconds >= config.links.temp_ttl:
         raise ConfigError(

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable
 
 from stroute.config import Config
 from stroute.errors import RedisUnavailable, StrouteError
-from stroute.podstate import Snapshot
+from stroute.podstate import EPOCH_FLAP_WINDOW_MS, PodNotes, Snapshot
 from stroute.store import SCRIPTS, Link, Store, script_sha, script_source
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
@@ -126,7 +126,7 @@ def run(store: Store, config: Config, *, sample: int = 1000, clock: Callable[[],
     for service in services:
         def one(service: str = service) -> Check:
             snapshots[service] = snap = store.snapshot(ns, service, expire_ms=expire_ms)
-            return check_service(snap)
+            return check_service(snap, store.pod_notes(ns, service))
 
         report.checks.append(_guard(f"service:{service}", one))
 
@@ -386,7 +386,10 @@ def check_scripts(store: Store) -> Check:
     return Check("scripts", PASS, f"{len(loaded)} scripts load (SCRIPT LOAD)")
 
 
-def check_service(snap: Snapshot) -> Check:
+def check_service(snap: Snapshot, pod_notes: dict[int, PodNotes] | None = None) -> Check:
+    """`pod_notes` (Store.pod_notes) adds a WARN for a pod whose epoch keeps
+    changing: EPOCH_FLAP_COUNT epochs within EPOCH_FLAP_WINDOW_MS (a crash
+    loop, or two instances taking the pod in turn), kept by state_publish.lua."""
     name = f"service:{snap.service}"
     views = list(snap.pods.values())
     if not views and not snap.invalid:
@@ -395,6 +398,12 @@ def check_service(snap: Snapshot) -> Check:
     alive = snap.alive()
     head = (f"{len(routable)} routable / {len(alive)} alive / {_count(len(views) + len(snap.invalid), 'pod')}, "
             f"workload {snap.workload}")
+    flapping = [
+        f"pod {pod}'s epoch keeps changing: {note.recent_epochs(snap.now_ms)} epochs in the last "
+        f"{EPOCH_FLAP_WINDOW_MS // 60000} min (a crash loop, or two instances taking it in turn)"
+        for pod, note in sorted((pod_notes or {}).items())
+        if note.flapping(snap.now_ms)
+    ]
     problems = [
         # A stale pod that last said DOWN stopped cleanly; one that last said READY crashed.
         f"pod {v.pod} {v.display_state} (last heartbeat {duration(v.heartbeat_age_ms)} ago"
@@ -403,14 +412,18 @@ def check_service(snap: Snapshot) -> Check:
         if not v.alive
     ]
     problems += [f"pod {pod} has an unparseable state field" for pod in snap.invalid]
+    dead = bool(problems)
+    problems = flapping + problems
     cordoned = [str(v.pod) for v in views if v.cordoned]
     notes = [f"cordoned: {', '.join(cordoned)}"] if cordoned else []
     if not routable:
         return Check(name, FAIL, "; ".join([head + ": new users get 'no available pod'",
                                             *([_examples(problems)] if problems else []), *notes]))
-    if problems:
+    if dead:
         return Check(name, WARN, "; ".join([head, _examples(problems), *notes])
                      + " (a pod gone for good: 'stroute pod forget')")
+    if problems:
+        return Check(name, WARN, "; ".join([head, _examples(problems), *notes]))
     return Check(name, PASS, "; ".join([head, *notes]))
 
 

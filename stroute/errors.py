@@ -53,6 +53,18 @@ class Conflict(StrouteError):
     exit_code = 4
 
 
+class PodClaimed(Conflict):
+    """Another server driver instance publishes for this pod (another epoch)."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, epoch: int | None, heartbeat_age_ms: int | None,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.epoch = epoch
+        self.heartbeat_age_ms = heartbeat_age_ms
+
+
 class NoAvailablePod(StrouteError):
     """No routable pod for a new user, and no link to an alive pod exists."""
 

@@ -2,8 +2,9 @@
 
 - `/healthz`: 200 while the process runs (the liveness probe).
 - `/readyz`: 200 while the pod is READY and its state has reached Redis
-  at least once; 503 while DRAINING or DOWN, and before the first
-  heartbeat (the readiness probe). A cordon does not make it unready: a
+  at least once; 503 while DRAINING or DOWN (including DRAINING because its
+  load is not known yet), and before the first heartbeat (the readiness
+  probe). A cordon does not make it unready: a
   cordoned pod still serves its linked users. Neither does a Redis outage
   after the first heartbeat: failing every pod's probe at once would take
   the whole service out of its load balancer.
@@ -12,17 +13,24 @@
   prometheus_client's global one, so an application that embeds a driver
   keeps its registry to itself).
 
-A ThreadingHTTPServer in a daemon thread: it never keeps the process alive
-and never blocks heartbeats. prometheus_client is imported only here.
+An HTTP server in a daemon thread: it never keeps the process alive and
+never blocks heartbeats. Its resources are bounded whatever clients do:
+WORKERS threads answer requests (not one thread per connection), at most
+PENDING accepted connections wait for one (more are closed at once), a
+request not fully read within READ_TIMEOUT_S is dropped (a slow or
+half-sent request cannot hold a worker for long), and the listen backlog
+(BACKLOG) takes a burst of parallel connects. prometheus_client is
+imported only here.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import socket
 import socketserver
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 from stroute.errors import InvalidInput
@@ -32,6 +40,10 @@ log = logging.getLogger("stroute.httpd")
 
 ADDRESS_RULE = "must be HOST:PORT, e.g. 0.0.0.0:9090, 127.0.0.1:0 (a free port) or [::1]:9090"
 # Seconds: a heartbeat is one or two round trips, usually well under 10 ms.
+WORKERS = 8
+PENDING = 256
+READ_TIMEOUT_S = 2.0
+BACKLOG = 1024  # the kernel caps it at net.core.somaxconn
 PUBLISH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -53,9 +65,9 @@ def format_address(host: str, port: int) -> str:
 
 def readiness(driver: Any) -> tuple[bool, str]:
     """(ready, one line saying why) for a ServerDriver."""
-    state = driver.get_routing_state()
+    state, reason = driver.publishing()  # DRAINING while its load is unknown, whatever was asked
     if state is not RoutingState.READY:
-        return False, state.name
+        return False, state.name + (f": {reason}" if reason else "")
     if driver.last_heartbeat_ms is None:
         return False, "READY, but no heartbeat has reached Redis yet"
     return True, "READY" + (" (cordoned by an operator: no new users)" if driver.cordoned else "")
@@ -121,7 +133,7 @@ class _DriverCollector:
         yield load
         state = GaugeMetricFamily("stroute_routing_state", "1 for the pod's current routing state, 0 for the others.",
                                   labels=[*names, "state"])
-        current = d.get_routing_state()
+        current = d.publishing()[0]
         for member in RoutingState:
             state.add_metric([*values, member.name], 1 if member is current else 0)
         yield state
@@ -143,8 +155,56 @@ class _DriverCollector:
         yield removed
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(HTTPServer):
+    request_queue_size = BACKLOG
+
+    def __init__(self, address: tuple[str, int], handler: type, *, workers: int = WORKERS,
+                 pending: int = PENDING) -> None:
+        self._pending: queue.Queue = queue.Queue(maxsize=pending)
+        self._workers = [threading.Thread(target=self._work, name=f"stroute-http-{n}", daemon=True)
+                         for n in range(workers)]
+        super().__init__(address, handler)  # binds: a busy address raises here, before any worker runs
+        for worker in self._workers:
+            worker.start()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        try:
+            self._pending.put_nowait((request, client_address))
+        except queue.Full:  # every worker busy and the queue full: refuse rather than grow
+            log.debug("HTTP: %d connections waiting, closing one from %s", self._pending.qsize(), client_address)
+            self.shutdown_request(request)
+
+    def _work(self) -> None:
+        while True:
+            item = self._pending.get()
+            if item is None:
+                return
+            request, client_address = item
+            try:
+                self.finish_request(request, client_address)
+            except Exception:
+                self.handle_error(request, client_address)
+            finally:
+                self.shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up mid-answer is not worth a traceback on stderr.
+        log.debug("HTTP: error answering %s", client_address, exc_info=True)
+
+    def server_close(self) -> None:
+        super().server_close()
+        while True:  # connections still waiting are closed, not answered
+            try:
+                item = self._pending.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                self.shutdown_request(item[0])
+        for _ in (w for w in self._workers if w.is_alive()):
+            try:
+                self._pending.put_nowait(None)
+            except queue.Full:  # pragma: no cover (just emptied; the accept loop has stopped)
+                break
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind resolves the host's FQDN, which can hang on
@@ -160,6 +220,7 @@ class _Server6(_Server):
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "stroute"
+    timeout = READ_TIMEOUT_S  # the socket's timeout while a request is read (and answered)
     app: "HttpEndpoints"
 
     def do_GET(self) -> None:

@@ -6,6 +6,7 @@ The layout is the seed's, so Go and Java services read the same data:
     P:{ns:lk:uid}         hash    svc -> pod, persistent links only
     P:{ns:state:svc}      hash    pod -> load-heartbeatMillis-state[-epoch]
     P:{ns:state:svc}:ctl  hash    pod -> operator override ("cordon")
+    P:{ns:state:svc}:notes hash   "pod:reason", "pod:epochs" -> what a pod says about its state
     P:{ns:workload:svc}   string  service summary published by pod 0
     P:{ns:tag:tag}        string  service name
     P:{ns}:services       set     service names seen in the namespace
@@ -47,6 +48,9 @@ class KeySpace:
 
     def control(self, service: str) -> str:
         return f"{self.prefix}:{{{self.namespace}:state:{service}}}:ctl"
+
+    def notes(self, service: str) -> str:
+        return f"{self.prefix}:{{{self.namespace}:state:{service}}}:notes"
 
     def workload(self, service: str) -> str:
         return f"{self.prefix}:{{{self.namespace}:workload:{service}}}"

@@ -175,3 +175,53 @@ class Snapshot:
             counts["unparseable"] = len(self.invalid)
         parts = [f"{n} {label}" for label, n in sorted(counts.items())]
         return f"{len(self.pods) + len(self.invalid)} pods seen: " + ", ".join(parts)
+
+
+# --- what a pod says about its state, beside its field ----------------------------------
+#
+# P:{ns:state:svc}:notes holds, per pod, "POD:reason" (why a server driver
+# publishes what it does when that is not plain READY: no good load yet, a
+# failing load source, a stop in progress) and "POD:epochs" (when each of its
+# last EPOCH_HISTORY epochs first reached the field, newest first). The Go and
+# Java originals read only the state hash, so none of this is in the field.
+
+EPOCH_HISTORY = 6
+# An epoch "keeps changing" when at least EPOCH_FLAP_COUNT epochs first
+# reached the field within EPOCH_FLAP_WINDOW_MS: a crash loop, or two
+# instances taking the pod from each other. One restart or one rolling
+# update is two epochs and does not count.
+EPOCH_FLAP_COUNT = 3
+EPOCH_FLAP_WINDOW_MS = 10 * 60 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class PodNotes:
+    reason: str | None = None
+    epochs: tuple[tuple[int, int], ...] = ()  # (first seen ms, epoch), newest first
+
+    def recent_epochs(self, now_ms: int, window_ms: int = EPOCH_FLAP_WINDOW_MS) -> int:
+        """How many epochs first reached the field within the window."""
+        return sum(1 for seen, _ in self.epochs if now_ms - seen <= window_ms)
+
+    def flapping(self, now_ms: int) -> bool:
+        return self.recent_epochs(now_ms) >= EPOCH_FLAP_COUNT
+
+
+def parse_notes(flat: dict[str, str]) -> dict[int, PodNotes]:
+    """The notes hash (field -> value) as pod -> PodNotes; malformed parts are skipped."""
+    reasons: dict[int, str] = {}
+    epochs: dict[int, tuple[tuple[int, int], ...]] = {}
+    for name, value in flat.items():
+        pod, _, kind = name.partition(":")
+        if not _is_number(pod):
+            continue
+        if kind == "reason":
+            reasons[int(pod)] = value
+        elif kind == "epochs":
+            entries = []
+            for entry in value.split(","):
+                seen, _, epoch = entry.partition(":")
+                if _is_number(seen) and _is_number(epoch):
+                    entries.append((int(seen), int(epoch)))
+            epochs[int(pod)] = tuple(entries)
+    return {pod: PodNotes(reasons.get(pod), epochs.get(pod, ())) for pod in sorted(set(reasons) | set(epochs))}

@@ -1,48 +1,108 @@
 """The server driver: a pod publishes its load and routing state.
 
 The seed's StatefulRouteForServerDriver, in Python. `start()` runs a
-heartbeat thread; `stop()` publishes DRAINING, waits the drain window
-(interruptible with `stop_now()`), publishes DOWN and returns. Redis outages
-are logged and retried with backoff; the driver never crashes on them and
-never hangs on stop past the drain window plus one socket timeout.
+heartbeat thread, and with a load source a second thread that reads it, so
+a slow or hanging source never delays a heartbeat. `stop()` publishes
+DRAINING, waits the drain window (cut short by `stop_now()`), publishes
+DOWN and returns within the drain window plus STOP_GRACE_S, whatever Redis
+does. `run_until_signalled()` is the whole daemon lifecycle on signals;
+`stroute serve` only parses flags and calls it.
+
+Rules that keep a pod from being misreported:
+- Load: until the load source has given a good value, the pod publishes
+  DRAINING (alive, takes no new users) and notes why beside its field;
+  after that a failing source keeps the last good value, and says so.
+- Ownership: each start() is an incarnation with its own epoch. Its first
+  heartbeat refuses a pod alive under another epoch (unless takeover), and
+  every later one refuses a field that another epoch wrote: the driver then
+  stops publishing and reports PodClaimed (exit 4) instead of flipping the
+  field with the other instance. Both checks run inside state_publish.lua.
+- Signals: run_until_signalled() turns every catchable signal that would
+  end the process (SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, ...)
+  into a warm stop, and a second one into a stop now.
+
+Redis outages are logged and retried with backoff; the driver never
+crashes on them.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
 from typing import Callable
 
 from stroute import names
 from stroute.config import Config
-from stroute.errors import InvalidInput, StoreError, StrouteError
-from stroute.podstate import RoutingState
+from stroute.errors import InvalidInput, PodClaimed, StrouteError
+from stroute.podstate import PodState, RoutingState
 from stroute.store import Published, Store
 
 log = logging.getLogger("stroute.server")
 
 _BACKOFF_FIRST_S = 0.2
 # Heartbeats between two re-registrations of the service in the namespace's
-# registry set: it changes rarely, so most heartbeats are one EVALSHA.
+# registry set (and re-sends of the pod's reason note): they change rarely,
+# so most heartbeats are one EVALSHA.
 _REGISTER_EVERY = 10
+# Beyond the drain window, stop() waits at most this long for DOWN to reach
+# Redis (a hung Redis must not hold a pod past Kubernetes' grace period:
+# the default 20 s window + 2 s stays inside its 30 s).
+STOP_GRACE_S = 2.0
+# After a second signal, DOWN gets this long to reach Redis, then the stop ends.
+HURRY_S = 1.0
+# The first heartbeat waits this long for the first load reading (a fast
+# source then never shows a DRAINING blip at start; a hanging one cannot
+# delay it more than this).
+_FIRST_LOAD_WAIT_S = 1.0
+_POLL_S = 0.05  # how soon the main thread notices a signal
+
+# Signals a warm stop is made of: the usual three, and every other catchable
+# signal whose default action ends the process, so none leaves a pod READY
+# until it goes stale. SIGPIPE and SIGXFSZ are left out (Python ignores
+# them), as are faults (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP,
+# SIGSYS), which a Python handler cannot recover from.
+_ALWAYS = ("SIGTERM", "SIGINT", "SIGHUP")
+_IF_UNHANDLED = ("SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGXCPU", "SIGIO", "SIGPWR",
+                 "SIGSTKFLT")
 
 
-def cpu_load(cpu_factor: float) -> int:
-    """Load derived from the host's CPU use: 0..1000 scaled by cpu_factor."""
+def cpu_load(cpu_factor: float) -> int | None:
+    """Load derived from the host's CPU use: 0..1000 scaled by cpu_factor;
+    None when the host does not say (a made-up 0 would attract every user)."""
     try:
         busy = os.getloadavg()[0] / (os.cpu_count() or 1)
     except OSError:
-        busy = 0.0
+        return None
     return round(1000 * cpu_factor * min(1.0, busy))
+
+
+def stop_signals() -> list[int]:
+    """The signals run_until_signalled() stops on (when no handler of the application's has them)."""
+    out = [getattr(signal, name) for name in (*_ALWAYS, *_IF_UNHANDLED) if hasattr(signal, name)]
+    if hasattr(signal, "SIGRTMIN"):
+        out += range(signal.SIGRTMIN, signal.SIGRTMAX + 1)
+    return list(dict.fromkeys(int(s) for s in out))
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        if hasattr(signal, "SIGRTMIN") and signal.SIGRTMIN <= number <= signal.SIGRTMAX:
+            return f"SIGRTMIN+{number - signal.SIGRTMIN}"
+        return f"signal {number}"
 
 
 class ServerDriver:
     """Publishes one pod's state every `state.period` seconds.
 
     Load comes from, in order: a value set with set_load_state(), the
-    `load_source` callable, else the host's CPU use times server.cpu_factor.
+    `load_source` callable (read in its own thread every period; it returns
+    an int or raises with a one-line reason), else the host's CPU use times
+    server.cpu_factor.
     """
 
     def __init__(
@@ -65,11 +125,16 @@ class ServerDriver:
         self.store = store or self.config.open_store()
         self._load_source = load_source
         self._load: int | None = None
-        self._last_load = 0
         self._state = RoutingState.READY
+        self._reason: str | None = None  # why the pod is in the state it asked for (a stop in progress)
         self._published_state: RoutingState | None = None
+        self._published_reason: str | None = None
         self._since_register = 0
         self.epoch: int | None = None
+        self._owned = False  # a heartbeat of this incarnation reached the field
+        self._takeover = False
+        self._claims_raised = False
+        self.claimed_by: PodClaimed | None = None  # set when another instance holds or took the pod
         self.cordoned = False
         self.last_heartbeat_ms: int | None = None
         self.heartbeats_ok = 0
@@ -85,6 +150,12 @@ class ServerDriver:
         self._halt = threading.Event()
         self._abort_drain = threading.Event()
         self._thread: threading.Thread | None = None
+        self._sampler: threading.Thread | None = None
+        self._load_lock = threading.Lock()
+        self._good_load: int | None = None  # the last good value of the load source
+        self._load_problem: str | None = None  # why its last reading failed
+        self._load_read_at: float | None = None  # monotonic time of its last reading
+        self._load_read = threading.Event()
         self._period = self.config.state.period
         self._expire_ms = self.config.state.expire_ms
 
@@ -95,20 +166,78 @@ class ServerDriver:
         self._load = names.load(load)
 
     def get_load_state(self) -> int:
-        """The load the next heartbeat will publish."""
-        if self._load is not None:
-            return self._load
-        if self._load_source is not None:
-            try:
-                self._last_load = names.load(self._load_source())
-            except Exception as exc:  # a broken load source must not stop heartbeats
-                log.warning("load source failed, keeping load %d: %s", self._last_load, exc)
-            return self._last_load
-        return cpu_load(self.config.server.cpu_factor)
+        """The load the next heartbeat will publish (0 while it is unknown:
+        the pod is then published DRAINING, see publishing())."""
+        return self._load_status()[0]
 
-    def set_routing_state(self, state: RoutingState | str) -> None:
-        """Change READY / DRAINING / DOWN; published at once when running."""
+    def read_load(self) -> int | None:
+        """Read the load source once, in this thread: the load, or None when
+        it failed (the reason is kept, and logged when it changes)."""
+        source = self._load_source
+        if source is None:
+            return None
+        try:
+            value = names.load(source())
+        except Exception as exc:  # any failure of the source is a reading without a load
+            problem = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+            with self._load_lock:
+                changed, self._load_problem = problem != self._load_problem, problem
+                self._load_read_at, good = time.monotonic(), self._good_load
+            self._load_read.set()
+            if changed:
+                log.warning("%s; %s", problem, "no load yet: the pod is published DRAINING" if good is None
+                            else f"keeping the last good load {good}")
+            return None
+        with self._load_lock:
+            was, self._load_problem = self._load_problem, None
+            had, self._good_load, self._load_read_at = self._good_load, value, time.monotonic()
+        self._load_read.set()
+        if was is not None:
+            log.info("load source works %s: load %d", "again" if had is not None else "now", value)
+        return value
+
+    def _load_status(self) -> tuple[int, bool, str | None]:
+        """(load to publish, unknown?, why it is not a plain fresh reading)."""
+        if self._load is not None:
+            return self._load, False, None
+        if self._load_source is None:
+            load = cpu_load(self.config.server.cpu_factor)
+            if load is None:
+                return 0, True, "no load yet: the host's load average is not available (os.getloadavg failed)"
+            return load, False, None
+        with self._load_lock:
+            good, problem, read_at = self._good_load, self._load_problem, self._load_read_at
+        sampling = self._sampler is not None and self._sampler.is_alive()
+        silent = None if read_at is None else time.monotonic() - read_at
+        if problem is None and sampling and silent is not None and silent > 2 * self._period + 1:
+            problem = f"the load source has not answered for {silent:.0f} s"
+        if good is None:
+            return 0, True, f"no load yet: {problem or 'waiting for the first reading of the load source'}"
+        if problem is not None:
+            return good, False, f"load source failing, publishing the last good load {good}: {problem}"
+        return good, False, None
+
+    def publishing(self) -> tuple[RoutingState, str | None]:
+        """(state, reason) the next heartbeat publishes: the state asked
+        for, except DRAINING instead of READY while the load is unknown."""
+        state = self._state
+        _, unknown, load_reason = self._load_status()
+        if state is RoutingState.READY:
+            return (RoutingState.DRAINING if unknown else state), load_reason or self._reason
+        if state is RoutingState.DOWN:
+            return state, self._reason
+        return state, self._reason or load_reason
+
+    @property
+    def load_problem(self) -> str | None:
+        """Why the load is unknown or not fresh, or None."""
+        return self._load_status()[2]
+
+    def set_routing_state(self, state: RoutingState | str, reason: str | None = None) -> None:
+        """Change READY / DRAINING / DOWN (with an optional reason shown by
+        `stroute pods`); published at once when running."""
         self._state = RoutingState.parse(state)
+        self._reason = reason
         self._wake.set()
 
     def get_routing_state(self) -> RoutingState:
@@ -124,19 +253,30 @@ class ServerDriver:
         """Register on the first heartbeat, on a state change, after a failure, and every Nth."""
         return state is not self._published_state or self._since_register == 0
 
-    def publish(self) -> Published:
-        """Publish one heartbeat now. Raises StoreError when Redis fails."""
+    def publish(self, *, takeover: bool = False) -> Published:
+        """Publish one heartbeat now. Raises StoreError when Redis fails and
+        PodClaimed when another instance holds the pod (nothing written);
+        with takeover, this heartbeat overwrites whatever the field holds."""
+        if self._load_source is not None and self._load is None and self.epoch is None:
+            self.read_load()  # never started, so no reader thread (serve --once): read it here
         try:
-            return self._publish()
+            return self._publish(takeover)
         except Exception:
             self.heartbeats_failed += 1
             self._since_register = 0  # register again on the next heartbeat that gets through
             raise
 
-    def _publish(self) -> Published:
+    def _claim(self, takeover: bool) -> str:
+        if takeover or (self._takeover and not self._owned):
+            return "force"
+        return "continue" if self._owned else "start"
+
+    def _publish(self, takeover: bool = False) -> Published:
         with self._lock:
-            state = self._state
+            state, reason = self.publishing()
             load = self.get_load_state()
+            register = self._register_due(state)
+            claim = self._claim(takeover)
             started = time.perf_counter()
             try:
                 result = self.store.publish_state(
@@ -148,19 +288,39 @@ class ServerDriver:
                     epoch=self.epoch,
                     expire_ms=self._expire_ms,
                     summarize=self.pod == 0,
-                    register=self._register_due(state),
+                    register=register,
+                    claim=claim,
+                    # The note is re-sent whenever the service re-registers, so a
+                    # Redis that lost it (a restart) gets it back.
+                    reason=reason if register or reason != self._published_reason else False,
                 )
             finally:
                 self._observe_publish(time.perf_counter() - started)
+            if not result.written:
+                raise self._claimed(result)
+            previous = result.previous
+            if (previous is not None and previous.epoch is None and self.epoch is not None
+                    and previous.heartbeat_ms > (self.last_heartbeat_ms or 0)
+                    and result.heartbeat_ms - previous.heartbeat_ms <= self._expire_ms
+                    and previous.state is not RoutingState.DOWN):
+                # An original Go/Java driver or `serve --once` names no instance:
+                # it is replaced, never fought over, but not silently.
+                log.warning("pod %d of %s: replaced a state field without an epoch (%s), written by an original "
+                            "driver or 'stroute serve --once' less than %g s ago",
+                            self.pod, self.service, previous.encode(), self.config.state.expire)
+            if self.epoch is not None:
+                self._owned = True
             self.last_load = load
+            self._published_reason = reason
             self._since_register = (self._since_register + 1) % _REGISTER_EVERY
             if state is not self._published_state:
                 log.info(
-                    "%s pod %d of %s: %s",
+                    "%s pod %d of %s: %s%s",
                     self.namespace,
                     self.pod,
                     self.service,
                     state.name if self._published_state is None else f"{self._published_state.name} -> {state.name}",
+                    f" ({reason})" if reason else "",
                 )
                 self._published_state = state
             if result.cordoned != self.cordoned:
@@ -173,6 +333,27 @@ class ServerDriver:
                       ", cordoned" if result.cordoned else "")
             return result
 
+    def _claimed(self, result: Published) -> PodClaimed:
+        other: PodState | None = result.previous
+        epoch = other.epoch if other else None
+        age = None if other is None else max(0, result.heartbeat_ms - other.heartbeat_ms)
+        seen = "" if other is None else f"heartbeat {age / 1000:.1f} s ago, {other.state.name}"
+        where = f"pod {self.pod} of {self.service!r} (namespace {self.namespace!r})"
+        if self._owned:
+            return PodClaimed(
+                f"{where} was taken over by another instance (epoch {epoch}, {seen}): this one "
+                f"(epoch {self.epoch}) stops publishing",
+                epoch=epoch, heartbeat_age_ms=age,
+                hint="two instances were started for one pod: the newer one took it over",
+            )
+        left = "" if age is None else f" in {max(0, self._expire_ms - age) / 1000:.1f} s"
+        return PodClaimed(
+            f"{where} is alive under another epoch {epoch} ({seen}): another instance publishes for it",
+            epoch=epoch, heartbeat_age_ms=age,
+            hint=f"stop that instance, or take the pod over (serve --takeover, start(takeover=True)): the other "
+                 f"one then stops at its next heartbeat; if it crashed, its pod goes stale{left} (state.expire)",
+        )
+
     def _observe_publish(self, seconds: float) -> None:
         for observe in self.publish_observers:
             try:
@@ -180,37 +361,62 @@ class ServerDriver:
             except Exception:  # an observer must never stop heartbeats
                 log.exception("publish observer failed")
 
-    def start(self) -> None:
-        """Start heartbeats in a background thread (first one at once)."""
+    def start(self, *, takeover: bool = False) -> None:
+        """Start heartbeats in a background thread (first one at once) as a
+        new incarnation (a new epoch). With takeover, the first heartbeat
+        overwrites a pod alive under another epoch instead of refusing it."""
         if self.running:
             return
         if self._state is RoutingState.DOWN:
-            self._state = RoutingState.READY  # a restarted driver takes users again
+            self._state, self._reason = RoutingState.READY, None  # a restarted driver takes users again
         self.epoch = int(time.time() * 1000)
-        self._halt.clear()
+        self._owned, self._takeover, self.claimed_by = False, takeover, None
+        # Each run has its own halt event: a thread of an earlier run still
+        # stuck on a hung Redis ends when it returns, whatever this run does.
+        halt = self._halt = threading.Event()
         self._abort_drain.clear()
+        self._load_read = threading.Event()
+        self._sampler = None
+        if self._load_source is not None and self._load is None:
+            self._sampler = threading.Thread(target=self._sample, args=(halt,),
+                                             name=f"stroute-load-{self.service}-{self.pod}", daemon=True)
+            self._sampler.start()
         self._thread = threading.Thread(
-            target=self._run, name=f"stroute-heartbeat-{self.service}-{self.pod}", daemon=True
+            target=self._run, args=(halt,), name=f"stroute-heartbeat-{self.service}-{self.pod}", daemon=True
         )
         self._thread.start()
 
-    def _run(self) -> None:
+    def _sample(self, halt: threading.Event) -> None:
+        while not halt.is_set():
+            began = time.monotonic()
+            self.read_load()
+            halt.wait(max(0.0, self._period - (time.monotonic() - began)))
+
+    def _run(self, halt: threading.Event) -> None:
+        if self._sampler is not None:
+            self._load_read.wait(min(_FIRST_LOAD_WAIT_S, self._period))
         backoff = 0.0
         outage_since: float | None = None
-        while not self._halt.is_set():
+        while not halt.is_set():
             self._wake.clear()
             try:
                 self.publish()
+            except PodClaimed as exc:
+                self.claimed_by = exc
+                if not self._claims_raised:  # run_until_signalled() raises it: the caller reports it
+                    log.error("%s", exc)
+                halt.set()
+                break
             except StrouteError as exc:
                 if outage_since is None:
                     outage_since = time.monotonic()
                     log.warning("heartbeat failed, retrying with backoff: %s", exc)
                 backoff = min(self._period, max(_BACKOFF_FIRST_S, backoff * 2))
-                self._halt.wait(backoff)
+                halt.wait(backoff)
                 continue
             except Exception:  # never let the heartbeat thread die
                 log.exception("heartbeat failed unexpectedly")
-                self._halt.wait(self._period)
+                halt.wait(self._period)
                 continue
             if outage_since is not None:
                 log.info("heartbeats resumed after %.1f s", time.monotonic() - outage_since)
@@ -218,34 +424,139 @@ class ServerDriver:
             backoff = 0.0
             self._wake.wait(self._period)
 
-    def stop(self, drain_seconds: float | None = None) -> None:
+    def stop(self, drain_seconds: float | None = None, *, interrupted: Callable[[], bool] | None = None,
+             cause: str | None = None) -> None:
         """Warm stop: DRAINING at once, wait the drain window, DOWN, return.
 
-        Call stop_now() from another thread (a second signal) to cut the
-        drain window short. A driver that is not running publishes DOWN at once.
+        Returns within the drain window + STOP_GRACE_S whatever Redis does:
+        a publish Redis does not answer in time is given up (logged). The
+        drain window ends early on stop_now() (from another thread) or when
+        `interrupted()` turns true (polled: a signal handler's flag); DOWN
+        then gets HURRY_S. A driver that is not running publishes DOWN at
+        once; one whose pod another instance took publishes nothing.
+        `cause` (e.g. "SIGTERM") goes into the reason noted beside the field.
         """
         drain = self.config.server.drain_seconds if drain_seconds is None else drain_seconds
-        if drain > 0 and self.running and self._state is not RoutingState.DOWN:
+        began = time.monotonic()
+
+        def cut() -> bool:
+            return self._abort_drain.is_set() or (interrupted is not None and interrupted())
+
+        if drain > 0 and self.running and self._state is not RoutingState.DOWN and self.claimed_by is None:
             self._state = RoutingState.DRAINING
-            self._try_publish()
-            self._abort_drain.wait(drain)
-        self._halt.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.config.redis.socket_timeout + 1)
-            self._thread = None
-        self._state = RoutingState.DOWN
-        self._try_publish()
+            self._reason = f"stopping{f' ({cause})' if cause else ''}: drain window of {drain:g} s, then DOWN"
+            window_end = began + drain
+            self._publish_by(window_end, cut, hurry=0.0)  # cut short: DOWN is all that matters now
+            while not cut() and time.monotonic() < window_end:
+                self._abort_drain.wait(min(_POLL_S, window_end - time.monotonic()))
+        self._halt_threads()
+        if self.claimed_by is not None:
+            return  # the field is another instance's now: write nothing
+        self._state, self._reason = RoutingState.DOWN, f"stopped{f' ({cause})' if cause else ''}"
+        hurried = cut()
+        self._publish_by(time.monotonic() + (HURRY_S if hurried else STOP_GRACE_S), cut, hurry=HURRY_S)
 
     def stop_now(self) -> None:
         """End a running stop()'s drain window now (DOWN follows at once)."""
         self._abort_drain.set()
 
+    def _halt_threads(self) -> None:
+        self._halt.set()
+        self._wake.set()
+        cancel = getattr(self._load_source, "cancel", None)
+        if cancel is not None:
+            try:
+                cancel()  # a load command still running is killed, not waited for
+            except Exception:
+                log.exception("could not cancel the load source")
+        if self._thread is not None:
+            # A heartbeat stuck on a hung Redis is not waited for: it holds the
+            # publish lock, so DOWN still goes after it (or is given up).
+            self._thread.join(timeout=_POLL_S)
+            self._thread = None
+
+    def _publish_by(self, deadline: float, cut: Callable[[], bool], *, hurry: float) -> bool:
+        """Publish the current state from a helper thread, waiting for it
+        until `deadline`, or at most `hurry` more seconds once `cut()` turns
+        true; False if given up."""
+        state = self._state
+        helper = threading.Thread(target=self._try_publish, name="stroute-publish", daemon=True)
+        helper.start()
+        while helper.is_alive():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.warning("could not publish %s: Redis did not answer in time, giving up", state.name)
+                return False
+            if cut():
+                deadline, cut = min(deadline, time.monotonic() + hurry), lambda: False
+            helper.join(min(_POLL_S, left))
+        return True
+
     def _try_publish(self) -> None:
         try:
             self.publish()
-        except StoreError as exc:
+        except PodClaimed as exc:
+            self.claimed_by = exc
+            if not self._claims_raised:
+                log.error("%s", exc)
+        except StrouteError as exc:
             log.warning("could not publish %s: %s", self._state.name, exc)
+
+    def run_until_signalled(self, *, drain_seconds: float | None = None, takeover: bool = False) -> int:
+        """The daemon lifecycle: start, publish until a stop signal, stop().
+
+        The first signal of stop_signals() is a warm stop (DRAINING, the
+        drain window, DOWN; at most drain + STOP_GRACE_S); a second one
+        ends the drain at once (DOWN within HURRY_S). Returns the first
+        signal's number. Raises PodClaimed when another instance holds the
+        pod at start (unless takeover) or takes it over later: nothing more
+        is published then. Call it from the main thread (Python runs signal
+        handlers there); the previous handlers are back when it returns.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            raise InvalidInput("run_until_signalled() must run in the main thread (signal handlers run there)")
+        received: list[int] = []
+
+        def on_signal(signum, frame):
+            # Record only: a handler runs between two bytecodes of the main
+            # thread, possibly while it holds the very lock (an Event's) that
+            # anything more would take. The main thread polls the record.
+            received.append(signum)
+
+        previous = {}
+        for number in stop_signals():
+            try:
+                current = signal.getsignal(number)
+                if signal_name(number) in _ALWAYS or current is signal.SIG_DFL:
+                    previous[number] = signal.signal(number, on_signal)
+            except (OSError, ValueError):  # not catchable here
+                continue
+        self._claims_raised = True
+        try:
+            self.start(takeover=takeover)
+            while not received and self.claimed_by is None:
+                time.sleep(_POLL_S)
+            if not received:
+                self._halt_threads()
+                raise self.claimed_by
+            name = signal_name(received[0])
+            drain = self.config.server.drain_seconds if drain_seconds is None else drain_seconds
+            if drain > 0:
+                log.info("%s: draining for %g s, then DOWN (send it again to stop at once)", name, drain)
+            else:
+                log.info("%s: stopping", name)
+            began = time.monotonic()
+            self.stop(drain, interrupted=lambda: len(received) > 1, cause=name)
+            if len(received) > 1:
+                log.info("%s again: drain cut short after %.1f s", signal_name(received[1]), time.monotonic() - began)
+            if self.claimed_by is not None:
+                raise self.claimed_by
+            log.info("stopped")
+            return received[0]
+        finally:
+            self._claims_raised = False
+            for number, handler in previous.items():
+                signal.signal(number, handler)
 
     def close(self) -> None:
         if self.running:

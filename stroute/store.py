@@ -21,7 +21,7 @@ from stroute.keys import KeySpace
 
 if TYPE_CHECKING:
     # Imported where used: a command that reads links never loads pod states.
-    from stroute.podstate import RoutingState, Snapshot
+    from stroute.podstate import PodNotes, PodState, RoutingState, Snapshot
 
 SCRIPTS = (
     "link_get",
@@ -34,6 +34,9 @@ SCRIPTS = (
     "state_publish",
     "link_import",
 )
+
+# How a heartbeat claims its pod's field (see state_publish.lua).
+CLAIMS = ("start", "continue", "force")
 
 # Keys per MGET: large enough to amortise, small enough not to block Redis.
 _MGET_CHUNK = 10_000
@@ -92,6 +95,8 @@ class Published:
     heartbeat_ms: int
     cordoned: bool
     snapshot: Snapshot | None
+    previous: PodState | None = None  # the field before this heartbeat, if it parsed
+    written: bool = True  # False: the claim was refused and nothing was written
 
 
 _POD_TEXT: dict[str, int] = {}  # "3" -> 3: replies repeat a few pod values
@@ -570,14 +575,27 @@ class Store:
         expire_ms: int,
         summarize: bool = False,
         register: bool = True,
+        claim: str = "force",
+        reason: str | None | bool = False,
     ) -> Published:
         """One heartbeat: the pod's state field (one EVALSHA), with register
         also the services registry in the same round trip; with summarize
-        (pod 0) the workload summary too, in a second one."""
+        (pod 0) the workload summary too, in a second one.
+
+        `claim` is "start", "continue" or "force" (state_publish.lua says
+        what each refuses); a refused heartbeat writes nothing and returns
+        `written=False` with the field it found. `reason`: a text to note
+        beside the field, None to remove the note, False to leave it as is."""
+        if claim not in CLAIMS:
+            raise InvalidInput(f"invalid claim {claim!r}: must be one of {', '.join(CLAIMS)}")
         ks = self.keys(namespace)
         names.service(service)
-        keys = [ks.state(service), ks.control(service)]
-        args = [names.pod(pod), names.load(load), int(state), "" if epoch is None else int(epoch), int(summarize)]
+        keys = [ks.state(service), ks.control(service), ks.notes(service)]
+        note = ("keep", "") if reason is False else ("clear", "") if reason is None else ("set", str(reason))
+        from stroute.podstate import EPOCH_HISTORY
+
+        args = [names.pod(pod), names.load(load), int(state), "" if epoch is None else int(epoch), int(summarize),
+                claim, int(expire_ms), *note, EPOCH_HISTORY]
         if register and not self.cluster:
             commands = [("EVALSHA", script_sha("state_publish"), len(keys), *keys, *args),
                         ("SADD", ks.services(), service)]
@@ -586,7 +604,12 @@ class Store:
             reply = self._script("state_publish", keys, args)
             if register:  # a cluster: two hash tags, two slots, no shared pipeline
                 self._call(self.client.sadd, ks.services(), service)
-        millis, control, states, controls = reply
+        millis, control, states, controls, previous, written = reply
+        from stroute.podstate import PodState
+
+        before = PodState.decode(previous) if isinstance(previous, str) else None
+        if not written:
+            return Published(int(millis), False, None, before, False)
         snap = None
         if summarize:
             from stroute.podstate import Snapshot
@@ -598,11 +621,29 @@ class Store:
                 self._call(self.client.set, ks.workload(service), snap.workload, px=expire_ms)
             else:
                 self._call(self._direct.call, "SET", ks.workload(service), snap.workload, "PX", expire_ms)
-        return Published(int(millis), control == "cordon", snap)
+        return Published(int(millis), control == "cordon", snap, before, True)
+
+    def pod_notes(self, namespace: str, service: str) -> dict[int, PodNotes]:
+        """What each pod noted beside its state field: its reason, its recent epochs."""
+        from stroute.podstate import parse_notes
+
+        ks = self.keys(namespace)
+        key = ks.notes(names.service(service))
+        try:
+            raw = self._call(self.client.hgetall, key)
+        except StoreError as exc:
+            if "WRONGTYPE" not in str(exc):
+                raise
+            return {}  # not stroute's data: the notes only explain, so none are shown
+        return parse_notes(raw)
 
     def remove_state(self, namespace: str, service: str, pod: int) -> bool:
         ks = self.keys(namespace)
-        return bool(self._call(self.client.hdel, ks.state(names.service(service)), names.pod(pod)))
+        service, pod = names.service(service), names.pod(pod)
+        removed = self._call(self.client.hdel, ks.state(service), pod)
+        # The notes only explain the field: without it they mean nothing.
+        self._call(self.client.hdel, ks.notes(service), f"{pod}:reason", f"{pod}:epochs")
+        return bool(removed)
 
     def workload(self, namespace: str, service: str) -> str | None:
         return self._call(self.client.get, self.keys(namespace).workload(names.service(service)))

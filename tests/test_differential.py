@@ -49,7 +49,8 @@ operations = st.one_of(
     st.tuples(st.just("batch_get"), st.lists(uids, max_size=5), services),
     st.tuples(st.just("scan_links"), st.one_of(st.none(), services), st.one_of(st.none(), pods)),
     st.tuples(st.just("publish_state"), services, pods, st.integers(0, 10**6), states,
-              st.one_of(st.none(), st.integers(1, 2**40)), st.booleans()),
+              st.one_of(st.none(), st.integers(1, 3)), st.booleans(), st.sampled_from(["start", "continue", "force"]),
+              st.sampled_from([False, None, "no load yet"])),
     st.tuples(st.just("set_cordon"), services, pods, st.booleans()),
     st.tuples(st.just("snapshot"), services),
     st.tuples(st.just("remove_state"), services, pods),
@@ -102,10 +103,11 @@ def apply(store: Store, op: tuple):
         svc, pod = args
         return sorted(link(found) for found in store.scan_links(NS, service=svc, pod=pod))
     if name == "publish_state":
-        svc, pod, load, state, epoch, summarize = args
+        svc, pod, load, state, epoch, summarize, claim, reason = args
         published = store.publish_state(NS, svc, pod, load=load, state=state, epoch=epoch, expire_ms=EXPIRE_MS,
-                                         summarize=summarize)
-        return published.cordoned, snapshot(published.snapshot)
+                                         summarize=summarize, claim=claim, reason=reason)
+        before = published.previous and (published.previous.load, published.previous.state, published.previous.epoch)
+        return published.written, before, published.cordoned, snapshot(published.snapshot)
     if name == "set_cordon":
         svc, pod, cordoned = args
         return store.set_cordon(NS, svc, pod, cordoned)
@@ -141,10 +143,14 @@ def outcome(store: Store, op: tuple):
 
 
 def data(client) -> dict:
-    """all_keys, with each pod state's heartbeat stamp left out (each server's own clock)."""
+    """all_keys, with each pod state's heartbeat stamp, and the time each epoch
+    was first seen in the notes, left out (each server's own clock)."""
     out = {}
     for key, (kind, value, ttl) in all_keys(client).items():
-        if kind == "hash" and ":state:" in key and not key.endswith(":ctl"):
+        if kind == "hash" and key.endswith(":notes"):
+            value = {name: re.sub(r"\d+:(\d+)", r"\1", raw) if name.endswith(":epochs") else raw
+                     for name, raw in value.items()}
+        elif kind == "hash" and ":state:" in key and not key.endswith(":ctl"):
             value = {pod: _without_time(raw) for pod, raw in value.items()}
         out[key] = (kind, value, ttl)
     return out

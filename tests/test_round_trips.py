@@ -10,8 +10,9 @@ from stroute.server import ServerDriver
 
 from support import CommandCounter, put_state
 
-# Redis counts the commands a script runs inside itself too.
-PUBLISH_INSIDE = {"time": 1, "hset": 1, "hget": 1}
+# Redis counts the commands a script runs inside itself too: TIME, HGET of
+# the field (whose epoch it checks), HSET, HGET of the cordon.
+PUBLISH_INSIDE = {"time": 1, "hset": 1, "hget": 2}
 
 
 def _config(url: str) -> Config:
@@ -28,8 +29,10 @@ def test_a_heartbeat_is_one_evalsha_and_registers_the_service_now_and_then(real_
         counter.reset()
         for _ in range(20):
             server.publish()
-        # Every tenth heartbeat re-registers the service (SADD).
-        assert counter.counts() == {"evalsha": 20, "sadd": 2, **{k: 20 * v for k, v in PUBLISH_INSIDE.items()}}
+        # Every tenth heartbeat re-registers the service (SADD) and re-sends
+        # the pod's reason note (none here: HDEL).
+        assert counter.counts() == {"evalsha": 20, "sadd": 2, "hdel": 2,
+                                    **{k: 20 * v for k, v in PUBLISH_INSIDE.items()}}
 
         counter.reset()
         server.set_routing_state(RoutingState.DRAINING)

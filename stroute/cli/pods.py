@@ -36,9 +36,16 @@ class ServiceView:
     invalid: tuple[int, ...]  # pods whose state field does not parse
 
 
-def service_view(namespace: str, snap, links: Mapping[int, int] | None = None) -> ServiceView:
+def service_view(namespace: str, snap, links: Mapping[int, int] | None = None,
+                 notes: Mapping[int, Any] | None = None) -> ServiceView:
     """`links` (pod -> links counted) adds "links" to each pod, and the
-    service's "links_total" and "links_to_unknown_pods" (pods with links but no state)."""
+    service's "links_total" and "links_to_unknown_pods" (pods with links but no state).
+    `notes` (pod -> PodNotes) gives each pod its "reason" (why it publishes
+    what it does, or null), "recent_epochs" (epochs first seen in the last
+    10 minutes) and "flapping" (its epoch keeps changing)."""
+    from stroute.podstate import PodNotes
+
+    notes = notes or {}
     data = {
         "namespace": namespace,
         "service": snap.service,
@@ -53,6 +60,9 @@ def service_view(namespace: str, snap, links: Mapping[int, int] | None = None) -
                 "routable": v.routable,
                 "cordoned": v.cordoned,
                 "epoch": v.epoch,
+                "reason": notes.get(v.pod, PodNotes()).reason,
+                "recent_epochs": notes.get(v.pod, PodNotes()).recent_epochs(snap.now_ms),
+                "flapping": notes.get(v.pod, PodNotes()).flapping(snap.now_ms),
             }
             for v in snap.pods.values()
         ],
@@ -100,7 +110,7 @@ def pods(
     expire_ms = config.state.expire_ms
     snap = store.snapshot(config.namespace, service, expire_ms=expire_ms)
     counts = count_links(store, config.namespace, service).get(service, Counter()) if links else None
-    view = service_view(config.namespace, snap, counts)
+    view = service_view(config.namespace, snap, counts, store.pod_notes(config.namespace, service))
     if g.output != "table":  # the table shows them itself
         _warn_invalid(view)
     emit(view.data, g.output, lambda _: render([view]))
@@ -153,7 +163,8 @@ def _top_views(g: Globals, links: bool = False) -> tuple[list[ServiceView], list
             warnings.append({"service": service, "problem": f"its state cannot be read: {' and '.join(wrong)}, "
                                                             "not a hash"})
             continue
-        views.append(service_view(ns, snap, None if counts is None else counts.get(service, Counter())))
+        views.append(service_view(ns, snap, None if counts is None else counts.get(service, Counter()),
+                                  store.pod_notes(ns, service)))
     return views, warnings
 
 
@@ -384,11 +395,26 @@ def render(views: list[ServiceView], namespace: str | None = None, trends: Mappi
     bad = [f"pod {pod} of {view.data['service']}" for view in views for pod in view.invalid]
     if bad:
         notes.append(f"unparseable state field (counted, treated as dead): {', '.join(bad)}")
+    from stroute.podstate import EPOCH_FLAP_WINDOW_MS
+
+    for view in views:
+        for row in view.data["pods"]:
+            where = f"pod {row['pod']} of {view.data['service']}"
+            if row.get("reason"):
+                notes.append(f"{where} ({row['state']}): {_printable(row['reason'])}")
+            if row.get("flapping"):
+                notes.append(f"{where}: {row['recent_epochs']} epochs in the last "
+                             f"{EPOCH_FLAP_WINDOW_MS // 60000} min (restarting, or two instances taking it in turn)")
     unknown = [f"pod {pod} of {view.data['service']} ({n})" for view in views
                for pod, n in view.data.get("links_to_unknown_pods", {}).items()]
     if unknown:
         notes.append(f"links to pods with no state: {', '.join(unknown)}")
     if notes:
-        table.caption = "\n".join(notes)
+        table.caption = Text("\n".join(notes))  # a Text: no markup read into what pods wrote
         table.caption_justify = "left"
     return table
+
+
+def _printable(text: str) -> str:
+    """Control characters (a terminal escape a load command printed) shown escaped, not sent."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

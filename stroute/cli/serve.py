@@ -1,13 +1,8 @@
 """`stroute serve`: the server driver as a foreground daemon (a sidecar).
 
-First SIGTERM/SIGINT: warm stop (DRAINING at once, the drain window, DOWN,
-exit 0). A second one cuts the drain short (DOWN now, exit 0).
-
-The signal handlers only record the signal: they take no lock, because a
-handler runs in the main thread between two bytecodes, possibly while that
-thread holds the very lock (an Event's) the handler would take. The main
-thread polls the record and stops the driver itself; a second signal ends
-the drain window through a short-lived thread for the same reason.
+This module parses flags and calls ServerDriver.run_until_signalled(),
+which owns the lifecycle (signals, drain window, stop budget, takeover
+checks), so an application that embeds the driver gets the same behaviour.
 """
 
 from __future__ import annotations
@@ -15,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -25,8 +19,6 @@ from stroute.cli.context import Globals
 from stroute.cli.output import emit
 
 log = logging.getLogger("stroute.serve")
-
-_POLL_S = 0.05  # how soon the main thread notices a signal
 
 
 def serve(
@@ -47,7 +39,7 @@ def serve(
     load_file: Annotated[
         Optional[Path],
         typer.Option("--load-file", show_default=False,
-                     help="Publish the integer in this file, re-read every period."),
+                     help="Publish the integer in this regular file, re-read every period."),
     ] = None,
     load_cmd: Annotated[
         Optional[str],
@@ -55,8 +47,10 @@ def serve(
                      help="Publish what this shell command prints, run every period."),
     ] = None,
     load_timeout: Annotated[
-        float, typer.Option("--load-timeout", help="Seconds --load-cmd may take.")
-    ] = 5.0,
+        Optional[float],
+        typer.Option("--load-timeout", show_default=False,
+                     help="Seconds --load-cmd may run (server.load_timeout; default 5, at most half the period)."),
+    ] = None,
     period: Annotated[
         Optional[float], typer.Option("--period", show_default=False, help="Heartbeat period (state.period).")
     ] = None,
@@ -67,6 +61,10 @@ def serve(
         Optional[float],
         typer.Option("--drain-seconds", show_default=False, help="Drain window on stop (server.drain_seconds)."),
     ] = None,
+    takeover: Annotated[
+        bool,
+        typer.Option("--takeover", help="Publish even if another instance holds this pod alive (it then stops)."),
+    ] = False,
     once: Annotated[bool, typer.Option("--once", help="Publish one heartbeat and exit.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Log every heartbeat.")] = False,
     http: Annotated[
@@ -75,7 +73,7 @@ def serve(
                      help="Serve /healthz, /readyz and /metrics (Prometheus) on HOST:PORT; port 0 takes a free one."),
     ] = None,
 ) -> None:
-    """Publish this pod's load and routing state until SIGTERM (the server driver, in the foreground).
+    """Publish this pod's load and routing state until a stop signal (the server driver, in the foreground).
 
     Without a load option the load is the host's CPU use times server.cpu_factor.
     """
@@ -91,13 +89,6 @@ def serve(
         raise InvalidInput("serve needs a service name: pass -s SVC (or set STROUTE_SERVICE)")
     names.service(service)
     fixed = None if load is None else names.load(load)
-    for flag, value, low, rule in (
-        ("--period", period, 0, "greater than 0"),
-        ("--expire", expire, 0, "greater than 0"),
-        ("--load-timeout", load_timeout, 0, "greater than 0"),
-    ):
-        if value is not None and not value > low:
-            raise InvalidInput(f"invalid {flag} {value!r}: must be a number of seconds {rule}")
     http_address = None
     if http is not None:
         from stroute.httpd import parse_address
@@ -105,42 +96,47 @@ def serve(
         if once:
             raise InvalidInput("--http serves while the daemon runs and cannot be used with --once")
         http_address = parse_address(http)
-    if drain_seconds is not None and not drain_seconds >= 0:
-        raise InvalidInput(f"invalid --drain-seconds {drain_seconds!r}: must be a number of seconds, 0 or more")
     if pod is not None:
         index, origin = names.pod(pod), "from --pod"
     else:
         index, origin = identity.pod_from_env(os.environ)
         origin = f"from {origin}"
 
-    config = g.config(**{"state.period": period, "state.expire": expire, "server.drain_seconds": drain_seconds})
+    # The config rules check these values (and name the key), as for a file.
+    config = g.config().with_overrides("the command line", **{
+        "state.period": period, "state.expire": expire, "server.drain_seconds": drain_seconds,
+        "server.load_timeout": load_timeout,
+    })
+    source, described = _load_source(config, fixed, load_file, load_cmd)
     handler = _log_to_stderr(logging.DEBUG if verbose else logging.INFO)
     try:
-        _serve(g, config, service, index, origin, fixed, load_file, load_cmd, load_timeout, once,
+        _serve(g, config, service, index, origin, fixed, source, described, once, takeover,
                http_address=http_address)
     finally:
         _unlog(handler)
 
 
-def _serve(g: Globals, config, service: str, index: int, origin: str, fixed: int | None,
-           load_file: Path | None, load_cmd: str | None, load_timeout: float, once: bool,
-           http_address: tuple[str, int] | None = None) -> None:
+def _load_source(config, fixed: int | None, load_file: Path | None, load_cmd: str | None):
     from stroute.loadsources import CommandLoad, FileLoad
-    from stroute.server import ServerDriver
 
     if load_file is not None:
-        source, described = FileLoad(load_file), f"load from file {str(load_file)!r}"
-    elif load_cmd is not None:
-        source, described = CommandLoad(load_cmd, timeout=load_timeout), f"load from command {load_cmd!r}"
-    else:
-        source = None
-        described = f"load {fixed}" if fixed is not None else f"load from CPU use x {config.server.cpu_factor:g}"
+        return FileLoad(load_file), f"load from file {str(load_file)!r}"
+    if load_cmd is not None:
+        return (CommandLoad(load_cmd, timeout=config.load_timeout),
+                f"load from command {load_cmd!r} (timeout {config.load_timeout:g} s)")
+    return None, f"load {fixed}" if fixed is not None else f"load from CPU use x {config.server.cpu_factor:g}"
+
+
+def _serve(g: Globals, config, service: str, index: int, origin: str, fixed: int | None, source, described: str,
+           once: bool, takeover: bool, http_address: tuple[str, int] | None = None) -> None:
+    from stroute.server import ServerDriver
+
     store = g.store()
     driver = ServerDriver(service, index, config, store=store, load_source=source)
     if fixed is not None:
         driver.set_load_state(fixed)
     if once:
-        _once(g, driver)
+        _once(g, driver, takeover)
         return
     endpoints = None
     if http_address is not None:
@@ -152,29 +148,28 @@ def _serve(g: Globals, config, service: str, index: int, origin: str, fixed: int
         index, origin, service, config.namespace, store.where,
         config.state.period, config.state.expire, config.server.drain_seconds, described,
     )
-    if endpoints is None:
-        _run_until_signalled(driver, config.server.drain_seconds)
-        return
     try:
-        endpoints.start()
-        log.info("HTTP on %s: /healthz, /readyz, /metrics", endpoints.url)
-        _run_until_signalled(driver, config.server.drain_seconds)
+        if endpoints is not None:
+            endpoints.start()
+            log.info("HTTP on %s: /healthz, /readyz, /metrics", endpoints.url)
+        driver.run_until_signalled(takeover=takeover)
     finally:
-        endpoints.close()
+        if endpoints is not None:
+            endpoints.close()
 
 
-def _once(g: Globals, driver) -> None:
-    load = driver.get_load_state()
-    driver.set_load_state(load)
-    published = driver.publish()  # a Redis failure raises: exit 6
+def _once(g: Globals, driver, takeover: bool) -> None:
+    published = driver.publish(takeover=takeover)  # a Redis failure raises: exit 6; another instance's pod: exit 4
+    state, reason = driver.publishing()
     data = {
         "namespace": driver.namespace,
         "service": driver.service,
         "pod": driver.pod,
-        "state": driver.get_routing_state().name,
-        "load": load,
+        "state": state.name,
+        "load": driver.last_load,
         "heartbeat_ms": published.heartbeat_ms,
         "cordoned": published.cordoned,
+        "reason": reason,
     }
     emit(data, g.output, _once_text)
 
@@ -183,40 +178,8 @@ def _once_text(data: dict):
     from rich.text import Text
 
     cordon = ", cordoned by an operator" if data["cordoned"] else ""
-    return Text(f"published pod {data['pod']} of {data['service']!r}: {data['state']}, load {data['load']}{cordon}")
-
-
-def _run_until_signalled(driver, drain: float) -> None:
-    import signal
-    import threading
-
-    received: list[int] = []
-
-    def on_signal(signum, frame):  # record only: see the module docstring
-        received.append(signum)
-        if len(received) == 2:
-            threading.Thread(target=driver.stop_now, name="stroute-stop-now", daemon=True).start()
-
-    wanted = [signal.SIGTERM, signal.SIGINT]
-    previous = {sig: signal.signal(sig, on_signal) for sig in wanted}
-    try:
-        driver.start()
-        while not received:
-            time.sleep(_POLL_S)
-        name = signal.Signals(received[0]).name
-        if drain > 0:
-            log.info("%s: draining for %g s, then DOWN (send it again to stop at once)", name, drain)
-        else:
-            log.info("%s: stopping", name)
-        started = time.monotonic()
-        driver.stop(drain)
-        if len(received) > 1:
-            log.info("%s again: drain cut short after %.1f s", signal.Signals(received[1]).name,
-                     time.monotonic() - started)
-        log.info("stopped")
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    why = f" ({data['reason']})" if data["reason"] else ""
+    return Text(f"published pod {data['pod']} of {data['service']!r}: {data['state']}, load {data['load']}{cordon}{why}")
 
 
 def _log_to_stderr(level: int) -> logging.Handler:

@@ -196,6 +196,73 @@ def test_a_busy_address_is_refused_naming_it(config, store):
         assert driver.publish_observers == []  # nothing left hooked
 
 
+def test_readyz_is_503_while_the_load_is_unknown(config, store):
+    def broken() -> int:
+        raise RuntimeError("sensor gone")
+
+    driver = ServerDriver("game", 0, config, store=store, load_source=broken)
+    driver.publish()
+    assert readiness(driver) == (False, "DRAINING: no load yet: sensor gone")
+
+
+# --- bounded resources -------------------------------------------------------------------------------
+
+
+def _threads() -> int:
+    import threading
+
+    return threading.active_count()
+
+
+def test_partial_requests_are_dropped_after_the_read_timeout(served, monkeypatch):
+    import time
+
+    from stroute import httpd
+
+    _, base = served
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    before = _threads()
+    # More half-sent requests than workers: no thread per connection, and
+    # each is closed by the server once the read timeout passes.
+    slow = []
+    for _ in range(3 * httpd.WORKERS):
+        sock = socket.create_connection((host, int(port)), timeout=10)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never the blank line that ends it
+        slow.append(sock)
+    assert _threads() <= before  # the workers were there already
+    started = time.monotonic()
+    for sock in slow:
+        assert sock.recv(1024) == b""  # closed by the server, nothing answered
+        sock.close()
+    took = time.monotonic() - started
+    # Three rounds of WORKERS connections, each waiting at most the read timeout.
+    assert took < 3 * httpd.READ_TIMEOUT_S + 3, took
+    assert get(base + "/healthz")[::2] == (200, "ok\n")
+
+
+def test_two_hundred_parallel_connects_are_all_answered(served):
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, base = served
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    barrier = __import__("threading").Barrier(200)
+
+    def one(_):
+        barrier.wait(30)
+        # Under a second: a SYN dropped by a full backlog is only sent again after one.
+        with socket.create_connection((host, int(port)), timeout=0.9) as sock:
+            sock.settimeout(10)
+            sock.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+            data = b""
+            while chunk := sock.recv(4096):
+                data += chunk
+        return data.split(b"\r\n", 1)[0]
+
+    with ThreadPoolExecutor(200) as pool:
+        answers = list(pool.map(one, range(200)))
+    assert answers == [b"HTTP/1.0 200 OK"] * 200
+
+
 # --- the command line ---------------------------------------------------------------------------
 
 
@@ -241,7 +308,7 @@ def test_serve_http_child_through_ready_and_draining(real_url, redis_server, tmp
 
         proc.signal(signal.SIGTERM)
         wait_until(lambda: get(base + "/readyz")[0] == 503, what="/readyz 503 while draining")
-        assert get(base + "/readyz")[2] == "DRAINING\n"
+        assert get(base + "/readyz")[2] == "DRAINING: stopping (SIGTERM): drain window of 60 s, then DOWN\n"
         assert get(base + "/healthz")[0] == 200  # alive while it drains
         text = get(base + "/metrics")[2]
         assert metric(text, "stroute_routing_state", state="DRAINING", **labels) == 1

@@ -14,7 +14,8 @@ from stroute.server import ServerDriver
 
 pytestmark = pytest.mark.usefixtures("isolated")
 
-POD_FIELDS = ["pod", "state", "load", "heartbeat_age_ms", "alive", "routable", "cordoned", "epoch"]
+POD_FIELDS = ["pod", "state", "load", "heartbeat_age_ms", "alive", "routable", "cordoned", "epoch", "reason",
+              "recent_epochs", "flapping"]
 SERVICE_FIELDS = ["namespace", "service", "workload", "pods"]
 STALE_MS = 120_000  # the CLI runs with the default expiry, 60 s
 

@@ -12,7 +12,8 @@ from stroute.server import ServerDriver
 
 pytestmark = pytest.mark.usefixtures("isolated")
 
-POD_FIELDS = ["pod", "state", "load", "heartbeat_age_ms", "alive", "routable", "cordoned", "epoch", "links"]
+POD_FIELDS = ["pod", "state", "load", "heartbeat_age_ms", "alive", "routable", "cordoned", "epoch", "reason",
+              "recent_epochs", "flapping", "links"]
 
 
 def links(store):

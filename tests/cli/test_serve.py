@@ -21,12 +21,12 @@ from ops_support import (  # noqa: F401
 )
 from stroute import identity
 from stroute.errors import InvalidInput
-from stroute.loadsources import CommandLoad, FileLoad
+from stroute.loadsources import OUTPUT_LIMIT, CommandLoad, FileLoad, LoadUnavailable
 from stroute.podstate import RoutingState
 
 pytestmark = pytest.mark.usefixtures("isolated")
 
-ONCE_FIELDS = ["namespace", "service", "pod", "state", "load", "heartbeat_ms", "cordoned"]
+ONCE_FIELDS = ["namespace", "service", "pod", "state", "load", "heartbeat_ms", "cordoned", "reason"]
 
 
 def once(url, *args, env=None):
@@ -130,10 +130,12 @@ def test_once_load_file(url, tmp_path):
     assert (code, data["load"]) == (0, 17)
 
 
-def test_once_missing_load_file_warns_and_publishes_zero(url, tmp_path):
+def test_once_missing_load_file_publishes_draining_with_the_reason(url, store, tmp_path):
     code, data, stderr = once(url, "-s", "lobby", "--pod", "1", "--load-file", "nope")
-    assert (code, data["load"]) == (0, 0)
+    assert (code, data["state"], data["load"]) == (0, "DRAINING", 0)
+    assert data["reason"] == "no load yet: cannot read load file 'nope': No such file or directory"
     assert "WARNING" in stderr and "cannot read load file 'nope'" in stderr
+    assert read_state(store.client, "lobby", 1).state is RoutingState.DRAINING  # never READY with a made-up load
 
 
 def test_once_load_cmd(url):
@@ -143,8 +145,8 @@ def test_once_load_cmd(url):
 
 def test_once_failing_load_cmd_warns(url):
     code, data, stderr = once(url, "-s", "lobby", "--pod", "1", "--load-cmd", "echo oops >&2; exit 3")
-    assert (code, data["load"]) == (0, 0)
-    assert "exited with 3: oops" in stderr
+    assert (code, data["state"], data["load"]) == (0, "DRAINING", 0)
+    assert "exited with 3: oops" in stderr and "exited with 3: oops" in data["reason"]
 
 
 def test_once_slow_load_cmd_times_out(url):
@@ -152,7 +154,7 @@ def test_once_slow_load_cmd_times_out(url):
     code, data, stderr = once(url, "-s", "lobby", "--pod", "1", "--load-cmd", "sleep 30; echo 1",
                               "--load-timeout", "0.3")
     assert time.monotonic() - started < 10
-    assert (code, data["load"]) == (0, 0)
+    assert (code, data["state"], data["load"]) == (0, "DRAINING", 0)
     assert "timed out after 0.3 s" in stderr
 
 
@@ -181,11 +183,14 @@ def test_logging_is_left_as_it_was(url):
     (["--load-file", "f", "--load-cmd", "echo 1"], "--load-file and --load-cmd cannot be combined"),
     (["--load", "x"], "invalid load 'x'"),
     (["--load", "-5"], "invalid load -5"),
-    (["--period", "0"], "invalid --period 0.0"),
-    (["--expire", "-1"], "invalid --expire -1.0"),
-    (["--drain-seconds", "-1"], "invalid --drain-seconds -1.0"),
-    (["--load-timeout", "0"], "invalid --load-timeout 0.0"),
+    # The config rules check these, as they would in a file, and name the key.
+    (["--period", "0"], "invalid value 0.0 for state.period (from the command line): must be greater than 0"),
+    (["--expire", "-1"], "invalid value -1.0 for state.expire (from the command line)"),
+    (["--drain-seconds", "-1"], "invalid value -1.0 for server.drain_seconds (from the command line): must be 0"),
+    (["--load-timeout", "0"], "invalid value 0.0 for server.load_timeout (from the command line)"),
     (["--period", "10", "--expire", "5"], "state.period"),
+    (["--period", "2", "--load-timeout", "2", "--load-cmd", "echo 1"],
+     "invalid value 2.0 for server.load_timeout: must be less than state.period (2.0)"),
 ])
 def test_option_errors_are_exit_2(url, store, args, message):
     code, data, stderr = once(url, "-s", "lobby", "--pod", "0", *args)
@@ -230,29 +235,86 @@ def test_serve_in_process_until_sigterm(url, store):
 # --- load sources, unit ---------------------------------------------------------------------
 
 
-def test_file_load_keeps_the_last_good_value_and_logs_changes_once(tmp_path, caplog):
+def test_file_load_reads_a_regular_file_only(tmp_path):
     path = tmp_path / "load"
-    source = FileLoad(path)
-    caplog.set_level(logging.INFO, logger="stroute.load")
-    path.write_text("8")
-    assert source() == 8 and source.ok
-    path.write_text("garbled")
-    assert source() == 8 and source() == 8 and source.ok is False
-    path.unlink()
-    assert source() == 8
+    source = FileLoad(path)  # missing at start: allowed, it may appear later
+    with pytest.raises(LoadUnavailable, match="cannot read load file .*No such file"):
+        source()
     path.write_text(" 9 \n")
     assert source() == 9
-    messages = [r.getMessage() for r in caplog.records]
-    assert len(messages) == 3, messages  # garbled once, missing once, back once
-    assert "gave 'garbled'" in messages[0] and "keeping load 8" in messages[0]
-    assert "cannot read" in messages[1]
-    assert "works again: load 9" in messages[2]
+    path.write_text("garbled")
+    with pytest.raises(LoadUnavailable, match="gave 'garbled', not a load"):
+        source()
+    path.write_text("7" * (OUTPUT_LIMIT + 1))
+    with pytest.raises(LoadUnavailable, match="larger than 64 KiB"):
+        source()
+    path.unlink()
+    os.mkfifo(path)  # a FIFO in its place later: refused at once, not waited on
+    started = time.monotonic()
+    with pytest.raises(LoadUnavailable, match="is a FIFO, not a regular file"):
+        source()
+    assert time.monotonic() - started < 1
+    with pytest.raises(InvalidInput, match="it is a FIFO; the load file must be a regular file"):
+        FileLoad(path)  # given at start: refused (exit 2)
+    with pytest.raises(InvalidInput, match="it is a directory"):
+        FileLoad(tmp_path)
 
 
 def test_command_load():
     assert CommandLoad("printf '12\\n'")() == 12
-    bad = CommandLoad("echo 1.5")
-    assert bad() == 0 and bad.ok is False
+    with pytest.raises(LoadUnavailable, match="gave '1.5', not a load"):
+        CommandLoad("echo 1.5")()
+    with pytest.raises(LoadUnavailable, match="was killed by SIGKILL"):
+        CommandLoad("kill -9 $$")()
+
+
+def test_command_load_reads_a_bounded_amount_and_kills_the_group(tmp_path):
+    started = time.monotonic()
+    with pytest.raises(LoadUnavailable, match="printed more than 64 KiB"):
+        CommandLoad("yes", timeout=10)()  # endless output: stopped at the limit, long before the timeout
+    assert time.monotonic() - started < 5
+    # A timeout kills the whole process group: the pipeline's grandchild too.
+    pid_file = tmp_path / "child"
+    with pytest.raises(LoadUnavailable, match="timed out after 0.5 s"):
+        CommandLoad(f"sleep 300 & echo $! > {pid_file}; wait", timeout=0.5)()
+    child = int(pid_file.read_text())
+    wait_until(lambda: not _alive(child), what="the grandchild to be killed")
+
+
+def test_command_load_cancel_kills_a_running_command(tmp_path):
+    source = CommandLoad("sleep 300", timeout=60)
+    failure: list[BaseException] = []
+    reader = threading.Thread(target=lambda: _catch(failure, source))
+    reader.start()
+    wait_until(lambda: source._running is not None, what="the command to start")
+    started = time.monotonic()
+    source.cancel()
+    reader.join(10)
+    assert not reader.is_alive() and time.monotonic() - started < 5
+    assert isinstance(failure[0], LoadUnavailable)
+
+
+def _catch(sink, fn):
+    try:
+        fn()
+    except BaseException as exc:  # noqa: BLE001 (handed to the test)
+        sink.append(exc)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_fifo_load_file_is_refused_with_exit_2(url, store, tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    code, data, stderr = once(url, "-s", "lobby", "--pod", "1", "--load-file", str(tmp_path / "pipe"))
+    assert (code, data) == (2, None)
+    assert "it is a FIFO" in stderr and len(error_lines(stderr)) == 1
+    assert store.client.dbsize() == 0
 
 
 # --- the daemon as a real process -------------------------------------------------------------
@@ -428,3 +490,135 @@ def test_serve_starts_before_redis_and_stops_during_an_outage(tmp_path):
         assert "could not publish DOWN" in proc.stderr
     finally:
         server.close()
+
+
+# --- hardening: signals, a hung Redis, load sources that misbehave, two instances ---------------------------
+
+
+@pytest.mark.realserver
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT, signal.SIGALRM,
+                                 signal.SIGPWR, signal.SIGRTMIN])
+def test_every_terminating_signal_is_a_warm_stop(tmp_path, real_url, redis_server, sig):
+    client = redis_server.client()
+    with serve_proc(tmp_path, real_url, "--pod", "3", "--load", "1", "--period", "0.2", "--expire", "2",
+                    "--drain-seconds", "0.3") as proc:
+        wait_until(lambda: state_of(client, 3) is RoutingState.READY, what="READY")
+        proc.signal(sig)
+        assert proc.wait(timeout=10) == 0, proc.stderr
+    assert state_of(client, 3) is RoutingState.DOWN
+    assert f"{sig.name}: draining for 0.3 s" in proc.stderr and "DRAINING -> DOWN" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+class _Stopped:
+    """A redis-server stopped with SIGSTOP (it accepts connections and answers nothing) until the block ends."""
+
+    def __init__(self, server):
+        self.server = server
+
+    def __enter__(self):
+        os.kill(self.server.process.pid, signal.SIGSTOP)
+        return self
+
+    def __exit__(self, *exc):
+        os.kill(self.server.process.pid, signal.SIGCONT)
+
+
+@pytest.mark.realserver
+def test_stop_budget_holds_when_redis_hangs(tmp_path):
+    from stroute.server import HURRY_S, STOP_GRACE_S
+    from stroute.testing import RedisServer
+
+    server = RedisServer().start()
+    try:
+        client = server.client()
+        # A first signal: DRAINING and DOWN are given up, the stop ends within drain + STOP_GRACE_S.
+        with serve_proc(tmp_path, server.url, "--pod", "0", "--load", "1", "--period", "0.2", "--expire", "2",
+                        "--drain-seconds", "2") as proc:
+            wait_until(lambda: state_of(client) is RoutingState.READY, what="READY")
+            with _Stopped(server):
+                proc.signal(signal.SIGTERM)
+                signalled = time.monotonic()
+                assert proc.wait(timeout=30) == 0, proc.stderr
+                took = time.monotonic() - signalled
+        assert took < 2 + STOP_GRACE_S + 1, f"exit {took:.1f} s after SIGTERM"
+        assert "could not publish DOWN: Redis did not answer in time" in proc.stderr
+        # A second signal: out at once, whatever the drain window.
+        with serve_proc(tmp_path, server.url, "--pod", "1", "--load", "1", "--period", "0.2", "--expire", "2",
+                        "--drain-seconds", "30") as proc:
+            wait_until(lambda: state_of(client, 1) is RoutingState.READY, what="READY")
+            with _Stopped(server):
+                proc.signal(signal.SIGTERM)
+                proc.wait_for_stderr("SIGTERM: draining for 30 s")
+                proc.signal(signal.SIGTERM)
+                signalled = time.monotonic()
+                assert proc.wait(timeout=30) == 0, proc.stderr
+                took = time.monotonic() - signalled
+        assert took < HURRY_S + 1, f"exit {took:.1f} s after the second SIGTERM"
+        assert "SIGTERM again: drain cut short" in proc.stderr
+    finally:
+        server.close()
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
+
+
+@pytest.mark.realserver
+def test_a_hanging_or_flooding_load_cmd_never_stales_the_pod(tmp_path, real_url, redis_server):
+    client = redis_server.client()
+    notes = lambda pod: client.hget("sf:{default:state:lobby}:notes", f"{pod}:reason")  # noqa: E731
+    # A command that hangs from the start: DRAINING (never READY with load 0), and heartbeats on time.
+    with serve_proc(tmp_path, real_url, "--pod", "0", "--load-cmd", "sleep 300", "--period", "1", "--expire", "3",
+                    "--drain-seconds", "0") as proc, \
+         serve_proc(tmp_path, real_url, "--pod", "1", "--load-cmd", "yes", "--period", "1", "--expire", "3",
+                    "--drain-seconds", "0") as flood:
+        wait_until(lambda: state_of(client, 0) is RoutingState.DRAINING, what="pod 0 DRAINING")
+        wait_until(lambda: state_of(client, 1) is RoutingState.DRAINING, what="pod 1 DRAINING")
+        first = read_state(client, "lobby", 0).heartbeat_ms
+        proc.wait_for_stderr("timed out after 0.5 s")  # --load-timeout defaults to half the period here
+        wait_until(lambda: read_state(client, "lobby", 0).heartbeat_ms >= first + 3000, timeout=10,
+                   what="three periods of heartbeats")
+        code, data, _ = cli_json("--redis-url", real_url, "pods", "-s", "lobby")
+        rows = {row["pod"]: row for row in data["pods"]}
+        assert rows[0]["state"] == "DRAINING" and rows[0]["alive"] and not rows[0]["routable"]
+        assert rows[0]["reason"].startswith("no load yet: load command 'sleep 300' timed out")
+        assert rows[1]["reason"].startswith("no load yet: load command 'yes' printed more than 64 KiB")
+        assert notes(1).startswith("no load yet")
+        assert _rss_kib(flood.process.pid) < 200_000
+        table = cli("--redis-url", real_url, "pods", "-s", "lobby").stdout
+        assert "pod 0 of lobby (DRAINING): no load yet: load command 'sleep 300' timed out" in table
+        for p in (proc, flood):
+            p.signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            assert p.wait(timeout=10) == 0, p.stderr
+            assert time.monotonic() - signalled < 3
+    assert state_of(client, 0) is RoutingState.DOWN and state_of(client, 1) is RoutingState.DOWN
+
+
+@pytest.mark.realserver
+def test_a_second_instance_refuses_and_takeover_stops_the_first(tmp_path, real_url, redis_server):
+    client = redis_server.client()
+    args = ("--pod", "2", "--load", "5", "--period", "0.2", "--expire", "30", "--drain-seconds", "0")
+    with serve_proc(tmp_path, real_url, *args) as first:
+        wait_until(lambda: state_of(client, 2) is RoutingState.READY, what="the first instance READY")
+        epoch = read_state(client, "lobby", 2).epoch
+        second = run_bin(tmp_path, "--redis-url", real_url, "serve", "-s", "lobby", *args)
+        assert second.returncode == 4, second.stderr
+        assert f"pod 2 of 'lobby' (namespace 'default') is alive under another epoch {epoch} (heartbeat " in \
+            second.stderr
+        assert "--takeover" in second.stderr and "Traceback" not in second.stderr
+        assert read_state(client, "lobby", 2).epoch == epoch  # the refused instance wrote nothing
+        once_refused = run_bin(tmp_path, "--redis-url", real_url, "serve", "--once", "-s", "lobby", "--pod", "2")
+        assert once_refused.returncode == 4 and "alive under another epoch" in once_refused.stderr
+        with serve_proc(tmp_path, real_url, *args, "--takeover", "--load", "6") as third:
+            assert first.wait(timeout=10) == 4
+            assert "was taken over by another instance" in first.stderr
+            wait_until(lambda: read_state(client, "lobby", 2).load == 6, what="the new instance's heartbeats")
+            new_epoch = read_state(client, "lobby", 2).epoch
+            assert new_epoch != epoch
+            third.signal(signal.SIGTERM)
+            assert third.wait(timeout=10) == 0, third.stderr
+    final = read_state(client, "lobby", 2)
+    assert (final.epoch, final.state) == (new_epoch, RoutingState.DOWN)  # the first wrote no DOWN over it
