@@ -65,14 +65,15 @@ def service_view(namespace: str, snap, links: Mapping[int, int] | None = None) -
     return ServiceView(data, snap.now_ms, snap.invalid)
 
 
-def count_links(store, namespace: str, service: str | None = None) -> dict[str, Counter]:
-    """service -> Counter(pod -> links), by one SCAN (a live count on stderr)."""
+def count_links(store, namespace: str, service: str | None = None, bad=None) -> dict[str, Counter]:
+    """service -> Counter(pod -> links), by one SCAN (a live count on stderr);
+    keys that are no readable link go to `bad` (a store.BadKeys)."""
     from stroute.cli.progress import Counter as Progress
 
     counts: dict[str, Counter] = {}
     progress = Progress("counting links")
     try:
-        for n, link in enumerate(store.scan_links(namespace, service=service), 1):
+        for n, link in enumerate(store.scan_links(namespace, service=service, bad=bad), 1):
             counts.setdefault(link.service, Counter())[link.pod] += 1
             progress.tick(n)
     finally:
@@ -99,11 +100,15 @@ def pods(
     store = g.store()
     expire_ms = config.state.expire_ms
     snap = store.snapshot(config.namespace, service, expire_ms=expire_ms)
-    counts = count_links(store, config.namespace, service).get(service, Counter()) if links else None
+    bad = _bad_keys() if links else None
+    counts = count_links(store, config.namespace, service, bad).get(service, Counter()) if links else None
     view = service_view(config.namespace, snap, counts)
+    if bad is not None:
+        view.data["bad_keys"] = bad.to_dict()
     if g.output != "table":  # the table shows them itself
         _warn_invalid(view)
     emit(view.data, g.output, lambda _: render([view]))
+    _raise_bad_keys(bad, config.namespace)
     if not view.data["pods"] and not view.invalid and not counts and service not in store.services(config.namespace):
         raise NotFound(
             f"service {service!r} has no pods in namespace {config.namespace!r}",
@@ -111,11 +116,24 @@ def pods(
         )
 
 
-def _top_views(g: Globals, links: bool = False) -> list[ServiceView]:
+def _bad_keys():
+    from stroute.store import BadKeys
+
+    return BadKeys()
+
+
+def _raise_bad_keys(bad, namespace: str) -> None:
+    """--count-links skipped keys that are no readable link: exit 7, after the data."""
+    error = None if bad is None else bad.error(namespace)
+    if error is not None:
+        raise error
+
+
+def _top_views(g: Globals, links: bool = False, bad=None) -> list[ServiceView]:
     config = g.config()
     store = g.store()
     expire_ms = config.state.expire_ms
-    counts = count_links(store, config.namespace) if links else None
+    counts = count_links(store, config.namespace, bad=bad) if links else None
     services = store.services(config.namespace)
     if counts is not None:  # a service with links but no registered pod is shown too
         services = sorted(set(services) | set(counts))
@@ -144,11 +162,15 @@ def top(
     if not watch:
         if interval is not None or count is not None:
             raise InvalidInput("--interval and --count only apply with --watch")
-        views = _top_views(g, links)
+        bad = _bad_keys() if links else None
+        views = _top_views(g, links, bad)
         for view in views if g.output != "table" else ():
             _warn_invalid(view)
         data = {"namespace": g.config().namespace, "services": [v.data for v in views]}
+        if bad is not None:
+            data["bad_keys"] = bad.to_dict()
         emit(data, g.output, lambda _: render(views, namespace=data["namespace"]))
+        _raise_bad_keys(bad, data["namespace"])
         return
     if g.output != "table":
         raise InvalidInput(
@@ -173,10 +195,15 @@ def _frame(g: Globals, period: float, error: str | None = None, history: dict | 
     )
     if error is not None:
         return Group(header, Text(f"error: {error} (retrying)", style="red"))
-    views = _top_views(g, links)
+    bad = _bad_keys() if links else None
+    views = _top_views(g, links, bad)
     if history is not None:
         _record(history, views)
-    return Group(header, render(views, namespace=namespace, trends=history))
+    table = render(views, namespace=namespace, trends=history)
+    if bad is not None and bad.count:
+        return Group(header, table, Text(f"{bad.count} keys not counted: they are no readable link "
+                                         f"(first: {bad.found[0][0]}); see 'stroute link list'", style="yellow"))
+    return Group(header, table)
 
 
 def _record(history: dict, views: list[ServiceView]) -> None:
