@@ -302,25 +302,35 @@ class _Writer:
         return [r if isinstance(r, CorruptData) else int(r) for r in replies]
 
     def _classify(self, batch: list[Entry]) -> list[int | CorruptData]:
-        """What link_import would answer, read with GET and PTTL (nothing written)."""
+        """What link_import would answer, read with GET, PTTL and the index's TYPE (nothing written)."""
         pipe = self.store.client.pipeline(transaction=False)
         for e in batch:
             key = self.keys.link(e.uid, e.service)
             pipe.get(key)
             pipe.pttl(key)
+            pipe.type(self.keys.index(e.uid))
         replies = self.store._call(pipe.execute, raise_on_error=False)
         out: list[int | CorruptData] = []
         for i, e in enumerate(batch):
-            current, pttl = replies[2 * i], replies[2 * i + 1]
+            current, pttl, index = replies[3 * i:3 * i + 3]
             key = self.keys.link(e.uid, e.service)
             if isinstance(current, Exception):  # WRONGTYPE: another type under the link's name
-                out.append(CorruptData(f"key {key!r} is no string, not a link", keys=(key,)))
-            elif current is None:
-                out.append(WRITTEN)
+                out.append(CorruptData(f"key {key!r} is a {self.store._call(self.store.client.type, key)}, "
+                                       "not a link (a string)", keys=(key,)))
+                continue
+            if current is None:
+                outcome = WRITTEN
             elif parse_pod(current) is None:
                 out.append(CorruptData(f"key {key!r} holds {names.show(current)}, not a pod index", keys=(key,)))
+                continue
             elif current == str(e.pod) and (pttl == -1) == (e.ttl_ms is None):
-                out.append(UNCHANGED)
+                outcome = UNCHANGED
             else:
-                out.append(WRITTEN if self.overwrite else KEPT)
+                outcome = WRITTEN if self.overwrite else KEPT
+            if outcome == WRITTEN and index not in ("none", "hash"):
+                index_key = self.keys.index(e.uid)
+                out.append(CorruptData(f"key {index_key!r} is a {index}, not a link index (a hash)",
+                                       keys=(index_key,)))
+                continue
+            out.append(outcome)
         return out

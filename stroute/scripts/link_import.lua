@@ -24,8 +24,8 @@ if type(current) == 'table' then
 end
 if current then
   if not (string.match(current, '^%d%d?%d?%d?%d?$') and tonumber(current) <= 65535) then
-    return corrupt(KEYS[1], 'holds "' .. string.gsub(string.sub(current, 1, 40), '[^%w%p ]', '?')
-                            .. '", not a pod index')
+    return corrupt(KEYS[1], "holds '" .. string.gsub(string.sub(current, 1, 40), "[^%w%p ]", '?')
+                            .. "', not a pod index")
   end
   local persistent = redis.call('PTTL', KEYS[1]) == -1
   if current == ARGV[2] and persistent == (ttl == 0) then

@@ -21,8 +21,8 @@ if type(previous) == 'table' then
   return corrupt(KEYS[1], 'is a ' .. redis.call('TYPE', KEYS[1]).ok .. ', not a link (a string)')
 end
 if previous and not (string.match(previous, '^%d%d?%d?%d?%d?$') and tonumber(previous) <= 65535) then
-  return corrupt(KEYS[1], 'holds "' .. string.gsub(string.sub(previous, 1, 40), '[^%w%p ]', '?')
-                          .. '", not a pod index')
+  return corrupt(KEYS[1], "holds '" .. string.gsub(string.sub(previous, 1, 40), "[^%w%p ]", '?')
+                          .. "', not a pod index")
 end
 local index = redis.call('TYPE', KEYS[2]).ok
 if index ~= 'none' and index ~= 'hash' then

@@ -45,8 +45,8 @@ if not current then
   return {ARGV[2], 1, 0}
 end
 if not (string.match(current, '^%d%d?%d?%d?%d?$') and tonumber(current) <= 65535) then
-  return corrupt(KEYS[1], 'holds "' .. string.gsub(string.sub(current, 1, 40), '[^%w%p ]', '?')
-                          .. '", not a pod index')
+  return corrupt(KEYS[1], "holds '" .. string.gsub(string.sub(current, 1, 40), "[^%w%p ]", '?')
+                          .. "', not a pod index")
 end
 if redis.call('PTTL', KEYS[1]) == -1 then
   return {current, 0, 1}

@@ -20,8 +20,8 @@ if type(current) == 'table' then
   return corrupt(KEYS[1], 'is a ' .. redis.call('TYPE', KEYS[1]).ok .. ', not a link (a string)')
 end
 if current and not (string.match(current, '^%d%d?%d?%d?%d?$') and tonumber(current) <= 65535) then
-  return corrupt(KEYS[1], 'holds "' .. string.gsub(string.sub(current, 1, 40), '[^%w%p ]', '?')
-                          .. '", not a pod index')
+  return corrupt(KEYS[1], "holds '" .. string.gsub(string.sub(current, 1, 40), "[^%w%p ]", '?')
+                          .. "', not a pod index")
 end
 if current and redis.call('PTTL', KEYS[1]) == -1 then
   if current ~= ARGV[2] then
