@@ -261,3 +261,19 @@ def test_bad_keys_through_the_installed_command(real_url, redis_server, tmp_path
     assert "9 links" in done.stdout
     assert "stroute: error: 4 keys in namespace 'default' hold data stroute cannot read" in done.stderr
     assert "stroute: hint: 'stroute doctor' checks the namespace's data" in done.stderr
+
+
+def test_doctor_names_the_bad_keys_and_checks_the_good_links(url, store):
+    plant(store)
+    store.client.set("sf:{default:lk:i}", "a string, not the index hash")
+    store.client.set("sf:{default:lk:i}game", "2")
+    for pod in (2, 3, 4):
+        put_state(store.client, "game", pod)
+    put_state(store.client, "chat", 3)
+    code, data, stderr = cli_json("--redis-url", url, "doctor")
+    assert code == 1, stderr  # doctor's code for a FAILed check
+    checks = {c["name"]: c for c in data["checks"]}
+    links, index = checks["links"], checks["index"]
+    assert links["status"] == "FAIL" and links["detail"].startswith("4 keys under link names hold data stroute cannot read")
+    assert "10 links sampled" in links["detail"]  # the good ones are still checked
+    assert index["status"] == "FAIL" and "index key sf:{default:lk:i} is a string, not a hash" in index["detail"]
