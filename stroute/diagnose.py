@@ -118,7 +118,8 @@ def run(store: Store, config: Config, *, sample: int = 1000, clock: Callable[[],
         if not bad.count:
             return check
         examples = _examples([f"{key} {problem}" for key, problem in bad.found])
-        return Check("links", FAIL, f"{_count(bad.count, 'key')} under link names hold data stroute cannot read "
+        verb = "holds" if bad.count == 1 else "hold"
+        return Check("links", FAIL, f"{_count(bad.count, 'key')} under link names {verb} data stroute cannot read "
                                     f"(the commands that walk links skip them and exit 7): {examples}; "
                                     f"repair or delete them; {check.detail}")
 

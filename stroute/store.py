@@ -126,7 +126,7 @@ def _not_a_pod(raw: Any) -> str:
     return f"holds {names.show(raw)}, not a pod index"
 
 
-_REPAIR = ("'stroute doctor' checks the namespace's data; repair or delete the key "
+_REPAIR = ("'stroute doctor' checks the namespace's data; repair or delete such keys "
            "('stroute link remove UID -s SVC' deletes a link whose value is no pod index)")
 
 
@@ -161,10 +161,10 @@ class BadKeys:
             return None
         first = "; ".join(f"{k!r} {p}" for k, p in self.found[:shown])
         more = f"; and {self.count - shown} more" if self.count > shown else ""
-        keys = "key" if self.count == 1 else "keys"
+        keys, verb = ("key", "holds") if self.count == 1 else ("keys", "hold")
         return CorruptData(
-            f"{self.count} {keys} in namespace {namespace!r} hold data stroute cannot read and were "
-            f"skipped (every other key was processed): {first}{more}",
+            f"{self.count} {keys} in namespace {namespace!r} {verb} data stroute cannot read, skipped "
+            f"(every other key was processed): {first}{more}",
             keys=tuple(k for k, _ in self.found), hint=_REPAIR,
         )
 

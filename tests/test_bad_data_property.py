@@ -148,7 +148,8 @@ def check_bad(args, code, data, stderr, expected: set[str]) -> None:
     assert data["bad_keys"]["count"] == len(expected), (args, data["bad_keys"])
     assert {e["key"] for e in data["bad_keys"]["keys"]} == expected, args
     if expected:
-        assert f"{len(expected)} key{'s' if len(expected) > 1 else ''} in namespace 'default' hold" in stderr
+        keys = "1 key in namespace 'default' holds" if len(expected) == 1 else f"{len(expected)} keys in namespace 'default' hold"
+        assert f"{keys} data stroute cannot read, skipped" in stderr
 
 
 # --- every read-only command over a corrupt namespace ------------------------------------------------------
