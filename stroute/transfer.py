@@ -302,13 +302,13 @@ class _Writer:
         return [r if isinstance(r, CorruptData) else int(r) for r in replies]
 
     def _classify(self, batch: list[Entry]) -> list[int | CorruptData]:
-        """What link_import would answer, read with GET, PTTL and the index's TYPE (nothing written)."""
+        """What link_import would answer, read with GET, PTTL and HGET of the index (nothing written)."""
         pipe = self.store.client.pipeline(transaction=False)
         for e in batch:
             key = self.keys.link(e.uid, e.service)
             pipe.get(key)
             pipe.pttl(key)
-            pipe.type(self.keys.index(e.uid))
+            pipe.hget(self.keys.index(e.uid), e.service)  # fails on an index of another type
         replies = self.store._call(pipe.execute, raise_on_error=False)
         out: list[int | CorruptData] = []
         for i, e in enumerate(batch):
@@ -327,9 +327,10 @@ class _Writer:
                 outcome = UNCHANGED
             else:
                 outcome = WRITTEN if self.overwrite else KEPT
-            if outcome == WRITTEN and index not in ("none", "hash"):
+            if outcome == WRITTEN and isinstance(index, Exception):
                 index_key = self.keys.index(e.uid)
-                out.append(CorruptData(f"key {index_key!r} is a {index}, not a link index (a hash)",
+                kind = self.store._call(self.store.client.type, index_key)
+                out.append(CorruptData(f"key {index_key!r} is a {kind}, not a link index (a hash)",
                                        keys=(index_key,)))
                 continue
             out.append(outcome)

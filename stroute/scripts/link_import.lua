@@ -35,9 +35,8 @@ if current then
     return 2
   end
 end
-local index = redis.call('TYPE', KEYS[2]).ok
-if index ~= 'none' and index ~= 'hash' then
-  return corrupt(KEYS[2], 'is a ' .. index .. ', not a link index (a hash)')
+if type(redis.pcall('HGET', KEYS[2], ARGV[1])) == 'table' then  -- HGET: see link_set.lua
+  return corrupt(KEYS[2], 'is a ' .. redis.call('TYPE', KEYS[2]).ok .. ', not a link index (a hash)')
 end
 if ttl > 0 then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])

@@ -25,9 +25,8 @@ local pttl = redis.call('PTTL', KEYS[1])
 if pttl > 0 then
   redis.call('SET', KEYS[1], ARGV[3], 'PX', string.format('%d', pttl))
 else
-  local index = redis.call('TYPE', KEYS[2]).ok
-  if index ~= 'none' and index ~= 'hash' then
-    return corrupt(KEYS[2], 'is a ' .. index .. ', not a link index (a hash)')
+  if type(redis.pcall('HGET', KEYS[2], ARGV[1])) == 'table' then  -- HGET: see link_set.lua
+    return corrupt(KEYS[2], 'is a ' .. redis.call('TYPE', KEYS[2]).ok .. ', not a link index (a hash)')
   end
   redis.call('SET', KEYS[1], ARGV[3])
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])

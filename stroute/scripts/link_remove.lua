@@ -31,9 +31,8 @@ end
 if ARGV[3] ~= '' and current ~= ARGV[3] then
   return {0, current}
 end
-local index = redis.call('TYPE', KEYS[2]).ok
-if index ~= 'none' and index ~= 'hash' then
-  return corrupt(KEYS[2], 'is a ' .. index .. ', not a link index (a hash)')
+if type(redis.pcall('HGET', KEYS[2], ARGV[1])) == 'table' then  -- HGET: see link_set.lua
+  return corrupt(KEYS[2], 'is a ' .. redis.call('TYPE', KEYS[2]).ok .. ', not a link index (a hash)')
 end
 if delay > 0 then
   local pttl = redis.call('PTTL', KEYS[1])

@@ -18,9 +18,11 @@
 local function corrupt(key, problem)
   return redis.error_reply('CORRUPT ' .. key .. ' ' .. problem)
 end
-local function index_ok()
-  local index = redis.call('TYPE', KEYS[2]).ok
-  return index == 'none' or index == 'hash', index
+local function index_ok()  -- HGET: see link_set.lua
+  if type(redis.pcall('HGET', KEYS[2], ARGV[1])) == 'table' then
+    return false, redis.call('TYPE', KEYS[2]).ok
+  end
+  return true
 end
 local ttl = tonumber(ARGV[3])
 if not ttl or ttl ~= math.floor(ttl) or ttl < 0 or ttl > 315360000000 then
