@@ -201,8 +201,9 @@ def _frame(g: Globals, period: float, error: str | None = None, history: dict | 
         _record(history, views)
     table = render(views, namespace=namespace, trends=history)
     if bad is not None and bad.count:
-        return Group(header, table, Text(f"{bad.count} keys not counted: they are no readable link "
-                                         f"(first: {bad.found[0][0]}); see 'stroute link list'", style="yellow"))
+        keys = "1 key" if bad.count == 1 else f"{bad.count} keys"
+        return Group(header, table, Text(f"{keys} not counted: no readable link (first: {bad.found[0][0]}); "
+                                         "see 'stroute link list'", style="yellow"))
     return Group(header, table)
 
 
