@@ -278,3 +278,12 @@ def test_doctor_names_the_bad_keys_and_checks_the_good_links(url, store):
     assert links["status"] == "FAIL" and links["detail"].startswith("4 keys under link names hold data stroute cannot read")
     assert "10 links sampled" in links["detail"]  # the good ones are still checked
     assert index["status"] == "FAIL" and "index key sf:{default:lk:i} is a string, not a hash" in index["detail"]
+
+
+def test_top_watch_counts_the_good_links_and_says_what_it_skipped(url, store):
+    store.set("default", "u", "game", 1)
+    store.client.set(BANANA, "banana")
+    put_state(store.client, "game", 1)
+    result = cli("--redis-url", url, "top", "--watch", "--count", "1", "--interval", "0.1", "--count-links")
+    assert result.exit_code == 0, result.stderr
+    assert f"1 key not counted: no readable link (first: {BANANA})" in result.stdout
