@@ -28,7 +28,6 @@ and kind) as unchanged, and rejects one that contradicts it.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 

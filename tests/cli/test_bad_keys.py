@@ -15,7 +15,6 @@ import json
 import pytest
 
 from ops_support import cli, cli_json, error_lines, isolated, put_state, run_bin  # noqa: F401
-from stroute.podstate import RoutingState
 from support import all_keys, check_invariant
 
 pytestmark = pytest.mark.usefixtures("isolated")
