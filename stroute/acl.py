@@ -39,6 +39,8 @@ SCRIPTS = (
 DATA = (
     # the scripts' own calls, which Redis checks against the user too
     "get", "set", "del", "pttl", "pexpire", "persist", "hget", "hset", "hdel", "hgetall", "time",
+    # the scripts' checks before they write, and scans naming a key of another type
+    "type",
     # plain commands: batch reads, registry, cordons, tags, workload, link scans
     "mget", "sadd", "smembers", "multi", "exec",
 )

@@ -55,6 +55,17 @@ class LinksConfig:
     coherent: bool = True  # Redis tells the cache of every change (CLIENT TRACKING)
     coherence_bound: float = 1.0  # a dead invalidation channel stops the cache within this
 
+    def removal_ms(self, after: object = None, *, delayed: bool = False, kind: str = "delay") -> int:
+        """The delay in ms of a link removal: 0 = now, `after` seconds, or with
+        `delayed` links.remove_delay; the one place both the server driver and
+        `link remove --after/--delayed` take it from."""
+        if delayed and after is not None:
+            raise InvalidInput(f"{kind} {names.show(after)} and delayed removal both given, not both: "
+                               f"delayed removal waits links.remove_delay ({self.remove_delay:g} s)")
+        if delayed:
+            return names.ttl_ms(self.remove_delay, kind="links.remove_delay")
+        return 0 if after is None else names.ttl_ms(after, kind=kind)
+
 
 @dataclass(frozen=True)
 class PlacementConfig:
@@ -172,6 +183,15 @@ def _positive(value: float) -> str | None:
     return None if value > 0 else "must be greater than 0"
 
 
+def _duration(value: float) -> str | None:
+    """A TTL or delay that reaches Redis: the one rule of names.ttl."""
+    try:
+        names.ttl(value)
+    except InvalidInput:
+        return f"must be {names.TTL_RULE}"
+    return None
+
+
 def _fraction(value: float) -> str | None:
     return None if 0 <= value <= 1 else "must be between 0 and 1"
 
@@ -204,11 +224,11 @@ _RULES: dict[str, Callable[[Any], str | None]] = {
     "prefix": _name_rule(names.prefix),
     "redis.socket_timeout": _positive,
     "state.period": _positive,
-    "state.expire": _positive,
+    "state.expire": _duration,  # also the workload key's TTL
     "state.refresh": _non_negative,
-    "links.temp_ttl": _positive,
+    "links.temp_ttl": _duration,
     "links.cache_seconds": _non_negative,
-    "links.remove_delay": _positive,
+    "links.remove_delay": _duration,
     "links.coherence_bound": _coherence_bound,
     "placement.strategy": _strategy,
     "placement.good_load_range": _non_negative,

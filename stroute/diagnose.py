@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable
 from stroute.config import Config
 from stroute.errors import RedisUnavailable, StrouteError
 from stroute.podstate import EPOCH_FLAP_WINDOW_MS, PodNotes, Snapshot
-from stroute.store import SCRIPTS, Link, Store, script_sha, script_source
+from stroute.store import SCRIPTS, BadKeys, Link, Store, script_sha, script_source
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 STATUSES = (PASS, WARN, FAIL)
@@ -135,8 +135,16 @@ def run(store: Store, config: Config, *, sample: int = 1000, clock: Callable[[],
     links: list[Link] = []
 
     def sample_links() -> Check:
-        links.extend(itertools.islice(store.scan_links(ns), sample))
-        return check_links(links, _snapshot_of(store, ns, expire_ms, snapshots), sample)
+        bad = BadKeys()
+        links.extend(itertools.islice(store.scan_links(ns, bad=bad), sample))
+        check = check_links(links, _snapshot_of(store, ns, expire_ms, snapshots), sample)
+        if not bad.count:
+            return check
+        examples = _examples([f"{key} {problem}" for key, problem in bad.found])
+        verb = "holds" if bad.count == 1 else "hold"
+        return Check("links", FAIL, f"{_count(bad.count, 'key')} under link names {verb} data stroute cannot read "
+                                    f"(the commands that walk links skip them and exit 7): {examples}; "
+                                    f"repair or delete them; {check.detail}")
 
     report.checks.append(_guard("links", sample_links))
     report.checks.append(_guard("index", lambda: check_index(store, ns, links, sample)))
@@ -523,7 +531,7 @@ def _read_pairs(store: Store, ns: str, pairs: list[tuple[str, str]], *, atomic: 
         pipe.get(ks.link(uid, service))
         pipe.pttl(ks.link(uid, service))
         pipe.hget(ks.index(uid), service)
-    flat = store._call(pipe.execute) if pairs else []
+    flat = store._call(pipe.execute, raise_on_error=False) if pairs else []
     return [tuple(flat[i:i + 3]) for i in range(0, len(flat), 3)]
 
 
@@ -545,30 +553,38 @@ def _problem(uid: str, service: str, value: Any, pttl: Any, field_value: Any) ->
 def check_index(store: Store, ns: str, links: list[Link], sample: int) -> Check:
     pairs: dict[tuple[str, str], None] = {}
     hashes = _scan_index_keys(store, ns, sample)
+    wrong_type = []
     if hashes:
         pipe = store.client.pipeline(transaction=False)
         for key, _ in hashes:
             pipe.hgetall(key)
-        for (_, uid), fields in zip(hashes, store._call(pipe.execute)):
+        for (key, uid), fields in zip(hashes, store._call(pipe.execute, raise_on_error=False)):
+            if isinstance(fields, Exception):  # WRONGTYPE: no hash under the index's name
+                wrong_type.append(f"index key {key} is a {store._call(store.client.type, key)}, not a hash")
+                continue
             for service in fields:
                 pairs[(uid, service)] = None
     for link in links:
         if link.persistent:
             pairs[(link.uid, link.service)] = None
-    if not pairs:
+    if not pairs and not wrong_type:
         return Check("index", PASS, "no persistent links in the namespace")
     ordered = list(pairs)
-    suspects = [
-        pair for pair, reply in zip(ordered, _read_pairs(store, ns, ordered, atomic=False))
-        if _problem(*pair, *reply) is not None
-    ]
-    confirmed = []
+    suspects = []
+    for (uid, service), reply in zip(ordered, _read_pairs(store, ns, ordered, atomic=False)):
+        if any(isinstance(r, Exception) for r in reply):  # WRONGTYPE: reported by the links check or above
+            problem = f"the keys of {uid} -> {service} are not of the types stroute writes"
+            if not any(f"lk:{uid}}}" in w for w in wrong_type):
+                wrong_type.append(problem)
+        elif _problem(uid, service, *reply) is not None:
+            suspects.append((uid, service))
+    confirmed = list(wrong_type)
     if suspects:
         try:
             replies = _read_pairs(store, ns, suspects, atomic=True)
         except StrouteError:  # no MULTI (a cluster client): a second plain read
             replies = _read_pairs(store, ns, suspects, atomic=False)
-        confirmed = [p for p in (_problem(*pair, *reply) for pair, reply in zip(suspects, replies)) if p]
+        confirmed += [p for p in (_problem(*pair, *reply) for pair, reply in zip(suspects, replies)) if p]
     scope = (f"{_count(len(hashes), 'index hash', 'index hashes')} and "
              f"{_count(sum(1 for link in links if link.persistent), 'persistent link')} sampled")
     if confirmed:

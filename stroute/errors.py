@@ -88,6 +88,23 @@ class StoreError(StrouteError):
     exit_code = 6
 
 
+class CorruptData(StoreError):
+    """Redis holds data at a stroute key that stroute cannot read: a link
+    value that is no pod index, a key of the wrong type, a key name that does
+    not parse. Nothing was written over it. A command that walks many keys
+    skips such keys, finishes the rest, and then raises this to say so.
+
+    Not exit 6: Redis did not fail, and running again will not help until
+    the keys named are repaired or deleted (`stroute doctor` finds them).
+    """
+
+    exit_code = 7
+
+    def __init__(self, message: str, *, keys: tuple[str, ...] = (), hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.keys = keys  # the bad keys, or the first few of them
+
+
 class PermissionDenied(StoreError):
     """The Redis user's ACL refused a command or a key (NOPERM)."""
 

@@ -15,11 +15,16 @@ The layout is the seed's, so Go and Java services read the same data:
 Keys that one operation touches together share a hash tag, so every script
 runs unchanged on Redis Cluster. Names are validated by the callers
 (`stroute.names`); uids carry no braces, so the hash tag is unambiguous.
+Key names read back from Redis (by SCAN) are checked against the same rules:
+other services may write keys stroute would never build.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from stroute import names
+from stroute.errors import InvalidInput
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +104,16 @@ class KeySpace:
         parsed = self.parse_links([key])
         return (parsed[0][1], parsed[0][2]) if parsed else None
 
-    def parse_links(self, keys: list[str]) -> list[tuple[str, str, str]]:
-        """(key, uid, service) of each link key of this namespace among keys, in order."""
+    def parse_links(
+        self, keys: list[str], unparseable: list[tuple[str, str]] | None = None
+    ) -> list[tuple[str, str, str]]:
+        """(key, uid, service) of each link key of this namespace among keys, in order.
+
+        A key whose uid or service breaks the naming rules is left out, and
+        with (key, problem) added to `unparseable` when that is given: such a
+        key was written by someone else, and guessing where its uid ends would
+        give it to the wrong user (`a}b}game` is no link of uid 'a').
+        """
         head = f"{self.prefix}:{{{self.namespace}:lk:"
         start = len(head)
         out = []
@@ -109,4 +122,34 @@ class KeySpace:
                 uid, sep, service = key[start:].partition("}")
                 if sep and uid and service:
                     out.append((key, uid, service))
+                elif unparseable is not None:
+                    unparseable.append((key, "is no link key: it has no uid or no service"))
+        try:  # in bulk: this runs for every page of a scan
+            names.uids([uid for _, uid, _ in out])
+            for service in {service for _, _, service in out}:
+                names.service(service)
+        except InvalidInput:
+            good = []
+            for key, uid, service in out:
+                problem = _name_problem(uid, service)
+                if problem is None:
+                    good.append((key, uid, service))
+                elif unparseable is not None:
+                    unparseable.append((key, problem))
+            out = good
         return out
+
+
+def _name_problem(uid: str, service: str) -> str | None:
+    """Why (uid, service) read from a key name is no link stroute can address, or None."""
+    if "}" in service:
+        return "has more than one '}' in its name: where its uid ends cannot be told"
+    try:
+        names.uid(uid)
+    except InvalidInput:
+        return f"names uid {names.show(uid)}, which breaks the uid rule ({names.UID_RULE})"
+    try:
+        names.service(service)
+    except InvalidInput:
+        return f"names service {names.show(service)}, which breaks the name rule ({names.NAME_RULE})"
+    return None

@@ -1,10 +1,14 @@
-"""Operator actions on the links of one pod: drain (cordon, then migrate) and clear.
+"""Operator actions on one pod: drain (cordon, then migrate), clear its links, forget it.
 
-Both go link by link through the store's fenced operations, so they never
-overwrite what a client or the pod changed meanwhile: drain moves a link
-with compare-and-set (Store.move, which keeps a temporary link's remaining
-TTL), clear removes it with remove-if (Store.remove(if_pod=N)). A link that
-changed between the scan and the write is skipped.
+Drain and clear go link by link through the store's fenced operations, so
+they never overwrite what a client or the pod changed meanwhile: drain moves
+a link with compare-and-set (Store.move, which keeps a temporary link's
+remaining TTL), clear removes it with remove-if (Store.remove(if_pod=N)). A
+link that changed between the scan and the write is skipped. A key the scan
+cannot read as a link is left alone and reported (`bad_keys`).
+
+Clear and forget refuse a pod that is alive unless forced: its users would
+lose their links, or its state row would vanish, while it still serves them.
 """
 
 from __future__ import annotations
@@ -15,10 +19,13 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from stroute import names, placement
-from stroute.config import Config
-from stroute.errors import DrainIncomplete, InvalidInput, NoAvailablePod
+from stroute.config import Config, StateConfig
+from stroute.errors import Conflict, DrainIncomplete, InvalidInput, NoAvailablePod
 from stroute.podstate import PodView, Snapshot
-from stroute.store import Link, Store
+from stroute.store import BadKeys, Link, Store
+
+# Without a config, a pod is judged alive by the default expiry window.
+_DEFAULT_EXPIRE_MS = StateConfig().expire_ms
 
 # A drain's last pass waits until clients have seen the cordon: they re-read
 # pod states at most every state.refresh seconds, plus one round trip.
@@ -57,6 +64,7 @@ class DrainReport:
     cordon_changed: bool = False  # False: the pod was already cordoned (or dry run)
     deadline_reached: bool = False
     error: Exception | None = None  # NoAvailablePod when the targets ran out mid-drain; DrainIncomplete
+    bad_keys: BadKeys = field(default_factory=BadKeys)  # of the last scan: keys not readable as links
 
     def to_dict(self) -> dict:
         return {
@@ -67,6 +75,7 @@ class DrainReport:
             "moved": self.moved,
             "skipped": self.skipped,
             "remaining": self.remaining,
+            "bad_keys": self.bad_keys.to_dict(),
         }
 
 
@@ -122,6 +131,7 @@ class Drain:
         self._extra: Counter = Counter()  # this drain's moves per pod since the snapshot
         self._next_slot = 0.0
         self._end: float | None = None
+        self._bad = BadKeys()  # of the last scan
 
     # --- the run -------------------------------------------------------------------
 
@@ -171,6 +181,7 @@ class Drain:
             report.to_move = sum(1 for link in links if self._movable(link))
             if not self.migrate:
                 report.to_move = report.remaining if self.deadline is not None else 0
+        report.bad_keys = self._bad
         self._progress(report, "done", report.remaining)
         if report.error is None and report.to_move and report.deadline_reached:
             links = f"{report.to_move} link{'' if report.to_move == 1 else 's'}"
@@ -188,7 +199,10 @@ class Drain:
         return self.migrate and (self.include_persistent or not link.persistent)
 
     def _scan(self) -> list[Link]:
-        return list(self.store.scan_links(self.namespace, service=self.service, pod=self.pod))
+        """The pod's links now; the keys not readable as links go to the last scan's BadKeys
+        (a new one per scan: a drain reads the pod several times)."""
+        self._bad = BadKeys()
+        return list(self.store.scan_links(self.namespace, service=self.service, pod=self.pod, bad=self._bad))
 
     def _migrate(self, movable: list[Link], report: DrainReport, on_pod: int) -> None:
         done = 0
@@ -273,6 +287,8 @@ class ClearReport:
     removed: int = 0  # with dry_run: 0 (`found` would be removed)
     kept: int = 0  # changed between the scan and the removal: left alone
     dry_run: bool = False
+    alive: str | None = None  # dry run of an alive pod: why the clear itself would be refused
+    bad_keys: BadKeys = field(default_factory=BadKeys)  # keys not readable as links: left alone
 
     def to_dict(self) -> dict:
         return {
@@ -283,7 +299,17 @@ class ClearReport:
             "removed": self.removed,
             "kept": self.kept,
             "dry_run": self.dry_run,
+            "bad_keys": self.bad_keys.to_dict(),
         }
+
+
+def alive_pod(store: Store, namespace: str, service: str, pod: int, *, expire_ms: int) -> str | None:
+    """'pod N of SVC is alive (STATE, heartbeat M ms ago)' when the pod is alive, else None."""
+    view = store.snapshot(namespace, service, expire_ms=expire_ms).pods.get(pod)
+    if view is None or not view.alive:
+        return None
+    return (f"pod {pod} of {service!r} is alive ({view.display_state}{', cordoned' if view.cordoned else ''}, "
+            f"heartbeat {view.heartbeat_age_ms} ms ago)")
 
 
 def clear_pod(
@@ -293,16 +319,27 @@ def clear_pod(
     pod: int,
     *,
     dry_run: bool = False,
+    force: bool = False,
+    expire_ms: int = _DEFAULT_EXPIRE_MS,
     on_progress: Callable[[ClearReport], None] | None = None,
 ) -> ClearReport:
     """Remove every link to `pod` of `service` (and its index entry), fenced on the pod.
+
+    Refuses (Conflict) a pod alive by `expire_ms` unless `force`: its users
+    would lose their links while it still holds their state. A dry run of an
+    alive pod counts anyway and says why in `alive`.
 
     Streams the scan: each link found is removed with remove-if-pod at once,
     so one that a client moved to another pod meanwhile survives (`kept`).
     Links created on the pod after the scan passed them are not seen.
     """
     report = ClearReport(namespace, names.service(service), names.pod(pod), dry_run=dry_run)
-    for link in store.scan_links(namespace, service=service, pod=pod):
+    if not force:
+        report.alive = alive_pod(store, namespace, service, pod, expire_ms=expire_ms)
+        if report.alive is not None and not dry_run:
+            raise Conflict(f"{report.alive}: its links were not cleared",
+                           hint="drain it first (stroute pod drain SVC POD --migrate), or pass --force")
+    for link in store.scan_links(namespace, service=service, pod=pod, bad=report.bad_keys):
         report.found += 1
         if not dry_run:
             removed, _ = store.remove(namespace, link.uid, service, if_pod=pod)
@@ -313,3 +350,24 @@ def clear_pod(
         if on_progress is not None:
             on_progress(report)
     return report
+
+
+# --- forget ----------------------------------------------------------------------------------
+
+
+def forget_pod(
+    store: Store, namespace: str, service: str, pod: int, *, force: bool = False, expire_ms: int = _DEFAULT_EXPIRE_MS
+) -> bool:
+    """Remove a pod's state field (a pod gone after a scale-down); False when it had none.
+
+    Refuses (Conflict) a pod alive by `expire_ms` unless `force`: it would
+    only reappear on its next heartbeat, and meanwhile look gone.
+    """
+    names.service(service)
+    names.pod(pod)
+    if not force:
+        alive = alive_pod(store, namespace, service, pod, expire_ms=expire_ms)
+        if alive is not None:
+            raise Conflict(f"{alive}: not forgotten",
+                           hint="stop it first, or pass --force (it reappears on its next heartbeat)")
+    return store.remove_state(namespace, service, pod)

@@ -611,11 +611,7 @@ class ServerDriver:
             self.links_removed += removed
 
     def _after_ms(self, after: float | None, delayed: bool) -> int:
-        if delayed and after is not None:
-            raise InvalidInput(f"give a delay of {after!r} s or delayed=True (links.remove_delay), not both")
-        if delayed:
-            after = self.config.links.remove_delay
-        return 0 if after is None else names.ttl_ms(after, kind="delay")
+        return self.config.links.removal_ms(after, delayed=delayed)
 
     def _pod(self, pod: int | None) -> int:
         return self.pod if pod is None else names.pod(pod)

@@ -12,11 +12,11 @@ import functools
 import hashlib
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from stroute import direct, names
-from stroute.errors import InvalidInput, PermissionDenied, RedisUnavailable, StoreError
+from stroute.errors import CorruptData, InvalidInput, PermissionDenied, RedisUnavailable, StoreError
 from stroute.keys import KeySpace
 
 if TYPE_CHECKING:
@@ -90,6 +90,15 @@ class SetIfAbsent:
     was_persistent: bool
 
 
+@dataclass(frozen=True)
+class BatchLinks:
+    """Store.batch_links: the links of many uids of one service."""
+
+    pods: dict[int, list[str]]  # pod -> uids linked to it
+    missing: list[str]  # uids with no link
+    bad_keys: "BadKeys"  # uids whose link value is no pod index
+
+
 @dataclass(frozen=True, slots=True)
 class Published:
     heartbeat_ms: int
@@ -115,7 +124,73 @@ def _pod_of(raw: Any, key: str) -> int:
             return pod
     elif isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw <= names.POD_MAX:
         return raw
-    raise StoreError(f"key {key!r} holds {raw!r}, not a pod index")
+    raise CorruptData(f"key {key!r} {_not_a_pod(raw)}", keys=(key,), hint=_REPAIR)
+
+
+def _not_a_pod(raw: Any) -> str:
+    return f"holds {names.show(raw)}, not a pod index"
+
+
+_REPAIR = ("'stroute doctor' checks the namespace's data; repair or delete such keys "
+           "('stroute link remove UID -s SVC' deletes a link whose value is no pod index)")
+
+
+# Bad keys listed one by one in a report; the count goes on past it.
+MAX_BAD_KEYS_KEPT = 100
+
+
+@dataclass
+class BadKeys:
+    """Keys a walk over many keys skipped: they hold what stroute cannot read
+    (a value that is no pod index, a key of another type, a key name that
+    breaks the naming rules). Counted; the first MAX_BAD_KEYS_KEPT are kept
+    with their problem. A walk given one finishes every good key; a walk
+    given none raises CorruptData at the first bad key instead.
+    """
+
+    count: int = 0
+    found: list[tuple[str, str]] = field(default_factory=list)  # (key, problem)
+
+    def add(self, key: str, problem: str) -> None:
+        self.count += 1
+        if len(self.found) < MAX_BAD_KEYS_KEPT:
+            self.found.append((key, problem))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "keys": [{"key": k, "problem": p} for k, p in self.found]}
+
+    def error(self, namespace: str, shown: int = 3) -> CorruptData | None:
+        """The CorruptData to end the command with (exit 7), naming the first
+        `shown` keys, or None when every key was good."""
+        if not self.count:
+            return None
+        first = "; ".join(f"{k!r} {p}" for k, p in self.found[:shown])
+        more = f"; and {self.count - shown} more" if self.count > shown else ""
+        keys, verb = ("key", "holds") if self.count == 1 else ("keys", "hold")
+        return CorruptData(
+            f"{self.count} {keys} in namespace {namespace!r} {verb} data stroute cannot read, skipped "
+            f"(every other key was processed): {first}{more}",
+            keys=tuple(k for k, _ in self.found), hint=_REPAIR,
+        )
+
+
+def _report(bad: BadKeys | None, key: str, problem: str) -> None:
+    """Count a bad key, or raise at once when nobody collects them."""
+    if bad is None:
+        raise CorruptData(f"key {key!r} {problem}", keys=(key,), hint=_REPAIR)
+    bad.add(key, problem)
+
+
+def parse_pod(raw: Any) -> int | None:
+    """The pod of a link value read from Redis, or None when it is no pod index."""
+    try:
+        return _pod_of(raw, "")
+    except CorruptData:
+        return None
+
+
+# A GET answered WRONGTYPE: the key is no string (see Store._as_mget).
+_WRONG_TYPE = object()
 
 
 def _optional_pod(raw: Any, key: str) -> int | None:
@@ -211,6 +286,12 @@ class Store:
                 hint="check that Redis is running and the URL, password and socket timeout are right",
             ) from None
         except redis.RedisError as exc:
+            text = str(exc)
+            if text.startswith("CORRUPT "):  # a link script's refusal (see link_set.lua): nothing written
+                key, _, problem = text[len("CORRUPT "):].partition(" ")
+                problem = problem.split(" script: ")[0]  # Redis 6 appends where the error came from
+                raise CorruptData(f"key {key!r} {problem}; nothing was written", keys=(key,),
+                                  hint=_REPAIR) from None
             raise StoreError(f"Redis at {self.where} answered with an error: {_reason(exc)}") from None
         except redis.exceptions.RedisClusterException as exc:  # not a RedisError: no node could serve it
             raise RedisUnavailable(
@@ -295,13 +376,35 @@ class Store:
     def get_if_persistent(self, namespace: str, uid: str, service: str) -> int | None:
         ks = self.keys(namespace)
         key = ks.index(names.uid(uid))
-        return _optional_pod(self._call(self.client.hget, key, names.service(service)), key)
+        return _optional_pod(self._read_index(self.client.hget, key, names.service(service)), key)
 
-    def links_of(self, namespace: str, uid: str) -> dict[str, int]:
-        """Every persistent link of one user: {service: pod}."""
+    def links_of(self, namespace: str, uid: str, *, bad: BadKeys | None = None) -> dict[str, int]:
+        """Every persistent link of one user: {service: pod}. A field that is
+        no pod index goes to `bad` (as 'KEY field SVC'), or raises CorruptData."""
         key = self.keys(namespace).index(names.uid(uid))
-        raw = self._call(self.client.hgetall, key)
-        return {svc: _pod_of(pod, key) for svc, pod in sorted(raw.items())}
+        raw = self._read_index(self.client.hgetall, key)
+        out = {}
+        for svc, value in sorted(raw.items()):
+            pod = _POD_TEXT.get(value)
+            if pod is None:
+                try:
+                    pod = _pod_of(value, key)
+                except CorruptData:
+                    _report(bad, f"{key} field {svc}", _not_a_pod(value))
+                    continue
+            out[svc] = pod
+        return out
+
+    def _read_index(self, fn, key: str, *args: Any) -> Any:
+        """A read of a user's index hash; another type there is CorruptData naming the key."""
+        try:
+            return self._call(fn, key, *args)
+        except StoreError as exc:
+            if "WRONGTYPE" not in exc.message:
+                raise
+            kind = self._call(self.client.type, key)
+            raise CorruptData(f"key {key!r} is a {kind}, not a link index (a hash)", keys=(key,),
+                              hint=_REPAIR) from None
 
     def _link_keys(self, namespace: str, uid: str, service: str) -> list[str]:
         ks = self.keys(namespace)
@@ -341,9 +444,15 @@ class Store:
         replies = self.run_script_many("link_set_if_absent", calls)
         return [_set_if_absent_reply(r, keys[0]) for r, (keys, _) in zip(replies, calls)]
 
-    def run_script_many(self, name: str, calls: list[tuple[list[str], list]]) -> list[Any]:
+    def run_script_many(
+        self, name: str, calls: list[tuple[list[str], list]], *, keep_corrupt: bool = False
+    ) -> list[Any]:
         """One of the package's scripts for many (keys, args), replies in call order:
         one pipelined round trip (a pipeline per node on a cluster).
+
+        A script's CORRUPT refusal (nothing of that call written) raises
+        CorruptData, or with keep_corrupt stands in the list in its reply's
+        place, so the other calls' replies are not lost.
 
         Scripts cannot run inside redis-py's cluster pipelines, so on a
         cluster the calls are grouped by the node that owns their keys and
@@ -352,7 +461,8 @@ class Store:
         """
         sha = script_sha(name)
         if not self.cluster:
-            return self._pipeline([("EVALSHA", sha, len(keys), *keys, *args) for keys, args in calls], name)
+            return self._pipeline([("EVALSHA", sha, len(keys), *keys, *args) for keys, args in calls], name,
+                                  keep_corrupt=keep_corrupt)
 
         import redis
 
@@ -375,13 +485,29 @@ class Store:
                 if isinstance(reply, (redis.exceptions.MovedError, redis.exceptions.AskError)):
                     self._topology_changed(reply)
                     keys, args = calls[i]
-                    reply = self._script(name, keys, args)
+                    try:
+                        reply = self._script(name, keys, args)
+                    except CorruptData as exc:
+                        if not keep_corrupt:
+                            raise
+                        reply = exc
                 elif isinstance(reply, Exception):
-                    self._call(_raise, reply)
+                    reply = self._error_reply(reply, keep_corrupt)
                 replies[i] = reply
         return replies
 
-    def _pipeline(self, commands: list[tuple[Any, ...]], *scripts: str) -> list[Any]:
+    def _error_reply(self, reply: Exception, keep_corrupt: bool) -> CorruptData:
+        """Raise an error reply of a pipeline as the border does; a CORRUPT one
+        is returned instead with keep_corrupt."""
+        try:
+            self._call(_raise, reply)
+        except CorruptData as exc:
+            if keep_corrupt:
+                return exc
+            raise
+        raise AssertionError("unreachable: _call raised")
+
+    def _pipeline(self, commands: list[tuple[Any, ...]], *scripts: str, keep_corrupt: bool = False) -> list[Any]:
         """Run one pipeline (not on a cluster) whose scripts are called by EVALSHA.
 
         Unlike redis-py's script objects in a pipeline, this sends no SCRIPT
@@ -403,9 +529,9 @@ class Store:
                 break
             for name in scripts:
                 self._call(self._direct.call, "SCRIPT", "LOAD", script_source(name))
-        for reply in replies:
+        for i, reply in enumerate(replies):
             if isinstance(reply, Exception):
-                self._call(_raise, reply)
+                replies[i] = self._error_reply(reply, keep_corrupt)
         return replies
 
     def move(self, namespace: str, uid: str, service: str, expected: int, new: int) -> tuple[bool, int | None]:
@@ -417,12 +543,20 @@ class Store:
     def remove(
         self, namespace: str, uid: str, service: str, *, after_ms: int = 0, if_pod: int | None = None
     ) -> tuple[bool, int | None]:
-        """Remove now (after_ms=0) or after a delay, fenced by if_pod: (removed, pod it held)."""
+        """Remove now (after_ms=0) or after a delay, fenced by if_pod: (removed, pod it held).
+
+        (True, None): the key held a value that is no pod index, and was removed."""
         keys = self._link_keys(namespace, uid, service)
         expected = "" if if_pod is None else names.pod(if_pod)
-        if isinstance(after_ms, bool) or not isinstance(after_ms, int) or after_ms < 0:
-            raise InvalidInput(f"invalid delay {after_ms!r} ms: must be a whole number of milliseconds, 0 or more")
+        if isinstance(after_ms, bool) or not isinstance(after_ms, int) or not 0 <= after_ms <= _TTL_MAX_MS:
+            raise InvalidInput(f"invalid delay {after_ms!r} ms: must be a whole number of milliseconds "
+                               f"from 0 to {_TTL_MAX_MS} (10 years)")
         removed, current = self._script("link_remove", keys, [service, after_ms, expected])
+        if removed and current is not None:
+            try:
+                return True, _pod_of(current, keys[0])
+            except CorruptData:
+                return True, None  # an unfenced removal deletes a value that is no pod index too
         return bool(removed), _optional_pod(current, keys[0])
 
     def batch_get(self, namespace: str, uids: list[str], service: str) -> dict[str, int | None]:
@@ -430,60 +564,130 @@ class Store:
         return dict(zip(uids, self.batch_pods(namespace, uids, service)))
 
     def batch_pods(self, namespace: str, uids: list[str], service: str) -> list[int | None]:
-        """batch_get as a list in the order of uids (no dict to build)."""
-        ks = self.keys(namespace)
-        names.service(service)
-        names.uids(uids)
-        keys = ks.links(uids, service)
-        if not keys:
-            return []
-        if self.cluster:
-            # MGET per slot, one pipeline per node (redis-py groups them).
-            values = self._call(self.client.mget_nonatomic, keys)
-        else:
-            chunks = self._pipeline([("MGET", *keys[i:i + _MGET_CHUNK]) for i in range(0, len(keys), _MGET_CHUNK)])
-            values = [v for chunk in chunks for v in chunk]
+        """batch_get as a list in the order of uids (no dict to build).
+        A value that is no pod index raises CorruptData (batch_links reports it instead)."""
+        keys, values = self._batch_values(namespace, uids, service)
         known = _POD_TEXT
         return [
             None if raw is None else known[raw] if raw in known else _pod_of(raw, key)
             for key, raw in zip(keys, values)
         ]
 
+    def batch_links(self, namespace: str, uids: Iterable[str], service: str) -> BatchLinks:
+        """Links of many uids of one service grouped by pod, in the same round
+        trip as batch_pods; a uid whose link value is no pod index is in neither
+        `pods` nor `missing` but in `bad_keys`. (A key of another type reads as
+        missing: telling it apart would cost a command per missing uid.)"""
+        wanted = list(dict.fromkeys(uids))
+        keys, values = self._batch_values(namespace, wanted, service)
+        result = BatchLinks({}, [], BadKeys())
+        pods: dict[int, list[str]] = {}
+        known = _POD_TEXT
+        for uid, key, raw in zip(wanted, keys, values):
+            if raw is None:
+                result.missing.append(uid)
+                continue
+            pod = known.get(raw)
+            if pod is None:
+                try:
+                    pod = _pod_of(raw, key)
+                except CorruptData:
+                    result.bad_keys.add(key, _not_a_pod(raw))
+                    continue
+            pods.setdefault(pod, []).append(uid)
+        result.pods.update(sorted(pods.items()))
+        return result
+
+    def _batch_values(self, namespace: str, uids: list[str], service: str) -> tuple[list[str], list[Any]]:
+        """The link keys of uids and their raw values (MGET: None for a missing key or one of another type)."""
+        ks = self.keys(namespace)
+        names.service(service)
+        names.uids(uids)
+        keys = ks.links(uids, service)
+        if not keys:
+            return [], []
+        if self.cluster:
+            # MGET per slot, one pipeline per node (redis-py groups them).
+            return keys, self._call(self.client.mget_nonatomic, keys)
+        chunks = self._pipeline([("MGET", *keys[i:i + _MGET_CHUNK]) for i in range(0, len(keys), _MGET_CHUNK)])
+        return keys, [v for chunk in chunks for v in chunk]
+
     def scan_links(
-        self, namespace: str, *, service: str | None = None, pod: int | None = None, count: int = 1000
+        self,
+        namespace: str,
+        *,
+        service: str | None = None,
+        pod: int | None = None,
+        count: int = 1000,
+        bad: BadKeys | None = None,
     ) -> Iterator[Link]:
-        """Every link of the namespace (SCAN, never KEYS), optionally filtered."""
+        """Every link of the namespace (SCAN, never KEYS), optionally filtered.
+
+        A key the scan cannot read as a link (a value that is no pod index, a
+        key of another type, a name whose uid or service breaks the naming
+        rules) is counted in `bad`, and the scan goes on; with no `bad` it
+        raises CorruptData. With a pod filter, a value that is no pod index is
+        reported too: it may be a link to that pod that nobody can read.
+        """
         ks = self.keys(namespace)
         if service is not None:
             names.service(service)
         if pod is not None:
             names.pod(pod)
         for batch in self.scan_keys(ks.link_pattern(service), count=count):
-            parsed = ks.parse_links(batch)
-            if not parsed:
+            unparseable: list[tuple[str, str]] = []
+            parsed = ks.parse_links(batch, unparseable)
+            for key, problem in unparseable:
+                _report(bad, key, problem)
+            if parsed:
+                yield from self._read_links(namespace, parsed, pod, bad)
+
+    def _read_links(
+        self, namespace: str, parsed: list[tuple[str, str, str]], pod: int | None, bad: BadKeys | None
+    ) -> Iterator[Link]:
+        """The Links of one page of parsed link keys (values and TTLs in one round trip)."""
+        keys = [key for key, _, _ in parsed]
+        if not self.cluster:
+            # The page's values and TTLs in one pipeline (Redis has no
+            # command that reads many TTLs at once).
+            replies = self._pipeline([("MGET", *keys), *(("PTTL", key) for key in keys)])
+            values, pttls = replies[0], replies[1:]
+        elif pod is None:
+            values, pttls = self._values_and_pttls(keys)
+        else:
+            # Filtering by pod: read the values, then TTLs of the matches only
+            # (and of the keys to report: they may be links to that pod).
+            values = self._values(keys)
+            wanted = [i for i, raw in enumerate(values)
+                      if raw is not None and (raw is _WRONG_TYPE or parse_pod(raw) in (pod, None))]
+            parsed = [parsed[i] for i in wanted]
+            values = [values[i] for i in wanted]
+            pttls = self._pttls([keys[i] for i in wanted]) if wanted else []
+        known = _POD_TEXT
+        suspects = []
+        for (key, uid, svc), raw, pttl in zip(parsed, values, pttls):
+            if raw is None:
+                if pttl != -2:
+                    suspects.append(key)  # of another type, or written between the MGET and its PTTL
                 continue
-            keys = [key for key, _, _ in parsed]
-            if not self.cluster:
-                # The page's values and TTLs in one pipeline (Redis has no
-                # command that reads many TTLs at once).
-                replies = self._pipeline([("MGET", *keys), *(("PTTL", key) for key in keys)])
-                values, pttls = replies[0], replies[1:]
-            elif pod is None:
-                values, pttls = self._values_and_pttls(keys)
-            else:
-                # Filtering by pod: read the values, then TTLs of the matches only.
-                values = self._values(keys)
-                wanted = [i for i, raw in enumerate(values) if raw is not None and _pod_of(raw, keys[i]) == pod]
-                parsed = [parsed[i] for i in wanted]
-                values = [values[i] for i in wanted]
-                pttls = self._pttls([keys[i] for i in wanted]) if wanted else []
-            known = _POD_TEXT
-            for (key, uid, svc), raw, pttl in zip(parsed, values, pttls):
-                if raw is None or pttl == -2:
-                    continue  # expired between SCAN and the read
-                linked = known[raw] if raw in known else _pod_of(raw, key)
-                if pod is None or linked == pod:
-                    yield Link(namespace, uid, svc, linked, None if pttl < 0 else pttl)
+            if raw is _WRONG_TYPE:
+                suspects.append(key)
+                continue
+            linked = known.get(raw)
+            if linked is None:
+                try:
+                    linked = _pod_of(raw, key)
+                except CorruptData:
+                    _report(bad, key, _not_a_pod(raw))
+                    continue
+            if pttl == -2 or pttl == 0:
+                continue  # expired between the read of its value and of its TTL, or expiring now
+            if pod is None or linked == pod:
+                yield Link(namespace, uid, svc, linked, None if pttl < 0 else pttl)
+        if suspects:
+            for key, kind in zip(suspects, self._types(suspects)):
+                if kind not in ("string", "none"):
+                    _report(bad, key, f"is a {kind}, not a link (a string)")
 
     def scan_keys(self, match: str, *, count: int = 1000) -> Iterator[list[str]]:
         """Batches of key names matching `match` (SCAN, never KEYS), from every primary."""
@@ -540,7 +744,7 @@ class Store:
         return self._as_mget(replies[: len(keys)]), pttls
 
     def _as_mget(self, replies: list[Any]) -> list[Any]:
-        """GET replies as MGET gives them: None for a key of another type; other errors raise."""
+        """GET replies: _WRONG_TYPE for a key of another type; other errors raise."""
         import redis
 
         out = []
@@ -548,9 +752,18 @@ class Store:
             if isinstance(reply, Exception):
                 if not (isinstance(reply, redis.exceptions.ResponseError) and str(reply).startswith("WRONGTYPE")):
                     self._call(_raise, reply)
-                reply = None
+                reply = _WRONG_TYPE
             out.append(reply)
         return out
+
+    def _types(self, keys: list[str]) -> list[str]:
+        """TYPE of each key (all on one node), in one round trip."""
+        if not self.cluster:
+            return self._pipeline([("TYPE", key) for key in keys])
+        pipe = self._node_pipeline(keys)
+        for key in keys:
+            pipe.type(key)
+        return self._call(pipe.execute)
 
     # --- pod states -------------------------------------------------------------
 
@@ -699,11 +912,15 @@ class Store:
         return self._call(self.client.set, key, names.service(service), get=True)
 
 
+_TTL_MAX_MS = names.TTL_MAX_S * 1000
+
+
 def _ttl_arg(ttl_ms: int | None) -> int:
     if ttl_ms is None:
         return 0
-    if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int) or ttl_ms <= 0:
-        raise InvalidInput(f"invalid ttl {ttl_ms!r} ms: must be a positive whole number of milliseconds")
+    if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int) or not 0 < ttl_ms <= _TTL_MAX_MS:
+        raise InvalidInput(f"invalid ttl {ttl_ms!r} ms: must be a whole number of milliseconds "
+                           f"from 1 to {_TTL_MAX_MS} (10 years)")
     return ttl_ms
 
 

@@ -200,3 +200,16 @@ def test_scan_shows_other_namespaces_key_names_but_not_their_values(confined):
             user.get("sf:{blue2:lk:old}lobby")
     finally:
         user.close()
+
+
+@pytest.mark.realserver
+def test_a_user_set_up_before_type_was_allowed_still_writes_links(confined):
+    """The link scripts check the index with HGET, so a rule applied by an
+    older stroute (without +type) keeps working; only naming a key of another
+    type needs TYPE."""
+    url, admin = confined
+    user = url.split("//")[1].split(":")[0]
+    admin.execute_command("ACL", "SETUSER", user, "-type")
+    for command in (*COMMANDS[:8], ("place", "-s", "lobby", "--persist", "u6")):
+        code, data, stderr = cli_json("--redis-url", url, "-n", NS, *command)
+        assert code == 0, (command, stderr)

@@ -49,9 +49,10 @@ bad_uid_char = st.one_of(
     st.sampled_from(list("{} \t\n\r\x0b\x0c\x85\xa0\u2028\u2029\u3000")),
     st.characters(min_codepoint=0, max_codepoint=31),
     st.characters(min_codepoint=0x7f, max_codepoint=0x9f),
+    st.characters(categories=("Cf",)),  # invisible format characters: zero-width, bidi, BOM, tags
 )
 uid_text = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=0x2fff, exclude_characters="{}",
-                                          exclude_categories=("Cs", "Zs", "Zl", "Zp", "Cc")), max_size=20)
+                                          exclude_categories=("Cs", "Zs", "Zl", "Zp", "Cc", "Cf")), max_size=20)
 bad_uids = st.one_of(
     st.just(""),
     st.builds(lambda a, c, b: a + c + b, uid_text, bad_uid_char, uid_text),

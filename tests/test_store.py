@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from stroute.errors import InvalidInput, RedisUnavailable, StoreError
+from stroute.errors import CorruptData, InvalidInput, RedisUnavailable, StoreError
 from stroute.podstate import RoutingState
-from stroute.store import Link, SetIfAbsent, Store
+from stroute.store import BadKeys, Link, SetIfAbsent, Store
 
 from stroute.testing import free_port
 from support import Checked, CommandCounter, check_invariant, put_state, redis_millis, wait_until
@@ -312,22 +312,30 @@ def test_scan_links_over_many_pages(s, store):
     assert len([l for l in s.scan_links(NS, pod=2, count=5)]) == 40
 
 
-def test_scan_links_skips_keys_that_are_not_links(store, raw):
-    """A page read in one go still reads each key as MGET would: a key of
-    another type under a link's name is no link, and the rest of its page is."""
+def test_scan_links_reports_keys_of_another_type_and_reads_the_rest(store, raw):
+    """A page read in one go: a key of another type under a link's name is
+    no link, and is reported; the rest of its page is read."""
     store.set(NS, "good", "lobby", 2, LONG)
     store.set(NS, "also", "lobby", 1)
     raw.hset("sf:{default:lk:odd}lobby", "not", "a link")
     raw.rpush("sf:{default:lk:odder}lobby", "x")
-    found = sorted((l.uid, l.pod, l.persistent) for l in store.scan_links(NS))
+    bad = BadKeys()
+    found = sorted((l.uid, l.pod, l.persistent) for l in store.scan_links(NS, bad=bad))
     assert found == [("also", 1, True), ("good", 2, False)]
-    assert [l.uid for l in store.scan_links(NS, pod=2)] == ["good"]
+    assert dict(bad.found) == {"sf:{default:lk:odd}lobby": "is a hash, not a link (a string)",
+                               "sf:{default:lk:odder}lobby": "is a list, not a link (a string)"}
+    bad = BadKeys()
+    assert [l.uid for l in store.scan_links(NS, pod=2, bad=bad)] == ["good"]
+    assert bad.count == 2  # they may be links to pod 2 that nobody can read
+    with pytest.raises(CorruptData, match="is a (hash|list), not a link"):
+        list(store.scan_links(NS))
 
 
 def test_scan_links_reports_a_link_that_is_not_a_pod(store, raw):
     raw.set("sf:{default:lk:bad}lobby", "lobby-3")
-    with pytest.raises(StoreError, match="not a pod index"):
+    with pytest.raises(CorruptData, match="not a pod index") as caught:
         list(store.scan_links(NS))
+    assert caught.value.exit_code == 7 and caught.value.keys == ("sf:{default:lk:bad}lobby",)
 
 
 # --- raw data in the seed's layout ------------------------------------------------------------------
@@ -369,15 +377,16 @@ def test_pod_states_written_by_raw_commands(store, raw):
     assert snap.routable() == []
 
 
-def test_corrupt_values_are_store_errors(store, raw):
+def test_corrupt_values_are_corrupt_data_naming_the_key(store, raw):
     raw.set(LINK, "three")
-    with pytest.raises(StoreError) as info:
+    with pytest.raises(CorruptData) as info:
         store.get(NS, "42", "lobby")
-    assert info.value.exit_code == 6 and "'three'" in str(info.value) and LINK in str(info.value)
+    assert info.value.exit_code == 7 and "'three'" in str(info.value) and LINK in str(info.value)
     raw.set("sf:{default:lk:43}", "not a hash")
-    with pytest.raises(StoreError) as info:
+    with pytest.raises(CorruptData) as info:
         store.set(NS, "43", "lobby", 1)
-    assert "WRONGTYPE" in str(info.value).upper()
+    assert str(info.value) == "key 'sf:{default:lk:43}' is a string, not a link index (a hash); nothing was written"
+    assert raw.get("sf:{default:lk:43}lobby") is None
 
 
 # --- pod states ---------------------------------------------------------------------------------------

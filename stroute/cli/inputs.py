@@ -46,11 +46,13 @@ def uids(args: Iterable[str]) -> list[str]:
     """The uids given, with '-' replaced by the whitespace-separated uids on stdin.
 
     Every uid is checked before any is used; duplicates are kept once, in order.
+    A byte order mark opening stdin (editors on Windows write one) is no part
+    of the first uid, as `import` reads it too.
     """
     out: list[str] = []
     for arg in args:
         if arg == "-":
-            out.extend(sys.stdin.read().split())
+            out.extend(sys.stdin.read().removeprefix("\ufeff").split())
         else:
             out.append(arg)
     return list(dict.fromkeys(names.uids(out)))

@@ -167,22 +167,20 @@ def remove(
         typer.Option("--delayed", help="Delayed removal after links.remove_delay seconds (default 60)."),
     ] = False,
 ) -> None:
-    """Remove a link now, --after SECONDS, or --delayed. Exit 3 if there is none."""
-    from stroute import names
-    from stroute.errors import Conflict, InvalidInput, NotFound
+    """Remove a link now, --after SECONDS, or --delayed. Exit 3 if there is none.
+
+    Also removes a link key whose value is no pod index (unless --if-pod):
+    that is how such a value, reported by the other commands, is cleared.
+    """
+    from stroute.errors import Conflict, NotFound
 
     g: Globals = ctx.obj
     expected = inputs.pod(if_pod)
-    if delayed and after is not None:
-        raise InvalidInput(f"--after {after} and --delayed both given: --delayed means --after links.remove_delay")
-    if delayed:
-        after_ms = names.ttl_ms(g.config().links.remove_delay, kind="links.remove_delay")
-    else:
-        after_ms = inputs.ttl_ms(after, kind="--after") or 0
+    after_ms = g.config().links.removal_ms(after, delayed=delayed, kind="--after")
     ns = g.config().namespace
     removed, current = g.store().remove(ns, uid, service, after_ms=after_ms, if_pod=expected)
     data = {"namespace": ns, "uid": uid, "service": service, "removed": removed}
-    if current is None:
+    if current is None and not removed:
         if g.output != "table":
             emit(data, g.output)
         raise NotFound(f"no link for uid {uid!r} of service {service!r} in namespace {ns!r}: nothing removed")
@@ -193,7 +191,7 @@ def remove(
         )
 
 
-def _remove_table(pod: int, after_ms: int):
+def _remove_table(pod: int | None, after_ms: int):
     def table(data: dict):
         t = new_table("UID", "Service", "Pod", "Result")
         if not data["removed"]:
@@ -202,7 +200,7 @@ def _remove_table(pod: int, after_ms: int):
             result = f"removed in {inputs.seconds(after_ms)} s"
         else:
             result = "removed"
-        t.add_row(data["uid"], data["service"], str(pod), result)
+        t.add_row(data["uid"], data["service"], "?" if pod is None else str(pod), result)
         return t
 
     return table
@@ -220,23 +218,23 @@ def batch_get(
                        show_default=False),
     ] = None,
 ) -> None:
-    """Links of many users of one service, in one round trip."""
-    from stroute.client import ClientDriver
+    """Links of many users of one service, in one round trip.
 
+    A uid whose link value is no pod index is reported in bad_keys (exit 7).
+    """
     g: Globals = ctx.obj
     wanted = inputs.require(inputs.uids(uids or []), "uid")
-    config = g.config()
-    # One command, one process: nothing cached would be asked for twice, so no
-    # invalidation channel (a thread and a connection) is opened.
-    driver = ClientDriver(config, store=g.store(), coherent=False)
-    found = driver.batch_get_linked_pod(config.namespace, wanted, service)
+    ns = g.config().namespace
+    found = g.store().batch_links(ns, wanted, service)
     data = {
-        "namespace": config.namespace,
+        "namespace": ns,
         "service": service,
         "pods": {str(pod): users for pod, users in found.pods.items()},
         "missing": found.missing,
+        "bad_keys": found.bad_keys.to_dict(),
     }
     emit(data, g.output, _batch_table)
+    _raise_bad_keys(found.bad_keys, ns)
 
 
 _SHOWN = 8
@@ -267,23 +265,30 @@ def list_(
     service: inputs.ServiceFilter = None,
     pod: inputs.PodFilter = None,
 ) -> None:
-    """Every link of the namespace (SCAN, never KEYS), optionally filtered."""
+    """Every link of the namespace (SCAN, never KEYS), optionally filtered.
+
+    Keys that are no readable link are skipped and reported (exit 7).
+    """
     g: Globals = ctx.obj
     pod_n = inputs.pod(pod)
     ns = g.config().namespace
     from stroute.cli.progress import Counter
 
+    from stroute.store import BadKeys
+
     rows = []
+    bad = BadKeys()
     progress = Counter("scanning links")
     try:
-        for link in g.store().scan_links(ns, service=service, pod=pod_n):
+        for link in g.store().scan_links(ns, service=service, pod=pod_n, bad=bad):
             rows.append({"uid": link.uid, "service": link.service, "pod": link.pod,
                          "persistent": link.persistent, "ttl": link.ttl})
             progress.tick(len(rows))
     finally:
         progress.done()
     rows.sort(key=lambda r: (r["service"], r["uid"]))
-    emit({"namespace": ns, "links": rows}, g.output, _list_table)
+    emit({"namespace": ns, "links": rows, "bad_keys": bad.to_dict()}, g.output, _list_table)
+    _raise_bad_keys(bad, ns)
 
 
 def _list_table(data: dict):
@@ -309,35 +314,35 @@ def clear(
 
     Each removal is fenced (remove-if-pod N): a link that moved to another pod
     meanwhile survives. Refuses an alive pod (exit 4) unless --force: its
-    users would lose their links while it still holds their state.
+    users would lose their links while it still holds their state. Keys that
+    are no readable link are left alone and reported (exit 7).
     """
     from stroute import names
     from stroute.cli.output import info
     from stroute.cli.progress import Counter
-    from stroute.errors import Conflict
     from stroute.operations import clear_pod
 
     g: Globals = ctx.obj
     names.service(service)
     pod_n = inputs.pod(pod)
     config = g.config()
-    store = g.store()
-    snap = store.snapshot(config.namespace, service, expire_ms=config.state.expire_ms)
-    view = snap.pods.get(pod_n)
-    if view is not None and view.alive and not force:
-        alive = (f"pod {pod_n} of {service!r} is alive ({view.display_state}"
-                 f"{', cordoned' if view.cordoned else ''}, heartbeat {view.heartbeat_age_ms} ms ago)")
-        if not dry_run:
-            raise Conflict(f"{alive}: its links were not cleared",
-                           hint="drain it first (stroute pod drain SVC POD --migrate), or pass --force")
-        info(f"note: {alive}: clearing its links needs --force")
     counter = Counter("removing links" if not dry_run else "counting links")
     try:
-        report = clear_pod(store, config.namespace, service, pod_n, dry_run=dry_run,
-                           on_progress=lambda r: counter.tick(r.found))
+        report = clear_pod(g.store(), config.namespace, service, pod_n, dry_run=dry_run, force=force,
+                           expire_ms=config.state.expire_ms, on_progress=lambda r: counter.tick(r.found))
     finally:
         counter.done()
+    if report.alive is not None:
+        info(f"note: {report.alive}: clearing its links needs --force")
     emit(report.to_dict(), g.output, _clear_text)
+    _raise_bad_keys(report.bad_keys, config.namespace)
+
+
+def _raise_bad_keys(bad, namespace: str) -> None:
+    """End with exit 7 when keys were skipped (the data is already printed)."""
+    error = bad.error(namespace)
+    if error is not None:
+        raise error
 
 
 def _clear_text(data: dict):

@@ -77,22 +77,15 @@ def forget(
 ) -> None:
     """Remove a dead pod's state field (after a scale-down); refuses an alive pod."""
     from stroute import names
-    from stroute.errors import Conflict, NotFound
+    from stroute.errors import NotFound
+    from stroute.operations import forget_pod
 
     g: Globals = ctx.obj
     config = g.config()
     names.service(service)
     index = names.pod(pod)
-    store = g.store()
-    snap = store.snapshot(config.namespace, service, expire_ms=config.state.expire_ms)
-    view = snap.pods.get(index)
-    if view is not None and view.alive and not force:
-        raise Conflict(
-            f"pod {index} of {service!r} is alive ({view.display_state}, heartbeat "
-            f"{view.heartbeat_age_ms} ms ago): not forgotten",
-            hint="stop it first, or pass --force (it reappears on its next heartbeat)",
-        )
-    removed = store.remove_state(config.namespace, service, index)
+    removed = forget_pod(g.store(), config.namespace, service, index, force=force,
+                         expire_ms=config.state.expire_ms)
     data = {"namespace": config.namespace, "service": service, "pod": index, "removed": removed}
     if not removed:
         emit(data, g.output, lambda d: _text(f"pod {d['pod']} of {d['service']!r} has no state to forget"))
@@ -165,6 +158,9 @@ def drain(
     if report.error is not None:
         raise report.error
     _drain_notes(report)
+    error = report.bad_keys.error(config.namespace)
+    if error is not None:
+        raise error
 
 
 def _number(value: str | None, flag: str, rule: str, *, allow_zero: bool) -> float | None:

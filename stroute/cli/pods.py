@@ -75,14 +75,15 @@ def service_view(namespace: str, snap, links: Mapping[int, int] | None = None,
     return ServiceView(data, snap.now_ms, snap.invalid)
 
 
-def count_links(store, namespace: str, service: str | None = None) -> dict[str, Counter]:
-    """service -> Counter(pod -> links), by one SCAN (a live count on stderr)."""
+def count_links(store, namespace: str, service: str | None = None, bad=None) -> dict[str, Counter]:
+    """service -> Counter(pod -> links), by one SCAN (a live count on stderr);
+    keys that are no readable link go to `bad` (a store.BadKeys)."""
     from stroute.cli.progress import Counter as Progress
 
     counts: dict[str, Counter] = {}
     progress = Progress("counting links")
     try:
-        for n, link in enumerate(store.scan_links(namespace, service=service), 1):
+        for n, link in enumerate(store.scan_links(namespace, service=service, bad=bad), 1):
             counts.setdefault(link.service, Counter())[link.pod] += 1
             progress.tick(n)
     finally:
@@ -109,11 +110,15 @@ def pods(
     store = g.store()
     expire_ms = config.state.expire_ms
     snap = store.snapshot(config.namespace, service, expire_ms=expire_ms)
-    counts = count_links(store, config.namespace, service).get(service, Counter()) if links else None
+    bad = _bad_keys() if links else None
+    counts = count_links(store, config.namespace, service, bad).get(service, Counter()) if links else None
     view = service_view(config.namespace, snap, counts, store.pod_notes(config.namespace, service))
+    if bad is not None:
+        view.data["bad_keys"] = bad.to_dict()
     if g.output != "table":  # the table shows them itself
         _warn_invalid(view)
     emit(view.data, g.output, lambda _: render([view]))
+    _raise_bad_keys(bad, config.namespace)
     if not view.data["pods"] and not view.invalid and not counts and service not in store.services(config.namespace):
         raise NotFound(
             f"service {service!r} has no pods in namespace {config.namespace!r}",
@@ -121,18 +126,32 @@ def pods(
         )
 
 
-def _top_views(g: Globals, links: bool = False) -> tuple[list[ServiceView], list[dict[str, Any]]]:
+def _bad_keys():
+    from stroute.store import BadKeys
+
+    return BadKeys()
+
+
+def _raise_bad_keys(bad, namespace: str) -> None:
+    """--count-links skipped keys that are no readable link: exit 7, after the data."""
+    error = None if bad is None else bad.error(namespace)
+    if error is not None:
+        raise error
+
+
+def _top_views(g: Globals, links: bool = False, bad=None) -> tuple[list[ServiceView], list[dict[str, Any]]]:
     """The views of every service, and warnings ({"service", "problem"}) for what
     the namespace holds that is not a readable service: a foreign entry in the
     services registry, a registry or state key of another type. Those are
-    data to show, not a reason to fail the whole table."""
+    data to show, not a reason to fail the whole table. Link keys that are no
+    readable link are collected in `bad` (--count-links)."""
     from stroute.errors import InvalidInput, PermissionDenied, RedisUnavailable, StoreError
 
     config = g.config()
     store = g.store()
     ns = config.namespace
     expire_ms = config.state.expire_ms
-    counts = count_links(store, ns) if links else None
+    counts = count_links(store, ns, bad=bad) if links else None
     registry = store.registry(ns)
     warnings: list[dict[str, Any]] = [
         {"service": entry, "problem": f"not a service name: an entry of the services registry {registry.key} "
@@ -192,7 +211,8 @@ def top(
     if not watch:
         if interval is not None or count is not None:
             raise InvalidInput("--interval and --count only apply with --watch")
-        views, warnings = _top_views(g, links)
+        bad = _bad_keys() if links else None
+        views, warnings = _top_views(g, links, bad)
         if g.output != "table":  # the table shows them itself
             for view in views:
                 _warn_invalid(view)
@@ -200,7 +220,10 @@ def top(
         data = {"namespace": g.config().namespace, "services": [v.data for v in views]}
         if warnings:  # only then: the shape SPEC gives stays as it is in the usual case
             data["warnings"] = warnings
+        if bad is not None:
+            data["bad_keys"] = bad.to_dict()
         emit(data, g.output, lambda _: render(views, namespace=data["namespace"], warnings=warnings))
+        _raise_bad_keys(bad, data["namespace"])
         return
     if g.output != "table":
         raise InvalidInput(
@@ -225,10 +248,16 @@ def _frame(g: Globals, period: float, error: str | None = None, history: dict | 
     )
     if error is not None:
         return Group(header, Text(f"error: {error} (retrying)", style="red"))
-    views, warnings = _top_views(g, links)
+    bad = _bad_keys() if links else None
+    views, warnings = _top_views(g, links, bad)
     if history is not None:
         _record(history, views)
-    return Group(header, render(views, namespace=namespace, trends=history, warnings=warnings))
+    table = render(views, namespace=namespace, trends=history, warnings=warnings)
+    if bad is not None and bad.count:
+        keys = "1 key" if bad.count == 1 else f"{bad.count} keys"
+        return Group(header, table, Text(f"{keys} not counted: no readable link (first: {bad.found[0][0]}); "
+                                         "see 'stroute link list'", style="yellow"))
+    return Group(header, table)
 
 
 def _record(history: dict, views: list[ServiceView]) -> None:

@@ -24,11 +24,13 @@ def export(
 
     Each line is {"namespace","uid","service","pod","persistent","ttl"}; ttl is
     the seconds a temporary link has left (null when persistent). The output is
-    always JSON lines, whatever -o says.
+    always JSON lines, whatever -o says. Every line imports again: a key that
+    is no readable link is left out and named on stderr (exit 7).
     """
     from stroute import names
     from stroute.cli.progress import Counter
     from stroute.errors import InvalidInput
+    from stroute.store import BadKeys
     from stroute.transfer import dumps, export_links
 
     g: Globals = ctx.obj
@@ -41,8 +43,9 @@ def export(
     counter = Counter("exporting links")
     n = 0
     out = sys.stdout
+    bad = BadKeys()
     try:
-        for rec in export_links(g.store(), ns, service=service, pod=pod_n):
+        for rec in export_links(g.store(), ns, service=service, pod=pod_n, bad=bad):
             out.write(dumps(rec) + "\n")
             n += 1
             counter.tick(n)
@@ -53,6 +56,9 @@ def export(
     finally:
         counter.done()
     info(f"exported {n} link{'' if n == 1 else 's'} of namespace {ns!r}")
+    error = bad.error(ns)
+    if error is not None:
+        raise error
 
 
 def _silence_stdout() -> None:
@@ -85,7 +91,9 @@ def import_(
     when any line was rejected: fix them and import the file again). A link
     already there with the same pod and kind is unchanged; one there with
     another pod or kind is kept unless --overwrite. Temporary links get the TTL
-    they had when exported.
+    they had when exported. A key in Redis that holds what is no link is never
+    written over: its lines are counted in bad_keys (exit 7 when no line was
+    rejected).
     """
     from stroute.cli.progress import Counter
     from stroute.errors import InvalidInput
@@ -116,13 +124,18 @@ def import_(
     if report.kept:
         info(f"note: {report.kept} link{'' if report.kept == 1 else 's'} already exist with another pod or kind "
              "and were kept; --overwrite replaces them")
+    bad = report.bad_keys.error(ns)
     if report.rejected:
+        if bad is not None:
+            sys.stderr.write(f"stroute: {bad.message}\n")
         done = "checked" if dry_run else "imported"
         raise InvalidInput(
             f"{report.rejected} of {report.lines} lines rejected; nothing of them was written, "
             f"the other lines were {done}",
             hint="fix the lines named above and import the file again: lines already imported stay unchanged",
         )
+    if bad is not None:
+        raise bad
 
 
 def _read_lines(stream, file: str):

@@ -6,29 +6,60 @@
 -- KEYS[2] index key  P:{ns:lk:uid}
 -- ARGV[1] service
 -- ARGV[2] candidate pod
--- ARGV[3] ttl in ms; 0 = persistent
+-- ARGV[3] ttl in ms (at most 315360000000, 10 years); 0 = persistent
 -- Reply   {pod in force, created (1/0), was persistent before (1/0)}
+--         Error 'CORRUPT <key> <problem>' or 'ERR ...' as link_set.lua;
+--         every check runs before the first write. The index key is
+--         checked only on the paths that write it: a new temporary link,
+--         the placement's usual case, costs no extra command.
 -- Every path that writes KEYS[1] reads it last: a write drops the key from
 -- the caller's CLIENT TRACKING table, and the read puts it back, so a client
 -- that caches the reply hears of the next change made by anyone else.
+local function corrupt(key, problem)
+  return redis.error_reply('CORRUPT ' .. key .. ' ' .. problem)
+end
+local function index_ok()  -- HGET: see link_set.lua
+  if type(redis.pcall('HGET', KEYS[2], ARGV[1])) == 'table' then
+    return false, redis.call('TYPE', KEYS[2]).ok
+  end
+  return true
+end
 local ttl = tonumber(ARGV[3])
-local current = redis.call('GET', KEYS[1])
+if not ttl or ttl ~= math.floor(ttl) or ttl < 0 or ttl > 315360000000 then
+  return redis.error_reply('ERR invalid ttl ' .. ARGV[3])
+end
+local current = redis.pcall('GET', KEYS[1])
+if type(current) == 'table' then
+  return corrupt(KEYS[1], 'is a ' .. redis.call('TYPE', KEYS[1]).ok .. ', not a link (a string)')
+end
 if not current then
   if ttl > 0 then
-    redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
+    redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
   else
+    local ok, index = index_ok()
+    if not ok then
+      return corrupt(KEYS[2], 'is a ' .. index .. ', not a link index (a hash)')
+    end
     redis.call('SET', KEYS[1], ARGV[2])
     redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
   end
   redis.call('PTTL', KEYS[1])
   return {ARGV[2], 1, 0}
 end
+if not (string.match(current, '^%d%d?%d?%d?%d?$') and tonumber(current) <= 65535) then
+  return corrupt(KEYS[1], "holds '" .. string.gsub(string.sub(current, 1, 40), "[^%w%p ]", '?')
+                          .. "', not a pod index")
+end
 if redis.call('PTTL', KEYS[1]) == -1 then
   return {current, 0, 1}
 end
 if ttl > 0 then
-  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
 else
+  local ok, index = index_ok()
+  if not ok then
+    return corrupt(KEYS[2], 'is a ' .. index .. ', not a link index (a hash)')
+  end
   redis.call('PERSIST', KEYS[1])
   redis.call('HSET', KEYS[2], ARGV[1], current)
 end

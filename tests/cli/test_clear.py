@@ -11,7 +11,7 @@ from support import all_keys, check_invariant
 
 pytestmark = pytest.mark.usefixtures("isolated")
 
-FIELDS = ["namespace", "service", "pod", "found", "removed", "kept", "dry_run"]
+FIELDS = ["namespace", "service", "pod", "found", "removed", "kept", "dry_run", "bad_keys"]
 STALE_MS = 120_000
 
 
@@ -38,7 +38,7 @@ def test_clear_removes_every_link_of_the_pod_and_its_index_entries(url, store):
     assert code == 0, stderr
     assert list(data) == FIELDS
     assert data == {"namespace": "default", "service": "game", "pod": 3, "found": 5, "removed": 5, "kept": 0,
-                    "dry_run": False}
+                    "dry_run": False, "bad_keys": {"count": 0, "keys": []}}
     left = {(link.uid, link.service, link.pod) for link in store.scan_links("default")}
     assert left == {("p0", "chat", 3), ("x", "game", 4), ("y", "game", 30)}
     assert store.links_of("default", "p0") == {"chat": 3}

@@ -13,6 +13,7 @@ pytestmark = pytest.mark.usefixtures("isolated")
 
 LINK_FIELDS = ["namespace", "uid", "service", "pod", "persistent", "ttl"]
 SET_FIELDS = ["namespace", "uid", "service", "pod", "previous", "persistent", "ttl"]
+NO_BAD_KEYS = {"count": 0, "keys": []}
 
 
 def link(url, *args, input=None, env=None):
@@ -215,7 +216,7 @@ def test_remove_refuses_after_and_delayed_together(url, store):
     link(url, "set", "u1", "-s", "game", "--pod", "2")
     result = run("--redis-url", url, "link", "remove", "u1", "-s", "game", "--after", "5", "--delayed")
     assert result.exit_code == 2
-    assert "--after 5 and --delayed" in result.stderr
+    assert "--after '5' and delayed removal both given, not both" in result.stderr
     assert store.get("default", "u1", "game").persistent  # nothing written
 
 
@@ -240,9 +241,9 @@ def test_batch_get_from_arguments(url):
     _seed_batch(url)
     code, data, _ = link(url, "batch-get", "-s", "game", "a", "b", "42", "c", "zz")
     assert code == 0
-    assert list(data) == ["namespace", "service", "pods", "missing"]
+    assert list(data) == ["namespace", "service", "pods", "missing", "bad_keys"]
     assert data == {"namespace": "default", "service": "game", "pods": {"0": ["a"], "3": ["b", "42"]},
-                    "missing": ["c", "zz"]}
+                    "missing": ["c", "zz"], "bad_keys": NO_BAD_KEYS}
     assert all(isinstance(uid, str) for users in data["pods"].values() for uid in users)
 
 
@@ -287,8 +288,8 @@ def test_list_every_link(url):
     _seed_batch(url)
     code, data, _ = link(url, "list")
     assert code == 0
-    assert list(data) == ["namespace", "links"]
-    assert data["namespace"] == "default"
+    assert list(data) == ["namespace", "links", "bad_keys"]
+    assert data["namespace"] == "default" and data["bad_keys"] == NO_BAD_KEYS
     rows = data["links"]
     assert all(list(r) == ["uid", "service", "pod", "persistent", "ttl"] for r in rows)
     assert [(r["uid"], r["service"], r["pod"], r["persistent"]) for r in rows] == [
@@ -307,7 +308,7 @@ def test_list_filters(url):
     assert [r["uid"] for r in link(url, "list", "-s", "game")[1]["links"]] == ["42", "a", "b"]
     assert [r["uid"] for r in link(url, "list", "--pod", "3")[1]["links"]] == ["42", "b"]
     assert [r["uid"] for r in link(url, "list", "-s", "game", "--pod", "0")[1]["links"]] == ["a"]
-    assert link(url, "list", "-s", "nothing")[1] == {"namespace": "default", "links": []}
+    assert link(url, "list", "-s", "nothing")[1] == {"namespace": "default", "links": [], "bad_keys": NO_BAD_KEYS}
 
 
 def test_list_yaml_and_table(url):
@@ -315,7 +316,8 @@ def test_list_yaml_and_table(url):
     result = run("--redis-url", url, "-o", "yaml", "link", "list", "-s", "chat")
     assert result.exit_code == 0
     assert yaml.safe_load(result.stdout) == {
-        "namespace": "default", "links": [{"uid": "c", "service": "chat", "pod": 1, "persistent": True, "ttl": None}]
+        "namespace": "default", "links": [{"uid": "c", "service": "chat", "pod": 1, "persistent": True, "ttl": None}],
+        "bad_keys": NO_BAD_KEYS,
     }
     result = run("--redis-url", url, "link", "list")
     assert result.exit_code == 0
@@ -473,7 +475,8 @@ def test_entry_point_reads_links_written_in_the_seed_layout(real_url, redis_serv
     assert stroute("link", "get", "10001") == (0, {"namespace": "default", "uid": "10001",
                                                    "links": {"chat": 0, "game": 3}})
     assert stroute("link", "batch-get", "-s", "game", "10001", "10002", "10003")[1] == {
-        "namespace": "default", "service": "game", "pods": {"3": ["10001"], "5": ["10002"]}, "missing": ["10003"]}
+        "namespace": "default", "service": "game", "pods": {"3": ["10001"], "5": ["10002"]}, "missing": ["10003"],
+        "bad_keys": NO_BAD_KEYS}
     listed = stroute("link", "list")[1]["links"]
     assert [(r["uid"], r["service"], r["pod"]) for r in listed] == [
         ("10001", "chat", 0), ("10001", "game", 3), ("10002", "game", 5)]

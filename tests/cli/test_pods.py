@@ -325,11 +325,14 @@ def test_top_with_a_wrong_typed_registry_or_state_key_warns_and_carries_on(url, 
     assert table.exit_code == 0 and "is a string, not a set" in table.stdout
 
 
-def test_top_count_links_warns_about_a_service_only_foreign_link_keys_name(url, store):
+def test_top_count_links_reports_a_link_key_naming_no_valid_service_as_bad(url, store):
     put_state(store.client, "lobby", 0, load=4)
     store.client.sadd("sf:{default}:services", "lobby")
     store.client.set("sf:{default:lk:u1}bad{svc", "1")  # a link key another program wrote
     code, data, stderr = cli_json("--redis-url", url, "top", "--count-links")
-    assert code == 0, stderr
+    # A link key whose name breaks the rules is bad data: counted as such
+    # (exit 7, every good key processed), never shown as a service.
+    assert code == 7, stderr
     assert [s["service"] for s in data["services"]] == ["lobby"]
-    assert [w["service"] for w in data["warnings"]] == ["bad{svc"]
+    assert data["bad_keys"]["count"] == 1
+    assert [k["key"] for k in data["bad_keys"]["keys"]] == ["sf:{default:lk:u1}bad{svc"]

@@ -15,7 +15,7 @@ from support import all_keys, check_invariant
 pytestmark = pytest.mark.usefixtures("isolated")
 
 FIELDS = ["namespace", "uid", "service", "pod", "persistent", "ttl"]
-REPORT_FIELDS = ["namespace", "imported", "unchanged", "kept", "rejected", "errors", "dry_run"]
+REPORT_FIELDS = ["namespace", "imported", "unchanged", "kept", "rejected", "errors", "dry_run", "bad_keys"]
 TTL_TOLERANCE_MS = 3000
 ODD_UIDS = ["ü:x", 'quo"te', "back\\slash", "🎮", "a" * 256, "0", "-1"]
 
@@ -126,7 +126,7 @@ def test_export_flush_import_gives_back_identical_data(url, store, tmp_path):
     assert code == 0, stderr
     assert list(data) == REPORT_FIELDS
     assert data == {"namespace": "default", "imported": 77, "unchanged": 0, "kept": 0, "rejected": 0, "errors": [],
-                    "dry_run": False}
+                    "dry_run": False, "bad_keys": {"count": 0, "keys": []}}
     # Same keys, same values, same persistent-or-not (all_keys), the index hashes restored...
     assert all_keys(store.client) == before
     check_invariant(store.client)
@@ -251,7 +251,7 @@ BAD_LINES = [
     (line(persistent=False, ttl="60"), "invalid ttl '60'"),
     (line(persistent=False, ttl=1e300), "invalid ttl 1e+300"),
     ('{"namespace": "default", "uid": "u", "service": "game", "pod": 1, "persistent": false, "ttl": NaN}',
-     "invalid ttl nan"),
+     "NaN is no JSON number"),
 ]
 
 
@@ -273,7 +273,7 @@ def test_bad_lines_are_reported_by_number_and_the_good_ones_imported(url, store,
     numbers = [e["line"] for e in data["errors"]]
     expected = list(range(2, 12)) + list(range(15, 15 + len(bad) - 10)) + [15 + len(bad) - 10]
     assert numbers == expected
-    assert data["errors"][-1]["error"] == "uid 'g1' of service 'game' is already on line 1"
+    assert data["errors"][-1]["error"] == "uid 'g1' of service 'game' is already on line 1 with another pod or kind"
     assert "stroute: line 2: not valid JSON at column 2" in stderr
     assert f"{len(BAD_LINES) + 1} of {len(BAD_LINES) + 3} lines rejected; nothing of them was written" in stderr
     assert "... and 7 more rejected lines" in stderr
