@@ -67,7 +67,8 @@ def ok(done: subprocess.CompletedProcess) -> dict:
 
 
 def _prepare(kind: str, gateway: Gateway, store, tmp_path, url: str, port: int):
-    """Users with a warm cache in the gateway, and the move to make: (old, op, mover, expected(old) -> new)."""
+    """Users with a warm cache in the gateway, and the move: (uid -> old pod, the op to ask, the
+    function that makes the move, uid -> the pod expected after it or None when the mover picks it)."""
     if kind == "link set":
         uids = [f"ls{i}" for i in range(3)]
         old = gateway.warm(SERVICE, uids)
@@ -291,7 +292,8 @@ def test_soak_four_gateways_agree_with_redis_after_the_bound(tmp_path, real_url,
 
 
 def _check_until_the_mover_ends(gateways, mover, raw, uids, keys, initial) -> dict:
-    """Every 50 ms: ask every gateway about SOAK_SAMPLE random users, then read
+    """Every 50 ms: ask every gateway about SOAK_SAMPLE random users (placing them
+    and reading their links, in turn), then read
     them from Redis. A sample is judged once the mover has reported every move
     begun before it ended (a move begun later is reported after them, in order)."""
     rng = random.Random(11)
@@ -348,8 +350,9 @@ def _check_until_the_mover_ends(gateways, mover, raw, uids, keys, initial) -> di
         now = time.monotonic()
         if now >= next_sample and not ended:
             sample_uids = rng.sample(uids, SOAK_SAMPLE)
+            op = ("place", "get")[report["samples"] % 2]  # compute_linked_pod, then get_linked_pod
             for gw in gateways:
-                gw.send("place", SERVICE, *sample_uids)
+                gw.send(op, SERVICE, *sample_uids)
             answers = [gw.receive()["answers"] for gw in gateways]
             values = raw.mget([keys[uids.index(uid)] for uid in sample_uids])
             pending.append({"answers": answers, "end": time.monotonic(),
