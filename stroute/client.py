@@ -415,6 +415,7 @@ class ClientDriver:
         """Turn a set-if-absent reply into a placement; None means 'try again'."""
         snap = view.snapshot
         persistent_now = ttl_ms is None or result.was_persistent
+        ttl_ms = result.ttl_ms  # what the link has left: a cache entry never outlives it
         if result.created:
             if not counted:
                 with self._lock:
@@ -451,7 +452,8 @@ class ClientDriver:
             token = self.cache.begin()
             result = self.store.set_if_absent(self.namespace, uid, service, link.pod, ttl_ms)
             if snap.is_alive(result.pod):
-                self.cache.put(token, service, uid, result.pod, ttl_ms is None or result.was_persistent, ttl_ms)
+                self.cache.put(token, service, uid, result.pod, ttl_ms is None or result.was_persistent,
+                               result.ttl_ms)
                 return Placement(uid, service, result.pod, "existing")
         elif link is not None and link.persistent:
             raise PodUnavailable(
@@ -544,7 +546,7 @@ class ClientDriver:
         ttl_ms = None if persist else self._temp_ttl_ms
         token = self.cache.begin()
         result = self.store.set_if_absent(self.namespace, uid, service, pod, ttl_ms)
-        self.cache.put(token, service, uid, result.pod, persist or result.was_persistent, ttl_ms)
+        self.cache.put(token, service, uid, result.pod, persist or result.was_persistent, result.ttl_ms)
         return result
 
     # --- the local cache ------------------------------------------------------------------

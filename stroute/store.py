@@ -88,6 +88,9 @@ class SetIfAbsent:
     pod: int
     created: bool
     was_persistent: bool
+    # What a temporary link has left after the call (None: persistent); not
+    # part of equality, since it counts down.
+    ttl_ms: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -925,8 +928,8 @@ def _ttl_arg(ttl_ms: int | None) -> int:
 
 
 def _set_if_absent_reply(reply: list[Any], key: str) -> SetIfAbsent:
-    pod, created, was_persistent = reply
-    return SetIfAbsent(_pod_of(pod, key), bool(created), bool(was_persistent))
+    pod, created, was_persistent, left = reply
+    return SetIfAbsent(_pod_of(pod, key), bool(created), bool(was_persistent), None if left < 0 else int(left))
 
 
 def _is_cluster(client: Any) -> bool:

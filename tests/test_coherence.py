@@ -183,7 +183,7 @@ def test_a_server_that_refuses_tracking_is_read_every_time(real_url, redis_serve
     never confirmed, nothing cached is served, and the log says why once."""
     admin = redis_server.client()
     admin.acl_setuser("no-tracking", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"],
-                      commands=["+@all", "-client", "+client|id", "+client|setname", "+client|setinfo"])
+                      commands=["+@all", "-client", "+client|id", "+client|setname"])
     url = real_url.replace("redis://", "redis://no-tracking:pw@")
     config = Config().with_overrides(**{"redis.url": url, "state.expire": 60, "state.refresh": 600})
     try:

@@ -145,9 +145,23 @@ def test_set_if_absent_keeps_an_existing_link(s, raw):
 def test_set_if_absent_slides_the_ttl_of_a_temporary_link(s, raw):
     s.set(NS, "42", "lobby", 3, 2_000)
     assert raw.pttl(LINK) <= 2_000
-    assert s.set_if_absent(NS, "42", "lobby", 9, LONG) == SetIfAbsent(3, False, False)
+    result = s.set_if_absent(NS, "42", "lobby", 9, LONG)
+    assert result == SetIfAbsent(3, False, False)
     assert LONG - 10_000 < raw.pttl(LINK) <= LONG
+    assert LONG - 10_000 < result.ttl_ms <= LONG  # what the link has left now
     assert raw.get(LINK) == "3"
+
+
+def test_set_if_absent_slides_only_when_less_than_half_the_ttl_is_left(s, raw):
+    """A refresh is a write every gateway caching the link hears of: at most once per half TTL."""
+    s.set(NS, "42", "lobby", 3, LONG // 2 + 5_000)  # more than half of LONG left: no write
+    before = raw.pttl(LINK)
+    result = s.set_if_absent(NS, "42", "lobby", 9, LONG)
+    assert result == SetIfAbsent(3, False, False)
+    assert raw.pttl(LINK) <= before and result.ttl_ms <= before
+    s.set(NS, "42", "lobby", 3, LONG // 2 - 5_000)  # less than half left: slid to the whole TTL
+    assert LONG - 10_000 < s.set_if_absent(NS, "42", "lobby", 9, LONG).ttl_ms <= LONG
+    assert LONG - 10_000 < raw.pttl(LINK)
 
 
 def test_set_if_absent_persistent_upgrades_a_temporary_link_in_place(s, raw):

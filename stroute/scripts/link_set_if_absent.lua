@@ -1,13 +1,18 @@
 -- link_set_if_absent: create a link if missing, so racing clients agree.
--- An existing temporary link gets its TTL refreshed (sliding expiry); asking
--- for a persistent link upgrades a temporary one in place with PERSIST.
+-- An existing temporary link gets its TTL refreshed once less than half of
+-- the asked TTL is left (sliding expiry with the granularity ASP.NET's sliding
+-- expiration uses): a refresh is a write, and every other gateway caching the
+-- link is told of it, so it happens at most once per half TTL, not on every
+-- lookup. Asking for a persistent link upgrades a temporary one in place
+-- with PERSIST.
 -- (The seed's script ran EXPIRE key -1 here, which deletes the key.)
 -- KEYS[1] link key   P:{ns:lk:uid}svc
 -- KEYS[2] index key  P:{ns:lk:uid}
 -- ARGV[1] service
 -- ARGV[2] candidate pod
 -- ARGV[3] ttl in ms (at most 315360000000, 10 years); 0 = persistent
--- Reply   {pod in force, created (1/0), was persistent before (1/0)}
+-- Reply   {pod in force, created (1/0), was persistent before (1/0),
+--          ms the link has left (-1: persistent)}
 --         Error 'CORRUPT <key> <problem>' or 'ERR ...' as link_set.lua;
 --         every check runs before the first write. The index key is
 --         checked only on the paths that write it: a new temporary link,
@@ -44,17 +49,22 @@ if not current then
     redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
   end
   redis.call('PTTL', KEYS[1])
-  return {ARGV[2], 1, 0}
+  return {ARGV[2], 1, 0, ttl > 0 and ttl or -1}
 end
 if not (string.match(current, '^%d%d?%d?%d?%d?$') and tonumber(current) <= 65535) then
   return corrupt(KEYS[1], "holds '" .. string.gsub(string.sub(current, 1, 40), "[^%w%p ]", '?')
                           .. "', not a pod index")
 end
-if redis.call('PTTL', KEYS[1]) == -1 then
-  return {current, 0, 1}
+local left = redis.call('PTTL', KEYS[1])
+if left == -1 then
+  return {current, 0, 1, -1}
 end
 if ttl > 0 then
+  if left * 2 >= ttl then
+    return {current, 0, 0, left}
+  end
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return {current, 0, 0, redis.call('PTTL', KEYS[1])}
 else
   local ok, index = index_ok()
   if not ok then
@@ -64,4 +74,4 @@ else
   redis.call('HSET', KEYS[2], ARGV[1], current)
 end
 redis.call('PTTL', KEYS[1])
-return {current, 0, 0}
+return {current, 0, 0, -1}
