@@ -296,6 +296,47 @@ def compute_warm(h: Harness) -> Figure:
     return f
 
 
+def batch_get_coherent(h: Harness) -> Figure:
+    """batch_get_linked_pod with coherence on and off: its reads are made on
+    tracked connections, so Redis remembers every key it read for the gateway."""
+    n = 20000 if h.quick else 100000
+    rounds = 5 if h.quick else 7
+    store = h.store()
+    ks = store.keys(NS)
+    uids = [f"u{i}" for i in range(n)]
+    pipe = h.raw.pipeline(transaction=False)
+    for i, uid in enumerate(uids):
+        pipe.set(ks.link(uid, SERVICE), i % PODS)
+    pipe.execute()
+    store.close()
+    config = h.config()
+    coherent = _gateway(config)
+    local = _gateway(config, coherent=False)
+
+    def uids_per_s(driver: ClientDriver) -> float:
+        start = time.perf_counter()
+        driver.batch_get_linked_pod(NS, uids, SERVICE)
+        return n / (time.perf_counter() - start)
+
+    on, off = [], []
+    try:
+        for _ in range(rounds):
+            on.append(uids_per_s(coherent))
+            off.append(uids_per_s(local))
+        tracked = h.raw.info("stats")["tracking_total_keys"]
+    finally:
+        coherent.close()
+        local.close()
+    ratio = statistics.median(a / b for a, b in zip(on, off))
+    f = Figure()
+    f.add("batch_get_coherent_ratio", round(ratio, 3), "report",
+          f"{statistics.median(on):,.0f} uids/s coherent vs {statistics.median(off):,.0f}/s with links.coherent "
+          f"off, batch_get_linked_pod of {n:,} uids, median of {rounds} pairwise ratios; Redis then tracked "
+          f"{tracked:,} keys for the coherent gateway, which caches none of them")
+    f.values["batch_get_tracked_keys"] = tracked
+    return f
+
+
 # --- invalidation messages per write ----------------------------------------------------
 
 
@@ -372,7 +413,8 @@ def invalidations_per_write(h: Harness) -> Figure:
     all_read = [f"a{i}" for i in range(n)]  # every gateway has them cached
     one_read = [f"o{i}" for i in range(n)]  # gateway 0 alone has them cached
     none_read = [f"x{i}" for i in range(n)]  # no gateway has read them
-    for uid in all_read + one_read + none_read:
+    batch_read = [f"b{i}" for i in range(n)]  # gateway 0 read them in a batch, which it does not cache
+    for uid in all_read + one_read + none_read + batch_read:
         writer.set(NS, uid, SERVICE, 0, MOVE_TTL_MS)
     # Reads that write nothing: a placement of an existing temporary link
     # refreshes its TTL, a write the other gateways would be told of.
@@ -381,6 +423,7 @@ def invalidations_per_write(h: Harness) -> Figure:
             gateway.get_linked_pod(NS, uid, SERVICE)
     for uid in one_read:
         gateways[0].get_linked_pod(NS, uid, SERVICE)
+    gateways[0].batch_get_linked_pod(NS, batch_read, SERVICE)
 
     def phase(write) -> tuple[list[int], int]:
         """Messages each gateway received, and all broadcast clients together, for the writes `write` makes."""
@@ -410,6 +453,7 @@ def invalidations_per_write(h: Harness) -> Figure:
         results["cached_by_all_again"] = phase(move(all_read, 2))  # no gateway read them since
         results["cached_by_one"] = phase(move(one_read, 1))
         results["not_cached"] = phase(move(none_read, 1))
+        results["batch_read"] = phase(move(batch_read, 1))
         # A placement that misses the cache refreshes the TTL of an existing
         # temporary link: a write the other gateways that cached it are told of.
         for gateway in gateways:
@@ -432,6 +476,7 @@ def invalidations_per_write(h: Harness) -> Figure:
         "all_gateways_cached_by_all": round(sum(per["cached_by_all"][0]), 3),
         "all_gateways_cached_by_one": round(sum(per["cached_by_one"][0]), 3),
         "all_gateways_not_cached": round(sum(per["not_cached"][0]), 3),
+        "all_gateways_batch_read_by_gateway_0": round(sum(per["batch_read"][0]), 3),
         "all_gateways_written_again_unread": round(sum(per["cached_by_all_again"][0]), 3),
         "all_gateways_placement_on_gateway_0": round(sum(per["placement_on_gateway_0"][0]), 3),
         "broadcast_cached": round(per["cached_by_all"][1], 3),
@@ -447,7 +492,8 @@ def invalidations_per_write(h: Harness) -> Figure:
         "invalidations_per_write", f"{value['cached']:.2f} / {value['not_cached']:.2f}", "report",
         f"messages a gateway receives per link write made elsewhere, to a user it cached / did not cache; "
         f"4 gateways, {n:,} writes a kind; per gateway 0/1/2/3: cached by all {shown('cached_by_all')}, "
-        f"by gateway 0 only {shown('cached_by_one')}, by none {shown('not_cached')}, written again before "
+        f"by gateway 0 only {shown('cached_by_one')}, by none {shown('not_cached')}, read (not cached) by "
+        f"gateway 0's batch_get_linked_pod {shown('batch_read')}, written again before "
         f"any gateway read it back {shown('cached_by_all_again')}, a placement on gateway 0 that missed its "
         f"cache (its TTL refresh is a write) {shown('placement_on_gateway_0')}; broadcast mode on the link "
         f"prefix, 4 clients: {value['broadcast_cached']:.2f} / {value['broadcast_not_cached']:.2f} per write "

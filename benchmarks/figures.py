@@ -294,6 +294,7 @@ ALL: dict[str, Callable[[Harness], Figure]] = {
     "heartbeat": heartbeat,
     "invalidation": coherence.invalidation,
     "compute_warm": coherence.compute_warm,
+    "batch_get_coherent": coherence.batch_get_coherent,
     "invalidations_per_write": coherence.invalidations_per_write,
     "shared_users": coherence.shared_users,
     "tracking_reconnect": coherence.tracking_reconnect,
