@@ -9,42 +9,14 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Callable
 
-from benchmarks.harness import Harness, count_round_trips, paired, rate
+from benchmarks import coherence
+from benchmarks.harness import SERVICE, Figure, Harness, count_round_trips, paired, rate
+from benchmarks.harness import publish_pods as _publish_pods
 from stroute.client import ClientDriver
 from stroute.server import ServerDriver
 from stroute.store import script_source
-
-SERVICE = "bench"
-
-
-@dataclass
-class Figure:
-    values: dict = field(default_factory=dict)
-    rows: list = field(default_factory=list)
-
-    def add(self, key: str, value, goal: str, detail: str, shown: str | None = None) -> None:
-        self.values[key] = value
-        self.rows.append((key, shown if shown is not None else _fmt(value), goal, detail))
-
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:,.3f}" if value < 100 else f"{value:,.0f}"
-    return str(value)
-
-
-def _publish_pods(h: Harness, count: int, loads: list[int] | None = None) -> None:
-    store = h.store()
-    config = h.config()
-    for pod in range(count):
-        server = ServerDriver(SERVICE, pod, config, store=store)
-        server.set_load_state(loads[pod] if loads else 100)
-        server.publish()
-    store.close()
-
 
 def compute_cold(h: Harness) -> Figure:
     n = 2000 if h.quick else 10000
@@ -320,4 +292,10 @@ ALL: dict[str, Callable[[Harness], Figure]] = {
     "link_list": link_list,
     "memory": memory,
     "heartbeat": heartbeat,
+    "invalidation": coherence.invalidation,
+    "compute_warm": coherence.compute_warm,
+    "batch_get_coherent": coherence.batch_get_coherent,
+    "invalidations_per_write": coherence.invalidations_per_write,
+    "shared_users": coherence.shared_users,
+    "tracking_reconnect": coherence.tracking_reconnect,
 }

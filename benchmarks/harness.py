@@ -4,12 +4,34 @@ from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import dataclass, field
 from typing import Callable
 
 import redis
 
 from stroute.config import Config
+from stroute.server import ServerDriver
 from stroute.store import Store
+
+SERVICE = "bench"
+
+
+@dataclass
+class Figure:
+    """A figure's JSON values and its rows of the printed table."""
+
+    values: dict = field(default_factory=dict)
+    rows: list = field(default_factory=list)
+
+    def add(self, key: str, value, goal: str, detail: str, shown: str | None = None) -> None:
+        self.values[key] = value
+        self.rows.append((key, shown if shown is not None else _fmt(value), goal, detail))
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}" if value < 100 else f"{value:,.0f}"
+    return str(value)
 
 
 class Harness:
@@ -82,6 +104,17 @@ class Harness:
         if not done.wait(600):
             raise RuntimeError("MONITOR did not see the end marker")
         return sent
+
+
+def publish_pods(h: Harness, count: int, loads: list[int] | None = None) -> None:
+    """Pods 0..count-1 of SERVICE, ready, each with one heartbeat."""
+    store = h.store()
+    config = h.config()
+    for pod in range(count):
+        server = ServerDriver(SERVICE, pod, config, store=store)
+        server.set_load_state(loads[pod] if loads else 100)
+        server.publish()
+    store.close()
 
 
 def count_round_trips(store: Store, fn: Callable[[], object]) -> int:

@@ -69,3 +69,22 @@ def test_an_unknown_figure_is_refused():
     run = subprocess.run([sys.executable, "-m", "benchmarks", "--only", "compute_cold"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "invalid choice: 'compute_cold'" in run.stderr
+
+
+def test_invalidation_messages_per_write_are_counted_per_gateway(real_url, tmp_path):
+    # Default-mode tracking: a gateway hears of a write only to a link it read since the last write.
+    out = tmp_path / "bench.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--only", "invalidations_per_write", "--json", str(out)],
+        cwd=ROOT, env={**os.environ, "STROUTE_BENCH_REDIS_URL": real_url},
+        capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    per_write = json.loads(out.read_text())["invalidations_per_write"]
+    assert per_write["cached"] == 1.0 and per_write["not_cached"] == 0.0
+    assert per_write["all_gateways_cached_by_all"] == 4.0
+    assert per_write["all_gateways_cached_by_one"] == 1.0
+    assert per_write["all_gateways_written_again_unread"] == 0.0
+    assert per_write["all_gateways_placement_on_gateway_0"] == 3.0  # NOLOOP: not to gateway 0 itself
+    assert per_write["broadcast_cached"] == per_write["broadcast_not_cached"] == 4.0
+    assert "invalidations_per_write" in run.stdout and "cache flushes" not in run.stdout
