@@ -46,8 +46,9 @@ DATA = (
 )
 COHERENCE = (
     # a client driver's invalidation channel (stroute.invalidation): its
-    # listener's id, the subscription it is told on, tracking on each connection
-    "client|id", "subscribe", "client|tracking",
+    # listener's id, the subscription it is told on, tracking on each connection,
+    # and batch reads opting out of it
+    "client|id", "subscribe", "client|tracking", "client|caching",
 )
 DIAGNOSE = ("info",)  # doctor: version, role, memory policy
 SCAN = ("scan",)  # link list, doctor's link sample

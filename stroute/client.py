@@ -39,6 +39,7 @@ _MAX_RACE_ROUNDS = 4
 REREAD_MIN_SECONDS = 0.1
 
 log = logging.getLogger("stroute.client")
+_monotonic = time.monotonic
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,14 +206,15 @@ class ClientDriver:
         age = self._clock() - view.fetched
         if age >= self._refresh:
             return False
-        if self.source is None:
+        source = self.source
+        if source is None:
             return True
         marks = self._marks.get(service, (0, 0))
         if marks[1] != view.marks[1]:
             return False  # a cordon, an uncordon or a flush: re-read now
         if age < REREAD_MIN_SECONDS:
             return True
-        return marks[0] == view.marks[0] and self.cache.trusted()
+        return marks[0] == view.marks[0] and _monotonic() < source.trusted_until
 
     def _state_changed(self, service: str | None, control: bool) -> None:
         """Redis says a service's state (or control) hash changed; None: every service."""

@@ -37,6 +37,8 @@ try:
 except ImportError:  # redis-py's own packer then
     _pack_command = None
 
+_CACHING_NO = ("CLIENT", "CACHING", "NO")
+
 # Idle connections kept for reuse; a burst from more threads than this opens
 # (and then closes) extra ones.
 MAX_IDLE = 32
@@ -78,10 +80,20 @@ class DirectCommands:
         """One command and its reply; an error reply raises redis-py's exception for it."""
         return self._run(_pack([args]), 1)[0]
 
-    def pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+    def pipeline(self, commands: list[tuple[Any, ...]], *, untracked: bool = False) -> list[Any]:
         """Commands sent in one write, replies in order; an error reply is
-        returned in its place as redis-py's exception for it, not raised."""
-        return self._run(_pack(commands), len(commands), keep_errors=True)
+        returned in its place as redis-py's exception for it, not raised.
+
+        `untracked`: with tracking on, Redis is asked not to remember the keys
+        these commands read (CLIENT CACHING NO before each, as OPTOUT mode
+        allows): a batch read whose answers are not cached would fill Redis's
+        tracking table and bring invalidations nobody needs. Where tracking
+        is not on, Redis refuses CLIENT CACHING, and the refusal is dropped.
+        """
+        if not untracked or self.tracking is None:
+            return self._run(_pack(commands), len(commands), keep_errors=True)
+        mixed = [part for command in commands for part in (_CACHING_NO, command)]
+        return self._run(_pack(mixed), len(mixed), keep_errors=True)[1::2]
 
     def _run(self, packed: Any, count: int, *, keep_errors: bool = False) -> list[Any]:
         """Send packed commands and read their `count` replies.
@@ -125,7 +137,7 @@ class DirectCommands:
         if not hasattr(conn, "_stroute_redirect"):
             conn.register_connect_callback(self._forget_redirect)
         conn._stroute_redirect = None
-        on = _pack([("CLIENT", "TRACKING", "ON", "REDIRECT", redirect, "NOLOOP")])
+        on = _pack([("CLIENT", "TRACKING", "ON", "REDIRECT", redirect, "OPTOUT", "NOLOOP")])
         conn.send_packed_command(on + packed)
         answer = _read_replies(conn, 1, True)[0]
         replies = _read_replies(conn, count, keep_errors)

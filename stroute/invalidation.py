@@ -10,8 +10,9 @@ cost of a new user's placement does not grow with the number of gateways.
 
 One listener per Redis primary holds a RESP2 connection subscribed to
 `__redis__:invalidate`; each of the store's connections turns tracking on with
-`CLIENT TRACKING ON REDIRECT <listener id> NOLOOP`, sent in the same write as
-its next command (`stroute.direct`). The listener PINGs every `bound / 4`
+`CLIENT TRACKING ON REDIRECT <listener id> OPTOUT NOLOOP`, sent in the same
+write as its next command (`stroute.direct`); batch reads, whose answers are
+not cached, opt out with `CLIENT CACHING NO`. The listener PINGs every `bound / 4`
 seconds. A PONG proves that every invalidation Redis sent before it has
 arrived, so a cached answer is served only while the last PONG answered a
 PING sent less than `bound` seconds ago: a dead, hung or killed channel
@@ -38,6 +39,10 @@ from typing import Any, Callable, Protocol
 log = logging.getLogger("stroute.invalidation")
 
 CHANNEL = "__redis__:invalidate"
+# A lost channel is made again after 50 ms, then 100, 200, ... up to 1 s
+# while Redis keeps refusing; once it stands, the next loss starts at 50 ms.
+_FIRST_RETRY_S = 0.05
+_LAST_RETRY_S = 1.0
 DEFAULT_BOUND = 1.0  # seconds; links.coherence_bound
 
 
@@ -177,7 +182,7 @@ class Listener:
         return self.tracking.client_id
 
     def _run(self) -> None:
-        backoff = 0.05
+        self._backoff = _FIRST_RETRY_S
         while not self._stop.is_set():
             try:
                 self._session()
@@ -187,15 +192,13 @@ class Listener:
                 self.tracking.client_id = None
                 self.trusted_until = 0.0
                 self.source.distrust(f"invalidation channel to {self.where} lost: {_reason(exc)}")
-            else:
-                backoff = 0.05
             finally:
                 if self._conn is not None:
                     _disconnect(self._conn)
                     self._conn = None
-            if self._stop.wait(backoff):
+            if self._stop.wait(self._backoff):
                 break
-            backoff = min(backoff * 2, 1.0)
+            self._backoff = min(self._backoff * 2, _LAST_RETRY_S)
 
     def _session(self) -> None:
         bound = self.source.bound
@@ -219,6 +222,7 @@ class Listener:
         if self._check is not None:
             self._check(conn)
         self.tracking.client_id = client_id
+        self._backoff = _FIRST_RETRY_S  # a channel stood again: the next loss is retried at once
         self.source.reconnects += 1
         self.source._established()
         self.trusted_until = started + bound

@@ -95,14 +95,15 @@ class LinkCache:
         source = self.source
         if source is not None and _monotonic() >= source.trusted_until:
             return None
-        with self._lock:
-            entry = self._entries.get((service, uid))
-            if entry is None:
-                return None
-            if entry.deadline <= self._clock():
-                del self._entries[(service, uid)]
-                return None
-            return entry
+        # No lock: a dict read is atomic, and an entry dropped by `invalidate`
+        # (under the lock) is either still there or gone, never half-made.
+        entry = self._entries.get((service, uid))
+        if entry is None:
+            return None
+        if entry.deadline <= self._clock():
+            self._entries.pop((service, uid), None)
+            return None
+        return entry
 
     def begin(self) -> Token:
         """Call before reading a link from Redis whose answer will be `put`."""

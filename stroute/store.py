@@ -510,7 +510,8 @@ class Store:
             raise
         raise AssertionError("unreachable: _call raised")
 
-    def _pipeline(self, commands: list[tuple[Any, ...]], *scripts: str, keep_corrupt: bool = False) -> list[Any]:
+    def _pipeline(self, commands: list[tuple[Any, ...]], *scripts: str, keep_corrupt: bool = False,
+                  untracked: bool = False) -> list[Any]:
         """Run one pipeline (not on a cluster) whose scripts are called by EVALSHA.
 
         Unlike redis-py's script objects in a pipeline, this sends no SCRIPT
@@ -526,7 +527,7 @@ class Store:
                 self._call(self._direct.call, "SCRIPT", "LOAD", script_source(name))
                 self._loaded.add(name)
         for attempt in range(2):
-            replies = self._call(self._direct.pipeline, commands)
+            replies = self._call(self._direct.pipeline, commands, untracked=untracked)
             missing = any(isinstance(r, redis.exceptions.NoScriptError) for r in replies)
             if not missing or attempt:
                 break
@@ -612,7 +613,9 @@ class Store:
         if self.cluster:
             # MGET per slot, one pipeline per node (redis-py groups them).
             return keys, self._call(self.client.mget_nonatomic, keys)
-        chunks = self._pipeline([("MGET", *keys[i:i + _MGET_CHUNK]) for i in range(0, len(keys), _MGET_CHUNK)])
+        # Not remembered by CLIENT TRACKING: nothing caches a batch's answers.
+        chunks = self._pipeline([("MGET", *keys[i:i + _MGET_CHUNK]) for i in range(0, len(keys), _MGET_CHUNK)],
+                                untracked=True)
         return keys, [v for chunk in chunks for v in chunk]
 
     def scan_links(
