@@ -554,8 +554,8 @@ def shared_users(h: Harness) -> Figure:
     f = Figure()
     f.add("shared_users_cache_hits", round(shares[True], 3), "report",
           f"share of cache hits when {n} temporary users are asked of 4 coherent gateways in turn, {rounds} rounds, "
-          f"vs {shares[False]:.3f} with links.coherent off: a placement that misses the cache refreshes the "
-          f"link's TTL (sliding expiry), a write every other gateway that cached the link is told of")
+          f"vs {shares[False]:.3f} with links.coherent off (a lookup that misses the cache slides the link's TTL, "
+          f"a write the other gateways are told of, only once less than half the TTL is left)")
     f.values["shared_users_cache_hits_local"] = round(shares[False], 3)
     return f
 
