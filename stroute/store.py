@@ -776,7 +776,11 @@ class Store:
     def snapshot(self, namespace: str, service: str, *, expire_ms: int) -> Snapshot:
         ks = self.keys(namespace)
         names.service(service)
-        states, controls, secs, micros = self._script("state_snapshot", [ks.state(service), ks.control(service)], [])
+        keys = [ks.state(service), ks.control(service)]
+        try:
+            states, controls, secs, micros = self._script("state_snapshot", keys, [])
+        except StoreError as exc:
+            raise self._wrong_type(exc, keys, "hash", f"the pod states of service {service!r}") from None
         now_ms = int(secs) * 1000 + int(micros) // 1000
         from stroute.podstate import Snapshot
 
@@ -910,7 +914,26 @@ class Store:
     # --- tags ---------------------------------------------------------------------
 
     def get_tag(self, namespace: str, tag: str) -> str | None:
-        return self._call(self.client.get, self.keys(namespace).tag(names.tag(tag)))
+        key = self.keys(namespace).tag(names.tag(tag))
+        try:
+            return self._call(self.client.get, key)
+        except StoreError as exc:
+            raise self._wrong_type(exc, [key], "string", f"tag {tag!r}") from None
+
+    def _wrong_type(self, exc: StoreError, keys: list[str], wanted: str, what: str) -> StoreError:
+        """`exc` as CorruptData naming the key of another type, when that is what
+        Redis refused (WRONGTYPE); else `exc` itself."""
+        if type(exc) is not StoreError or "WRONGTYPE" not in str(exc):
+            return exc
+        wrong = [f"{key!r} is a {kind}" for key in keys if (kind := self.key_type(key)) not in (wanted, "none")]
+        if not wrong:
+            return exc
+        return CorruptData(
+            f"{what} cannot be read: {' and '.join(wrong)}, not a {wanted}",
+            keys=tuple(key for key in keys if self.key_type(key) not in (wanted, "none")),
+            hint="another program wrote there; 'stroute doctor' checks the namespace's data, and deleting "
+                 "the key (redis-cli DEL) lets stroute write it again",
+        )
 
     def set_tag(self, namespace: str, tag: str, service: str) -> str | None:
         """Point a tag at a service; returns the service it pointed at before."""

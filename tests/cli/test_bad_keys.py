@@ -286,3 +286,27 @@ def test_top_watch_counts_the_good_links_and_says_what_it_skipped(url, store):
     result = cli("--redis-url", url, "top", "--watch", "--count", "1", "--interval", "0.1", "--count-links")
     assert result.exit_code == 0, result.stderr
     assert f"1 key not counted: no readable link (first: {BANANA})" in result.stdout
+
+
+def test_a_state_key_of_another_type_is_bad_data_for_that_service_only(url, store):
+    """pods of one service: exit 7 naming the key (not 6: Redis did not fail);
+    top shows the other services and warns about that one."""
+    put_state(store.client, "lobby", 0, load=3)
+    store.client.sadd("sf:{default}:services", "lobby", "game")
+    store.client.set("sf:{default:state:game}", "not a hash")
+    code, data, stderr = cli_json("--redis-url", url, "pods", "-s", "game")
+    assert code == 7, stderr
+    assert "'sf:{default:state:game}' is a string, not a hash" in stderr
+    code, data, stderr = cli_json("--redis-url", url, "pods", "-s", "lobby")
+    assert code == 0 and data["pods"][0]["load"] == 3
+    code, data, stderr = cli_json("--redis-url", url, "top")
+    assert code == 0, stderr
+    assert [s["service"] for s in data["services"]] == ["lobby"]
+    assert [w["service"] for w in data["warnings"]] == ["game"]
+
+
+def test_a_tag_key_of_another_type_is_bad_data(url, store):
+    store.client.hset("sf:{default:tag:main}", "x", "1")
+    code, data, stderr = cli_json("--redis-url", url, "tag", "get", "main")
+    assert code == 7, stderr
+    assert "'sf:{default:tag:main}' is a hash, not a string" in stderr
