@@ -128,7 +128,7 @@ class Config:
     def with_overrides(self, origin: str = "override", /, **dotted: Any) -> "Config":
         """A copy with keys replaced, e.g. with_overrides(**{"state.period": 1});
         `origin` names where they came from in error messages."""
-        return _build(_as_tree(self), dotted, origin=origin, source=self.source)
+        return _build(_as_tree(self), [(dotted, origin)], source=self.source)
 
     def to_dict(self, *, redact: bool = True, omit_secrets: bool = False) -> dict[str, Any]:
         """All keys as plain data; the passwords shown as '***' (or None).
@@ -307,21 +307,32 @@ def _coerce(key: str, kind: str, value: Any, origin: str) -> Any:
     return number
 
 
-def _build(tree: Mapping[str, Any], overrides: Mapping[str, Any], *, origin: str, source: str | None) -> Config:
-    """Apply dotted overrides to a tree and make a validated Config."""
+def _build(
+    tree: Mapping[str, Any],
+    layers: list[tuple[Mapping[str, Any], str]],
+    *,
+    source: str | None,
+    problems: list[str] | None = None,
+) -> Config:
+    """Apply layers of dotted overrides (each with where it came from) to a
+    tree and make a validated Config; every problem, the file's `problems`
+    included, is reported at once."""
+    problems = list(problems or [])
     flat: dict[str, tuple[Any, str]] = {}
     for key in _TOP:
         flat[key] = (tree.get(key, getattr(Config, key)), "")
     for section, cls in _SECTIONS.items():
-        values = tree.get(section) or {}
+        values = tree.get(section)
+        values = values if isinstance(values, dict) else {}
         for f in dataclasses.fields(cls):
             default = f.default
             flat[f"{section}.{f.name}"] = (values.get(f.name, default), "")
-    for key, value in overrides.items():
-        if key not in flat:
-            raise ConfigError(f"unknown config key {key!r}: known keys are {', '.join(keys())}")
-        if value is not None:
-            flat[key] = (value, origin)
+    for overrides, origin in layers:
+        for key, value in overrides.items():
+            if key not in flat:
+                problems.append(f"config {unknown_key(key)}")
+            elif value is not None:
+                flat[key] = (value, origin)
 
     typed: dict[str, Any] = {}
     for key, (value, where) in flat.items():
@@ -330,18 +341,25 @@ def _build(tree: Mapping[str, Any], overrides: Mapping[str, Any], *, origin: str
             kind = _kind(_SECTIONS[section], name)
         else:
             kind = "str"
+        suffix = f" (from {where})" if where else ""
         if value is None and not _nullable(key):
             # YAML `period:` or `period: null`: refuse it here rather than
             # crash on a comparison with None later.
-            suffix = f" (from {where})" if where else ""
-            raise ConfigError(f"invalid value null for {key}{suffix}: must be set (leave the key out for the default)")
-        value = _coerce(key, kind, value, where)
+            problems.append(f"invalid value null for {key}{suffix}: must be set (leave the key out for the default)")
+            continue
+        try:
+            value = _coerce(key, kind, value, where)
+        except ConfigError as exc:
+            problems.append(exc.message)
+            continue
         rule = _RULES.get(key)
         problem = rule(value) if rule and value is not None else None
         if problem:
-            suffix = f" (from {where})" if where else ""
-            raise ConfigError(f"invalid value {value!r} for {key}{suffix}: {problem}")
+            problems.append(f"invalid value {value!r} for {key}{suffix}: {problem}")
+            continue
         typed[key] = value
+    if problems:
+        raise ConfigError(_all(problems))
 
     sections = {
         section: cls(**{f.name: typed[f"{section}.{f.name}"] for f in dataclasses.fields(cls)})
@@ -439,7 +457,9 @@ def _read_text(path: Path, what: str, *, secret: bool = False) -> str:
                           "does not decode") from None
 
 
-def _read_file(path: Path) -> dict[str, Any]:
+def _read_file(path: Path) -> tuple[dict[str, Any], list[str]]:
+    """The file's mapping, and its unknown or misshapen keys (reported with the
+    values' problems, all at once)."""
     import yaml
 
     text = _read_text(path, "config file")
@@ -453,21 +473,38 @@ def _read_file(path: Path) -> dict[str, Any]:
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise ConfigError(f"config file {str(path)!r} is not valid YAML{where}: {problem}") from None
     if data is None:
-        return {}
+        return {}, []
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys, not a {type(data).__name__}")
+    problems = []
     for key, value in data.items():
         if key in _SECTIONS:
             if value is None:
                 continue
             if not isinstance(value, dict):
-                raise ConfigError(f"config file {str(path)!r}: {key!r} must be a mapping of keys")
-            for sub in value:
-                if f"{key}.{sub}" not in keys():
-                    raise ConfigError(f"config file {str(path)!r}: unknown key '{key}.{sub}'; known keys are {', '.join(keys())}")
+                problems.append(f"{key!r} must be a mapping of keys")
+                continue
+            problems += [unknown_key(f"{key}.{sub}") for sub in value if f"{key}.{sub}" not in keys()]
         elif key not in _TOP:
-            raise ConfigError(f"config file {str(path)!r}: unknown key {str(key)!r}; known keys are {', '.join(keys())}")
-    return data
+            problems.append(unknown_key(str(key)))
+    return data, [f"config file {str(path)!r}: {problem}" for problem in problems]
+
+
+def unknown_key(key: str) -> str:
+    """'unknown key ...', with the nearest known key when one is close (a typo)."""
+    import difflib
+
+    near = difflib.get_close_matches(key, keys(), n=1, cutoff=0.75)
+    if near:
+        return f"unknown key {key!r} (did you mean {near[0]!r}?)"
+    return f"unknown key {key!r}; known keys are {', '.join(keys())}"
+
+
+def _all(problems: list[str]) -> str:
+    """Every problem in one line, so a file is fixed in one go."""
+    if len(problems) == 1:
+        return problems[0]
+    return f"{len(problems)} problems: " + "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
 
 
 def _kind_of_path(path: Path) -> str | None:
@@ -528,12 +565,10 @@ def load(
     """
     env = os.environ if env is None else env
     file = find_file(path, env)
-    tree = _read_file(file) if file else {}
-    base = _build(tree, {}, origin="", source=str(file) if file else None)
+    tree, problems = _read_file(file) if file else ({}, [])
     from_env = {key: env[env_name(key)] for key in keys() if env.get(env_name(key)) not in (None, "")}
-    config = _build(_as_tree(base), from_env, origin="environment", source=base.source) if from_env else base
-    if overrides:
-        config = _build(_as_tree(config), overrides, origin=overrides_origin, source=config.source)
+    config = _build(tree, [(from_env, "environment"), (overrides or {}, overrides_origin)],
+                    source=str(file) if file else None, problems=problems)
     return _with_password_file(config)
 
 

@@ -151,9 +151,16 @@ class DirectCommands:
         conn._stroute_redirect = None  # a new socket: Redis knows nothing of the old one's tracking
 
     def close(self) -> None:
-        with self._lock:
+        # Not a plain `with self._lock`: a KeyboardInterrupt that landed just
+        # after another call took the lock can leave it held, and close() runs
+        # as the process ends; closing must never hang.
+        locked = self._lock.acquire(timeout=1)
+        try:
             self._closed = True
             idle, self._idle = self._idle, []
+        finally:
+            if locked:
+                self._lock.release()
         for conn in idle:
             _disconnect(conn)
 

