@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import uuid
 
 import pytest
@@ -10,6 +11,15 @@ from stroute import backends
 from stroute.config import Config
 
 from stroute.testing import RedisClusterProcesses, RedisServer
+
+# A shell starts a background job (`cmd &`, as a CI runner may) with SIGINT
+# and SIGQUIT ignored, and an ignored signal stays ignored in every child:
+# the `stroute` processes the tests signal would then never hear Ctrl-C or
+# SIGQUIT. The tests expect what a terminal gives, so give it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+if signal.getsignal(signal.SIGQUIT) is signal.SIG_IGN:
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="session")

@@ -120,7 +120,8 @@ class CommandCounter:
             if not name.startswith(self._OWN)
         }
         # Redis 6 counts subcommands under their command: stroute sends no
-        # SCRIPT but LOAD and no CLIENT but SETNAME, so name them as Redis 7 does.
+        # SCRIPT but LOAD, so name it as Redis 7 does; CLIENT's (SETNAME, and a
+        # coherent driver's TRACKING and CACHING) all land in client|setname.
         for command, sub in (("script", "script|load"), ("client", "client|setname")):
             if command in counts:
                 counts[sub] = counts.get(sub, 0) + counts.pop(command)

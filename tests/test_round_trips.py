@@ -104,8 +104,11 @@ def test_batch_get_is_one_mget_per_ten_thousand_uids(real_url, redis_server):
         counter.reset()
         found = client.batch_get_linked_pod("default", uids, "lobby")
         # One pipelined round trip; each MGET is told not to be tracked (its
-        # answers are not cached), in the same write.
-        assert counter.counts() == {"mget": 3, "client|caching": 3}
+        # answers are not cached), in the same write. (Redis 6.2 counts
+        # CLIENT's subcommands under one name.)
+        counts = counter.counts()
+        client_commands = {k: counts.pop(k) for k in list(counts) if k.startswith("client")}
+        assert counts == {"mget": 3} and sum(client_commands.values()) == 3, (counts, client_commands)
         tracked = redis_server.client()
         assert int(tracked.info("stats")["tracking_total_keys"]) == 0  # Redis remembers none of the 25,000
         tracked.close()
