@@ -381,6 +381,11 @@ class ClientDriver:
         token = self.cache.begin()
         results = self.store.set_if_absent_many(self.namespace, service, todo, ttl_ms)
         for (uid, candidate), result in zip(todo, results):
+            if isinstance(result, StoreError):  # bad data under this uid's keys: nothing was written
+                with self._lock:
+                    view.placed[candidate] -= 1
+                out[uid] = result
+                continue
             if not result.created:
                 with self._lock:
                     view.placed[candidate] -= 1

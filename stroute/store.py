@@ -434,8 +434,10 @@ class Store:
 
     def set_if_absent_many(
         self, namespace: str, service: str, wanted: Iterable[tuple[str, int]], ttl_ms: int | None = None
-    ) -> list[SetIfAbsent]:
-        """set_if_absent for many (uid, pod) pairs in one pipelined round trip."""
+    ) -> list[SetIfAbsent | CorruptData]:
+        """set_if_absent for many (uid, pod) pairs in one pipelined round trip;
+        a uid whose link key or index holds bad data gets its CorruptData in
+        its place (nothing was written for it), the others their results."""
         ks = self.keys(namespace)
         names.service(service)
         ttl = _ttl_arg(ttl_ms)
@@ -444,8 +446,9 @@ class Store:
         calls = [(ks.link_keys(uid, service), [service, names.pod(pod), ttl]) for uid, pod in wanted]
         if not calls:
             return []
-        replies = self.run_script_many("link_set_if_absent", calls)
-        return [_set_if_absent_reply(r, keys[0]) for r, (keys, _) in zip(replies, calls)]
+        replies = self.run_script_many("link_set_if_absent", calls, keep_corrupt=True)
+        return [r if isinstance(r, CorruptData) else _set_if_absent_reply(r, keys[0])
+                for r, (keys, _) in zip(replies, calls)]
 
     def run_script_many(
         self, name: str, calls: list[tuple[list[str], list]], *, keep_corrupt: bool = False

@@ -336,3 +336,22 @@ def test_the_server_driver_and_the_command_line_take_one_removal_delay(store, co
     store.set(NS, "u", "game", 3)
     assert server.remove_linked_pod(NS, "u", "game", delayed=True) is True
     assert round(links.remove_delay * 1000) - 5_000 < store.client.pttl(LINK) <= round(links.remove_delay * 1000)
+
+
+def test_place_many_with_one_corrupt_link_places_the_others(url, store):
+    """One uid's bad data fails that uid alone (CorruptData, exit 7 material);
+    the batch's other users are placed and reported."""
+    from stroute.client import ClientDriver
+    from stroute.config import Config
+    from stroute.errors import CorruptData
+
+    from support import put_state
+
+    put_state(store.client, "game", 0, load=0)
+    store.client.set("sf:{default:lk:w}game", "banana")
+    config = Config().with_overrides(**{"redis.url": url, "state.expire": 60})
+    with ClientDriver(config, store=store, coherent=False) as client:
+        out = client.place_many(["a", "w", "b"], "game")
+    assert isinstance(out["w"], CorruptData) and "sf:{default:lk:w}game" in str(out["w"])
+    assert (out["a"].pod, out["b"].pod) == (0, 0)
+    assert store.client.get("sf:{default:lk:w}game") == "banana"  # nothing written over it
