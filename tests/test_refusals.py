@@ -342,9 +342,6 @@ def test_place_many_with_one_corrupt_link_places_the_others(url, store):
     """One uid's bad data fails that uid alone (CorruptData, exit 7 material);
     the batch's other users are placed and reported."""
     from stroute.client import ClientDriver
-    from stroute.config import Config
-    from stroute.errors import CorruptData
-
     from support import put_state
 
     put_state(store.client, "game", 0, load=0)
