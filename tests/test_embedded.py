@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -154,3 +155,77 @@ def test_unusable_data_dir_is_a_config_error(tmp_path):
         EmbeddedServer(blocker / "sub" / "data.rdb").ensure_running()
     assert info.value.exit_code == 2 and str(blocker) in str(info.value)
     assert not Path(blocker / "sub").exists()
+
+
+# --- stopping when idle -------------------------------------------------------------------------
+
+
+def test_an_idle_server_saves_and_stops_and_a_client_keeps_it_running(tmp_path):
+    from stroute.store import Store
+
+    data = tmp_path / "idle.rdb"
+    url = f"embedded://{data}?idle=1"
+    server = EmbeddedServer(data.absolute(), idle=1)
+    store = Store.from_url(url)
+    try:
+        assert store.client.stroute_embedded.started
+        store.set("default", "u1", "lobby", 4)
+        held = direct(server)
+        held.ping()  # a connected client: the server stays up past the idle time
+        store.close()
+        pid = server.pid()
+        assert pid is not None
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:  # looked at by its pid: no connection, no activity
+            assert server.pid() == pid
+            time.sleep(0.1)
+        held.close()
+        wait_until(lambda: server.pid() is None, timeout=20, what="the idle server to stop")
+        # Its data was saved: a new server on the same file has the link.
+        again = Store.from_url(url)
+        try:
+            link = again.get("default", "u1", "lobby")
+            assert (link.pod, link.persistent) == (4, True)
+        finally:
+            again.close()
+    finally:
+        if server.is_running():
+            server.stop()
+
+
+def test_status_stop_and_where_the_data_lives(tmp_path):
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data")}
+    env.pop("STROUTE_REDIS_URL", None)
+    stroute = [str(Path(sys.executable).with_name("stroute"))]
+
+    def run(*args):
+        return subprocess.run(stroute + list(args), capture_output=True, text=True, env=env, cwd=tmp_path,
+                              timeout=60)
+
+    data_file = tmp_path / "data" / "stroute" / "embedded.rdb"
+    assert run("-o", "json", "embedded", "status").returncode == 3
+    first = run("link", "set", "u1", "-s", "lobby", "--pod", "2")
+    assert first.returncode == 0, first.stderr
+    assert f"started it: data in {data_file}; it saves and stops after 600 s" in first.stderr
+    assert len(first.stderr.strip().splitlines()) == 1
+    second = run("link", "get", "u1", "-s", "lobby")
+    assert second.returncode == 0 and "started it" not in second.stderr  # only the first says so
+    done = run("-o", "json", "embedded", "status")
+    status = json.loads(done.stdout)
+    assert done.returncode == 0 and status["running"] and status["data_file"] == str(data_file)
+    assert status["clients"] == 0 and status["idle_stop_s"] == 600
+    done = run("-o", "json", "embedded", "stop")
+    assert done.returncode == 0 and json.loads(done.stdout)["stopped"] is True
+    assert not EmbeddedServer(data_file).is_running() and data_file.exists()
+    assert run("embedded", "stop").returncode == 3
+
+
+@pytest.mark.parametrize("query", ["idle=-1", "idle=soon", "idle=99999999999", "linger=5"])
+def test_a_bad_idle_option_is_refused_before_anything_starts(tmp_path, query):
+    from stroute import backends
+
+    url = f"embedded://{tmp_path / 'x.rdb'}?{query}"
+    with pytest.raises(ConfigError) as caught:
+        backends.parse(url)
+    assert "idle" in str(caught.value)
+    assert not (tmp_path / "x.sock").exists()

@@ -62,6 +62,7 @@ _COMMANDS = {
     "export": ("stroute.cli.transfer", "export"),
     "import": ("stroute.cli.transfer", "import_"),
     "demo": ("stroute.cli.demo", "demo"),
+    "embedded": ("stroute.cli.embedded", "app"),
 }
 # Root options that take a value (so the word after them is no command name).
 _VALUE_OPTIONS = {"--config", "--redis-url", "-n", "--namespace", "-o", "--output"}

@@ -48,10 +48,19 @@ class Globals:
         """The store, opened once; says on stderr when the embedded default is used."""
         if self._store is None:
             config = self.config()
-            if config.url_defaulted:
-                info(f"no Redis URL configured: using the embedded Redis ({config.redis_url}); "
-                     "set --redis-url or STROUTE_REDIS_URL for a real server")
             self._store = config.open_store()
+            # One line: the default in use, and where the data lives when this command started the server.
+            embedded = getattr(self._store.client, "stroute_embedded", None)
+            started = ""
+            if embedded is not None and embedded.started:
+                stops = (f"it saves and stops after {embedded.idle:g} s with no client" if embedded.idle
+                         else "it runs until 'stroute embedded stop'")
+                started = f"started it: data in {embedded.data_file}; {stops}"
+            if config.url_defaulted:
+                info(f"no Redis URL configured: using the embedded Redis ({config.redis_url})"
+                     f"{'; ' + started if started else ''}; set --redis-url or STROUTE_REDIS_URL for a real server")
+            elif started:
+                info(f"embedded Redis {started}")
         return self._store
 
     def close(self) -> None:
