@@ -23,6 +23,13 @@ _SETTINGS = dict(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from stroute.cli.version import print_version
+
+        print_version(value)
+
+
 def root(
     ctx: typer.Context,
     config: Annotated[
@@ -39,6 +46,9 @@ def root(
     output: Annotated[
         str, typer.Option("-o", "--output", callback=check_output_format, help="table, json or yaml.")
     ] = "table",
+    version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     g = Globals(config_file=config, redis_url=redis_url, namespace=namespace, output=output)
     ctx.obj = g
@@ -63,6 +73,7 @@ _COMMANDS = {
     "import": ("stroute.cli.transfer", "import_"),
     "demo": ("stroute.cli.demo", "demo"),
     "embedded": ("stroute.cli.embedded", "app"),
+    "version": ("stroute.cli.version", "version"),
 }
 # Root options that take a value (so the word after them is no command name).
 _VALUE_OPTIONS = {"--config", "--redis-url", "-n", "--namespace", "-o", "--output"}
