@@ -173,10 +173,9 @@ class Drain:
         links = self._scan()
         report = DrainReport(self.namespace, self.service, self.pod, len(links), dry_run=self.dry_run,
                              migrate=self.migrate, cordon_changed=cordon_changed)
+        movable = self._pending(links)
         self._progress(report, "migrate" if self.migrate else "wait", len(links))
         for _ in range(_MAX_PASSES):
-            movable = [link for link in links if self._movable(link) and link.uid not in self._refused]
-            self._found += len(movable)
             if movable:
                 self._migrate(movable, report, len(links))
             if self.dry_run or report.error is not None or report.deadline_reached:
@@ -194,6 +193,7 @@ class Drain:
                     report.deadline_reached = True
                     break
             links = self._scan()
+            movable = self._pending(links)
             self._progress(report, "migrate" if self.migrate else "wait", len(links))
         if self.dry_run:
             report.remaining = report.links_before - report.moved
@@ -216,6 +216,12 @@ class Drain:
                 else "add --migrate to move temporary links now",
             )
         return report
+
+    def _pending(self, links: list[Link]) -> list[Link]:
+        """Of a scan's links, those this pass moves (counted into the progress total)."""
+        movable = [link for link in links if self._movable(link) and link.uid not in self._refused]
+        self._found += len(movable)
+        return movable
 
     def _movable(self, link: Link) -> bool:
         return self.migrate and (self.include_persistent or not link.persistent)

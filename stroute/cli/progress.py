@@ -15,6 +15,32 @@ from typing import Any
 _LOG_EVERY_S = 5.0
 
 
+def regular_file(stream) -> bool:
+    """True when `stream` reads a regular file (a named file, or stdin
+    redirected from one), not a pipe or a terminal: its size is known."""
+    import os
+    import stat
+
+    try:
+        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError):  # no real file (a test runner's buffer)
+        return False
+
+
+def file_size(stream) -> int | None:
+    """The bytes left to read in the regular file behind `stream`; None for a
+    pipe or a terminal. Progress is shown against it."""
+    import os
+
+    if not regular_file(stream):
+        return None
+    try:
+        fd = stream.fileno()
+        return max(0, os.fstat(fd).st_size - os.lseek(fd, 0, os.SEEK_CUR))
+    except OSError:
+        return None
+
+
 def _rate_text(done: float, seconds: float, unit: str) -> str:
     if seconds <= 0 or done <= 0:
         return f"? {unit}/s"
@@ -22,11 +48,11 @@ def _rate_text(done: float, seconds: float, unit: str) -> str:
 
 
 def _amount(n: float, unit: str) -> str:
-    if unit == "B":
-        for scale in ("B", "KiB", "MiB", "GiB"):
-            if n < 1024 or scale == "GiB":
+    if unit == "B":  # decimal units, as Rich's own columns show them
+        for scale in ("B", "kB", "MB", "GB"):
+            if n < 1000 or scale == "GB":
                 return f"{n:,.0f} {scale}" if scale == "B" else f"{n:,.1f} {scale}"
-            n /= 1024
+            n /= 1000
     return f"{n:,.0f} {unit}"
 
 
