@@ -114,8 +114,9 @@ class Bar:
         self.tty = sys.stderr.isatty()
         self._progress: Any = None
         self._task: Any = None
-        self._started = time.monotonic()
-        self._last_log = self._started
+        self._first: tuple[float, int] | None = None  # (when, completed) of the first update
+        self._logged: int | None = None  # `completed` of the last log line
+        self._last_log = time.monotonic()
 
     def update(self, total: int, completed: int, detail: str = "") -> None:
         total = max(total, completed)
@@ -127,19 +128,23 @@ class Bar:
             self._progress.update(self._task, total=total, completed=completed, detail=detail)
             return
         now = time.monotonic()
-        if now - self._last_log >= _LOG_EVERY_S:
-            self._last_log = now
-            sys.stderr.write(f"stroute: {self.description}: {self.log_line(total, completed, now - self._started)}"
+        if self._first is None:
+            self._first = (now, completed)  # the rate counts from the first update (after a scan, say)
+        if now - self._last_log >= _LOG_EVERY_S and completed != self._logged:  # a log line says something new
+            self._last_log, self._logged = now, completed
+            sys.stderr.write(f"stroute: {self.description}: {self.log_line(total, completed, now)}"
                              f"{', ' + detail if detail else ''}\n")
             sys.stderr.flush()
 
-    def log_line(self, total: int, completed: int, seconds: float) -> str:
+    def log_line(self, total: int, completed: int, now: float) -> str:
         """'N of M UNIT, R UNIT/s, about T left' (the line a log gets)."""
         unit = self.unit
         text = f"{_amount(completed, unit)} of {_amount(total, unit)}" if unit == "B" else f"{completed} of {total}"
-        text += f", {_rate_text(completed, seconds, unit)}"
-        if completed > 0 and seconds > 0 and total > completed:
-            text += f", about {_left_text((total - completed) * seconds / completed)} left"
+        since, before = self._first or (now, completed)
+        done, seconds = completed - before, now - since
+        text += f", {_rate_text(done, seconds, unit)}"
+        if done > 0 and seconds > 0 and total > completed:
+            text += f", about {_left_text((total - completed) * seconds / done)} left"
         return text
 
     def stop(self) -> None:
@@ -158,8 +163,8 @@ class Counter:
         self.shown = False
         self._progress: Any = None
         self._task: Any = None
-        self._started = time.monotonic()
-        self._last = self._started
+        self._first: tuple[float, int] | None = None  # (when, n) of the first tick
+        self._last = time.monotonic()
 
     def tick(self, n: int) -> None:
         if self.tty:
@@ -171,10 +176,13 @@ class Counter:
             self._progress.update(self._task, completed=n)
             return
         now = time.monotonic()
+        if self._first is None:
+            self._first = (now, n)
         if now - self._last >= _LOG_EVERY_S:
             self._last = now
+            since, before = self._first
             sys.stderr.write(f"stroute: {self.description}... {n} so far "
-                             f"({_rate_text(n, now - self._started, self.unit)})\n")
+                             f"({_rate_text(n - before, now - since, self.unit)})\n")
             sys.stderr.flush()
 
     def done(self) -> None:
