@@ -99,7 +99,9 @@ def _rich_progress(unit: str, total_known: bool) -> Any:
         columns.append(TaskProgressColumn())
     columns += [count, TextColumn("{task.fields[detail]}"), rate]
     columns.append(TimeRemainingColumn() if total_known else TimeElapsedColumn())
-    return Progress(*columns, console=console(stderr=True), transient=True)
+    # stdout is left alone: rows a command streams while the bar runs are data, not the bar's to redraw.
+    return Progress(*columns, console=console(stderr=True), transient=True, redirect_stdout=False,
+                    redirect_stderr=False)
 
 
 class Bar:

@@ -511,3 +511,32 @@ def test_an_import_stopped_half_way_imports_the_rest_when_run_again(real_url, re
     assert data["imported"] + data["unchanged"] == 80_000 and data["unchanged"] == len(imported)
     assert len(links_by_uid(client)) == 80_000
     client.close()
+
+
+@pytest.mark.parametrize("kind", ["bar", "counter"])
+def test_a_live_bar_leaves_stdout_to_the_data(monkeypatch, capfd, kind):
+    """Rows a command prints while the bar runs go to stdout, not into the bar's console on stderr."""
+    import io
+    import sys
+
+    import stroute.cli.progress as progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    err = Tty()
+    monkeypatch.setattr(sys, "stderr", err)
+    stdout = sys.stdout
+    live = progress.Bar("moving links") if kind == "bar" else progress.Counter("scanning links")
+    try:
+        if kind == "bar":
+            live.update(10, 3)
+        else:
+            live.tick(3)
+        assert sys.stdout is stdout
+        print("a row")
+    finally:
+        live.stop() if kind == "bar" else live.done()
+    assert "a row" not in err.getvalue()
+    assert "a row" in capfd.readouterr().out
