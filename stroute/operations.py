@@ -1,11 +1,14 @@
 """Operator actions on one pod: drain (cordon, then migrate), clear its links, forget it.
 
-Drain and clear go link by link through the store's fenced operations, so
-they never overwrite what a client or the pod changed meanwhile: drain moves
-a link with compare-and-set (Store.move, which keeps a temporary link's
-remaining TTL), clear removes it with remove-if (Store.remove(if_pod=N)). A
-link that changed between the scan and the write is skipped. A key the scan
-cannot read as a link is left alone and reported (`bad_keys`).
+Drain and clear go through the store's fenced operations, so they never
+overwrite what a client or the pod changed meanwhile: drain moves a link with
+compare-and-set (Store.move_many, which keeps a temporary link's remaining
+TTL), clear removes it with remove-if (Store.remove_many(if_pod=N)). Both send
+them in pipelined batches (a pipeline per node on a Cluster); each move or
+removal is still one atomic script of its own, so a run stopped anywhere
+(SIGINT, SIGKILL) has moved or removed each link once or not at all. A link
+that changed between the scan and the write is skipped. A key the scan or the
+write cannot read as a link is left alone and reported (`bad_keys`).
 
 Clear and forget refuse a pod that is alive unless forced: its users would
 lose their links, or its state row would vanish, while it still serves them.
@@ -13,6 +16,7 @@ lose their links, or its state row would vanish, while it still serves them.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,7 +24,7 @@ from typing import Callable
 
 from stroute import names, placement
 from stroute.config import Config, StateConfig
-from stroute.errors import Conflict, DrainIncomplete, InvalidInput, NoAvailablePod
+from stroute.errors import Conflict, CorruptData, DrainIncomplete, InvalidInput, NoAvailablePod
 from stroute.podstate import PodView, Snapshot
 from stroute.store import BadKeys, Link, Store
 
@@ -35,14 +39,28 @@ _SETTLE_GRACE_S = 0.5
 _MAX_PASSES = 10
 # Without --migrate, how often a drain with a deadline re-counts the links.
 _WAIT_POLL_S = 1.0
+# Moves or removals per pipelined round trip: large enough to amortise the
+# round trip, small enough that progress and a deadline are seen often.
+BATCH = 1000
+# Under --rate a batch holds the moves due in this window, so a high rate is
+# not capped by one round trip per move; the pacing stays exact over time.
+_RATE_WINDOW_S = 0.05
 
 
 @dataclass
 class DrainProgress:
-    """Where a drain is: `left` = links still on the pod (as last counted)."""
+    """Where a drain is.
 
-    phase: str  # "migrate" or "wait"
+    With migrate, `total` counts only the links the drain will move (those
+    found so far: a later pass adds arrivals) and `done` those it has
+    handled, moved or skipped. Without it, the drain moves nothing and waits:
+    `total` is the links it found, `done` those gone since. `left` = links
+    still on the pod (as last counted), persistent ones included.
+    """
+
+    phase: str  # "migrate", "wait" or "done"
     total: int
+    done: int
     moved: int
     skipped: int
     left: int
@@ -129,9 +147,12 @@ class Drain:
         self._snap: Snapshot | None = None
         self._snap_at = 0.0
         self._extra: Counter = Counter()  # this drain's moves per pod since the snapshot
-        self._next_slot = 0.0
+        self._next_slot: float | None = None  # under --rate: the next move's slot
         self._end: float | None = None
         self._bad = BadKeys()  # of the last scan
+        self._write_bad = BadKeys()  # keys a move found unreadable (an index of another type)
+        self._refused: set[str] = set()  # uids whose move found such a key: not tried again
+        self._found = 0  # links to move found by the passes so far: the progress total
 
     # --- the run -------------------------------------------------------------------
 
@@ -152,9 +173,9 @@ class Drain:
         links = self._scan()
         report = DrainReport(self.namespace, self.service, self.pod, len(links), dry_run=self.dry_run,
                              migrate=self.migrate, cordon_changed=cordon_changed)
+        movable = self._pending(links)
         self._progress(report, "migrate" if self.migrate else "wait", len(links))
         for _ in range(_MAX_PASSES):
-            movable = [link for link in links if self._movable(link)]
             if movable:
                 self._migrate(movable, report, len(links))
             if self.dry_run or report.error is not None or report.deadline_reached:
@@ -172,6 +193,7 @@ class Drain:
                     report.deadline_reached = True
                     break
             links = self._scan()
+            movable = self._pending(links)
             self._progress(report, "migrate" if self.migrate else "wait", len(links))
         if self.dry_run:
             report.remaining = report.links_before - report.moved
@@ -181,7 +203,7 @@ class Drain:
             report.to_move = sum(1 for link in links if self._movable(link))
             if not self.migrate:
                 report.to_move = report.remaining if self.deadline is not None else 0
-        report.bad_keys = self._bad
+        report.bad_keys = _merged(self._bad, self._write_bad)
         self._progress(report, "done", report.remaining)
         if report.error is None and report.to_move and report.deadline_reached:
             links = f"{report.to_move} link{'' if report.to_move == 1 else 's'}"
@@ -195,6 +217,12 @@ class Drain:
             )
         return report
 
+    def _pending(self, links: list[Link]) -> list[Link]:
+        """Of a scan's links, those this pass moves (counted into the progress total)."""
+        movable = [link for link in links if self._movable(link) and link.uid not in self._refused]
+        self._found += len(movable)
+        return movable
+
     def _movable(self, link: Link) -> bool:
         return self.migrate and (self.include_persistent or not link.persistent)
 
@@ -205,9 +233,14 @@ class Drain:
         return list(self.store.scan_links(self.namespace, service=self.service, pod=self.pod, bad=self._bad))
 
     def _migrate(self, movable: list[Link], report: DrainReport, on_pod: int) -> None:
+        """Move `movable` in pipelined batches, each paced by --rate as a whole."""
+        if self._next_slot is not None:
+            # The wait between passes is idle, not a delay to catch up on.
+            self._next_slot = max(self._next_slot, self._clock())
         done = 0
-        for link in movable:
-            if not self._throttle():
+        while done < len(movable):
+            size = self._throttle(len(movable) - done)
+            if not size:
                 report.deadline_reached = True
                 return
             targets = self._targets(self._snapshot())
@@ -218,18 +251,29 @@ class Drain:
                     hint="start or uncordon another pod of the service, then run the drain again",
                 )
                 return
-            target = self._strategy.choose(link.uid, targets, self._extra).pod
-            if self.dry_run:
-                moved = True
-            else:
-                moved, _ = self.store.move(self.namespace, link.uid, self.service, self.pod, target)
-            if moved:
-                report.moved += 1
-                report.targets[target] = report.targets.get(target, 0) + 1
+            batch = movable[done:done + size]
+            chosen = []
+            for link in batch:
+                # Counted before the reply, so the batch's next choices see it; taken back if not moved.
+                target = self._strategy.choose(link.uid, targets, self._extra).pod
                 self._extra[target] += 1
+                chosen.append(target)
+            if self.dry_run:
+                replies: list = [(True, target) for target in chosen]
             else:
+                replies = self.store.move_many(self.namespace, self.service,
+                                               [(link.uid, self.pod, target) for link, target in zip(batch, chosen)])
+            for link, target, reply in zip(batch, chosen, replies):
+                if not isinstance(reply, CorruptData) and reply[0]:
+                    report.moved += 1
+                    report.targets[target] = report.targets.get(target, 0) + 1
+                    continue
+                self._extra[target] -= 1
+                if isinstance(reply, CorruptData):
+                    _add(self._write_bad, reply)  # left alone and reported, as a scan's bad key
+                    self._refused.add(link.uid)
                 report.skipped += 1  # moved, removed or expired meanwhile: not ours to touch
-            done += 1
+            done += len(batch)
             self._progress(report, "migrate", on_pod - done)
 
     # --- targets ------------------------------------------------------------------------
@@ -248,17 +292,39 @@ class Drain:
 
     # --- pacing -------------------------------------------------------------------------
 
-    def _throttle(self) -> bool:
-        """Wait for the next move's slot under --rate; False when the deadline comes first."""
+    def _throttle(self, pending: int) -> int:
+        """How many of `pending` moves to send now, after waiting for their slots
+        under --rate; 0 when the deadline comes first.
+
+        Under --rate, move i has the slot start + i/rate. A batch goes when the
+        slot of its last move has come (so the rate is never exceeded), and
+        holds the moves due in _RATE_WINDOW_S, or more when the drain fell
+        behind (a slow round trip), so it catches up and the rate stays exact.
+        """
         now = self._clock()
         if self._end is not None and now >= self._end:
-            return False
+            return 0
         if self.rate is None or self.dry_run:
-            return True
-        if self._next_slot > now and not self._wait_until(self._next_slot):
-            return False
-        self._next_slot = max(self._next_slot, self._clock()) + 1 / self.rate
-        return True
+            return min(pending, BATCH)
+        if self._next_slot is None:
+            self._next_slot = now
+        step = 1 / self.rate
+        size = max(1, min(pending, BATCH, int(self.rate * _RATE_WINDOW_S)))
+        if self._end is not None:
+            # Only the moves whose slots come before the deadline.
+            size = min(size, max(0, math.ceil((self._end - self._next_slot) / step)))
+            if not size:
+                self._wait_until(self._end)
+                return 0
+        last = self._next_slot + (size - 1) * step
+        if last > now:
+            if not self._wait_until(last):
+                return 0
+            now = self._clock()
+        behind = int((now - self._next_slot) / step) + 1  # slots that have come
+        size = max(size, min(pending, BATCH, behind))
+        self._next_slot += size * step
+        return size
 
     def _wait_until(self, when: float) -> bool:
         """Sleep until `when`; False (after sleeping up to the deadline) when the deadline is earlier."""
@@ -271,8 +337,33 @@ class Drain:
         return True
 
     def _progress(self, report: DrainReport, phase: str, left: int) -> None:
-        if self._on_progress is not None:
-            self._on_progress(DrainProgress(phase, report.links_before, report.moved, report.skipped, max(0, left)))
+        if self._on_progress is None:
+            return
+        left = max(0, left)
+        if self.migrate:
+            total, done = self._found, report.moved + report.skipped
+        else:
+            total, done = report.links_before, max(0, report.links_before - left)
+        self._on_progress(DrainProgress(phase, total, done, report.moved, report.skipped, left))
+
+
+def _add(bad: BadKeys, error: CorruptData) -> None:
+    key = error.keys[0]
+    bad.add(key, error.message.removeprefix(f"key {key!r} ").removesuffix("; nothing was written"))
+
+
+def _merged(scanned: BadKeys, written: BadKeys) -> BadKeys:
+    """The last scan's bad keys and those the writes found, each key once."""
+    if not written.count:
+        return scanned
+    merged = BadKeys(scanned.count, list(scanned.found))
+    seen = {key for key, _ in scanned.found}
+    for key, problem in written.found:
+        if key not in seen:
+            seen.add(key)
+            merged.add(key, problem)
+    merged.count += max(0, written.count - len(written.found))  # past the kept list: counted only
+    return merged
 
 
 # --- clear ---------------------------------------------------------------------------------
@@ -329,9 +420,12 @@ def clear_pod(
     would lose their links while it still holds their state. A dry run of an
     alive pod counts anyway and says why in `alive`.
 
-    Streams the scan: each link found is removed with remove-if-pod at once,
-    so one that a client moved to another pod meanwhile survives (`kept`).
-    Links created on the pod after the scan passed them are not seen.
+    Streams the scan: the links found are removed with remove-if-pod in
+    pipelined batches as the scan goes, so one that a client moved to another
+    pod meanwhile survives (`kept`). Links created on the pod after the scan
+    passed them are not seen. A key the removal finds unreadable (an index
+    of another type) is left alone, counted in `kept` and reported in
+    `bad_keys`.
     """
     report = ClearReport(namespace, names.service(service), names.pod(pod), dry_run=dry_run)
     if not force:
@@ -339,16 +433,31 @@ def clear_pod(
         if report.alive is not None and not dry_run:
             raise Conflict(f"{report.alive}: its links were not cleared",
                            hint="drain it first (stroute pod drain SVC POD --migrate), or pass --force")
-    for link in store.scan_links(namespace, service=service, pod=pod, bad=report.bad_keys):
-        report.found += 1
+    written = BadKeys()
+    batch: list[str] = []
+
+    def flush() -> None:
         if not dry_run:
-            removed, _ = store.remove(namespace, link.uid, service, if_pod=pod)
-            if removed:
-                report.removed += 1
-            else:
-                report.kept += 1
+            for reply in store.remove_many(namespace, service, batch, if_pod=pod):
+                if isinstance(reply, CorruptData):
+                    _add(written, reply)
+                    report.kept += 1
+                elif reply[0]:
+                    report.removed += 1
+                else:
+                    report.kept += 1
+        batch.clear()
         if on_progress is not None:
             on_progress(report)
+
+    for link in store.scan_links(namespace, service=service, pod=pod, bad=report.bad_keys):
+        report.found += 1
+        batch.append(link.uid)
+        if len(batch) >= BATCH:
+            flush()
+    if batch:
+        flush()
+    report.bad_keys = _merged(report.bad_keys, written)
     return report
 
 

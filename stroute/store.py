@@ -547,6 +547,32 @@ class Store:
         moved, current = self._script("link_move", keys, [service, names.pod(expected), names.pod(new)])
         return bool(moved), _optional_pod(current, keys[0])
 
+    def move_many(
+        self, namespace: str, service: str, moves: list[tuple[str, int, int]]
+    ) -> list[tuple[bool, int | None] | CorruptData]:
+        """move for many (uid, expected, new), one pipelined round trip (per
+        node on a cluster); replies in order. A key that holds what is no link
+        (or an index of another type) stands as its CorruptData, nothing of
+        that move written, so the other moves' replies are not lost."""
+        ks = self.keys(namespace)
+        names.service(service)
+        names.uids([uid for uid, _, _ in moves])
+        calls = [(ks.link_keys(uid, service), [service, names.pod(expected), names.pod(new)])
+                 for uid, expected, new in moves]
+        if not calls:
+            return []
+        out: list[tuple[bool, int | None] | CorruptData] = []
+        for (keys, _), reply in zip(calls, self.run_script_many("link_move", calls, keep_corrupt=True)):
+            if isinstance(reply, CorruptData):
+                out.append(reply)
+                continue
+            moved, current = reply
+            try:
+                out.append((bool(moved), _optional_pod(current, keys[0])))
+            except CorruptData as exc:
+                out.append(exc)
+        return out
+
     def remove(
         self, namespace: str, uid: str, service: str, *, after_ms: int = 0, if_pod: int | None = None
     ) -> tuple[bool, int | None]:
@@ -565,6 +591,34 @@ class Store:
             except CorruptData:
                 return True, None  # an unfenced removal deletes a value that is no pod index too
         return bool(removed), _optional_pod(current, keys[0])
+
+    def remove_many(
+        self, namespace: str, service: str, uids: list[str], *, if_pod: int | None = None
+    ) -> list[tuple[bool, int | None] | CorruptData]:
+        """remove (now) for many uids, fenced by if_pod, one pipelined round
+        trip (per node on a cluster); replies in order, a bad key standing as
+        its CorruptData as in move_many."""
+        ks = self.keys(namespace)
+        names.service(service)
+        names.uids(uids)
+        expected = "" if if_pod is None else names.pod(if_pod)
+        calls = [(ks.link_keys(uid, service), [service, 0, expected]) for uid in uids]
+        if not calls:
+            return []
+        out: list[tuple[bool, int | None] | CorruptData] = []
+        for (keys, _), reply in zip(calls, self.run_script_many("link_remove", calls, keep_corrupt=True)):
+            if isinstance(reply, CorruptData):
+                out.append(reply)
+                continue
+            removed, current = reply
+            try:
+                out.append((bool(removed), _optional_pod(current, keys[0])))
+            except CorruptData as exc:
+                if not removed:
+                    out.append(exc)
+                else:  # unfenced: the value that is no pod index was removed, as remove says
+                    out.append((True, None))
+        return out
 
     def batch_get(self, namespace: str, uids: list[str], service: str) -> dict[str, int | None]:
         """Links of many uids of one service: one pipelined round trip of MGETs."""

@@ -50,7 +50,7 @@ def place(
     if explain:
         _explained(g, driver, wanted[0], service, persist)
     elif several:
-        _many(g, driver, wanted, service, persist)
+        _many(g, driver, wanted, service, persist, from_file="-" in uids and _stdin_is_a_file())
     else:
         placed = driver.place(wanted[0], service, persist=persist)
         data = {"namespace": config.namespace, "uid": placed.uid, "service": service, "pod": placed.pod,
@@ -67,10 +67,37 @@ def _one_table(data: dict):
 # --- several uids -----------------------------------------------------------------
 
 
-def _many(g: Globals, driver: Any, wanted: list[str], service: str, persist: bool) -> None:
+def _stdin_is_a_file() -> bool:
+    import sys
+
+    from stroute.cli.progress import regular_file
+
+    return regular_file(sys.stdin)
+
+
+# uids per ClientDriver.place_many call (one pipelined round trip each) when
+# progress is shown: small enough for the bar to move, large enough to amortise.
+_CHUNK = 1000
+
+
+def _many(g: Globals, driver: Any, wanted: list[str], service: str, persist: bool, from_file: bool = False) -> None:
     from stroute.errors import NoAvailablePod, StoreError
 
-    results = driver.place_many(wanted, service, persist=persist)
+    if from_file:
+        # Every uid was read and checked before the first placement, so the
+        # file's content is known: the bar counts uids placed of those in it.
+        from stroute.cli.progress import Bar
+
+        results = {}
+        bar = Bar("placing users", unit="uids")
+        try:
+            for start in range(0, len(wanted), _CHUNK):
+                results.update(driver.place_many(wanted[start:start + _CHUNK], service, persist=persist))
+                bar.update(len(wanted), len(results))
+        finally:
+            bar.stop()
+    else:
+        results = driver.place_many(wanted, service, persist=persist)
     placements: dict[str, int] = {}
     failed: dict[str, Exception] = {}
     for uid in wanted:

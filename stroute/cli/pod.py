@@ -145,11 +145,12 @@ def drain(
         from stroute.errors import InvalidInput
 
         raise InvalidInput("--include-persistent only applies with --migrate")
-    bar = Bar(f"links on pod {index}")
+    # With --migrate the bar counts the links to move (persistent ones stay
+    # unless --include-persistent); without, the links leaving on their own.
+    bar = Bar(f"moving links off pod {index}" if migrate else f"links leaving pod {index}")
     job = Drain(g.store(), config, service, index, migrate=migrate, include_persistent=include_persistent,
                 dry_run=dry_run, rate=moves_per_s, deadline=seconds,
-                on_progress=lambda p: bar.update(p.total, p.total - p.left,
-                                                 f"{p.moved} moved, {p.skipped} skipped" if migrate else ""))
+                on_progress=lambda p: bar.update(p.total, p.done, f"{p.skipped} skipped" if migrate else ""))
     try:
         report = job.run()
     finally:

@@ -95,7 +95,7 @@ def import_(
     written over: its lines are counted in bad_keys (exit 7 when no line was
     rejected).
     """
-    from stroute.cli.progress import Counter
+    from stroute.cli.progress import Bar, Counter, file_size
     from stroute.errors import InvalidInput
     from stroute.transfer import import_links
 
@@ -108,12 +108,22 @@ def import_(
             stream, close = open(file, "rb"), True
         except OSError as exc:
             raise InvalidInput(f"cannot read {file!r}: {exc.strerror or exc}") from None
-    counter = Counter("checking links" if dry_run else "importing links")
+    what = "checking links" if dry_run else "importing links"
+    size = file_size(stream)
+    read = [0]  # bytes of the lines read so far
+    if size is None:  # a pipe: no total to measure against
+        counter = Counter(what, unit="lines")
+        on_progress = lambda r: counter.tick(r.lines)  # noqa: E731
+        stop = counter.done
+    else:
+        bar = Bar(what, unit="B")
+        on_progress = lambda r: bar.update(size, read[0], f"{r.lines} lines")  # noqa: E731
+        stop = bar.stop
     try:
-        report = import_links(g.store(), ns, _read_lines(stream, file), overwrite=overwrite, dry_run=dry_run,
-                              on_progress=lambda r: counter.tick(r.lines))
+        report = import_links(g.store(), ns, _read_lines(stream, file, read), overwrite=overwrite, dry_run=dry_run,
+                              on_progress=on_progress)
     finally:
-        counter.done()
+        stop()
         if close:
             stream.close()
     emit(report.to_dict(), g.output, _import_text)
@@ -138,15 +148,17 @@ def import_(
         raise bad
 
 
-def _read_lines(stream, file: str):
-    """The stream's lines; a read that fails (a file that opens but cannot be
-    read, as /proc/self/mem) is exit 2 naming the file, not exit 1."""
+def _read_lines(stream, file: str, read: list[int]):
+    """The stream's lines, adding their bytes to read[0]; a read that fails (a
+    file that opens but cannot be read, as /proc/self/mem) is exit 2 naming
+    the file, not exit 1."""
     from stroute.errors import InvalidInput
 
     name = "stdin" if file == "-" else repr(file)
     number = 0
     try:
         for number, line in enumerate(stream, 1):
+            read[0] += len(line)
             yield line
     except OSError as exc:
         where = f"line {number + 1}" if number else "its first line"

@@ -237,20 +237,24 @@ def test_links_that_arrive_during_the_drain_are_moved_by_a_later_pass(url, confi
     assert store.get("default", "late", "game").pod in (0, 4)
 
 
-def test_targets_running_out_mid_drain_stops_with_the_report(url, config, store):
+def test_targets_running_out_mid_drain_stops_with_the_report(url, config, store, monkeypatch):
+    import stroute.operations
+
+    monkeypatch.setattr(stroute.operations, "BATCH", 2)
     setup_service(store, persistent=0)
-    moves = []
+    batches = []
 
     class Cordons:
         def __getattr__(self, name):
             return getattr(store, name)
 
-        def move(self, *args):
-            moves.append(args)
-            if len(moves) == 2:  # an operator cordons both targets meanwhile
+        def move_many(self, namespace, service, moves):
+            batches.append(moves)
+            replies = store.move_many(namespace, service, moves)
+            if len(batches) == 1:  # an operator cordons both targets meanwhile
                 store.set_cordon("default", "game", 0, True)
                 store.set_cordon("default", "game", 4, True)
-            return store.move(*args)
+            return replies
 
     report = Drain(Cordons(), config, "game", 1, migrate=True).run()
     assert isinstance(report.error, NoAvailablePod)
@@ -282,9 +286,9 @@ def test_rate_paces_the_moves(url, config, store):
         def __getattr__(self, name):
             return getattr(store, name)
 
-        def move(self, *args):
-            times.append(clock.now)
-            return store.move(*args)
+        def move_many(self, namespace, service, moves):
+            times.extend(clock.now for _ in moves)
+            return store.move_many(namespace, service, moves)
 
     report = Drain(Timed(), config, "game", 1, migrate=True, rate=4, clock=clock, sleep=clock.sleep).run()
     assert report.moved == 10
