@@ -14,8 +14,16 @@ class Globals:
     redis_url: str | None = None
     namespace: str | None = None
     output: str = "table"
+    no_headers: bool = False
     _config: Any = field(default=None, repr=False)
     _store: Any = field(default=None, repr=False)
+
+    @property
+    def for_people(self) -> bool:
+        """Output drawn for people (a table, wide, names), not a JSON or YAML document."""
+        from stroute.cli.output import PEOPLE
+
+        return self.output in PEOPLE
 
     def config(self, **overrides: Any):
         """The effective config: file, then STROUTE_*, then these flags."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any, Optional
 
 import typer
@@ -32,7 +33,7 @@ def _kind(persistent: bool | None) -> str:
 
 
 def _ttl_text(ttl: Any) -> str:
-    return "-" if ttl is None else f"{ttl} s"
+    return "-" if ttl is None else f"{ttl}s"  # one field: columns in a pipe split on spaces
 
 
 # --- get ----------------------------------------------------------------------
@@ -56,8 +57,8 @@ def get(
     names.uid(uid)
     if service is None:
         links = g.store().links_of(ns, uid)
-        if links or g.output != "table":
-            emit({"namespace": ns, "uid": uid, "links": links}, g.output, _links_of_table)
+        if links or not g.for_people:
+            emit({"namespace": ns, "uid": uid, "links": links}, g.output, _links_of_table, lambda d: [d["uid"]])
         if not links:
             raise NotFound(
                 f"uid {uid!r} has no persistent link in namespace {ns!r}",
@@ -73,8 +74,8 @@ def get(
         "persistent": None if link is None else link.persistent,
         "ttl": None if link is None else link.ttl,
     }
-    if link is not None or g.output != "table":
-        emit(data, g.output, _link_table)
+    if link is not None or not g.for_people:
+        emit(data, g.output, _link_table, lambda d: [d["uid"]])
     if link is None:
         raise NotFound(f"no link for uid {uid!r} of service {service!r} in namespace {ns!r}")
 
@@ -181,7 +182,7 @@ def remove(
     removed, current = g.store().remove(ns, uid, service, after_ms=after_ms, if_pod=expected)
     data = {"namespace": ns, "uid": uid, "service": service, "removed": removed}
     if current is None and not removed:
-        if g.output != "table":
+        if not g.for_people:
             emit(data, g.output)
         raise NotFound(f"no link for uid {uid!r} of service {service!r} in namespace {ns!r}: nothing removed")
     emit(data, g.output, _remove_table(current, after_ms))
@@ -233,7 +234,7 @@ def batch_get(
         "missing": found.missing,
         "bad_keys": found.bad_keys.to_dict(),
     }
-    emit(data, g.output, _batch_table)
+    emit(data, g.output, _batch_table, lambda d: [uid for users in d["pods"].values() for uid in users])
     _raise_bad_keys(found.bad_keys, ns)
 
 
@@ -260,41 +261,190 @@ def _sample(uids: list[str]) -> str:
 
 # --- list ---------------------------------------------------------------------------------
 
+UidPattern = Annotated[
+    Optional[str],
+    typer.Option("--uid-pattern", metavar="GLOB", show_default=False,
+                 help="Only uids matching GLOB (* ? [abc], as redis-cli --scan --pattern); Redis skips the rest."),
+]
+Kind = Annotated[
+    Optional[str],
+    typer.Option("--kind", metavar="temporary|persistent", help="Only links of this kind.", show_default=False),
+]
+TtlBelow = Annotated[
+    Optional[str],
+    typer.Option("--ttl-below", metavar="SECONDS", show_default=False,
+                 help="Only temporary links with less than SECONDS left."),
+]
+
+
+def link_filters(service: str | None, pod: str | None, uid_pattern: str | None, kind: str | None,
+                 ttl_below: str | None) -> dict[str, Any]:
+    """The keyword arguments of Store.scan_links for the listing flags, checked."""
+    from stroute import names
+    from stroute.errors import InvalidInput
+    from stroute.store import LINK_KINDS
+
+    if service is not None:
+        names.service(service)
+    if uid_pattern is not None:
+        names.uid_glob(uid_pattern)
+    if kind is not None and kind not in LINK_KINDS:
+        raise InvalidInput(f"invalid --kind {kind!r}: must be one of {', '.join(LINK_KINDS)}")
+    below = inputs.ttl_ms(ttl_below, kind="--ttl-below")
+    if below is not None and kind == "persistent":
+        raise InvalidInput("--ttl-below selects temporary links: it cannot be used with --kind persistent")
+    return {"service": service, "pod": inputs.pod(pod), "uid_glob": uid_pattern, "kind": kind,
+            "ttl_below_ms": below}
+
+
+_LIST_COLUMNS = None
+
+
+def _list_columns():
+    from stroute.cli.output import Column
+
+    global _LIST_COLUMNS
+    if _LIST_COLUMNS is None:
+        # Dropped on a narrow terminal first: the kind (the TTL says it), then the service.
+        _LIST_COLUMNS = [Column("UID"), Column("Service", drop=1), Column("Pod"), Column("Kind", drop=2),
+                         Column("TTL"), Column("Key", wide=True)]
+    return _LIST_COLUMNS
+
+
 def list_(
     ctx: typer.Context,
     service: inputs.ServiceFilter = None,
     pod: inputs.PodFilter = None,
+    uid_pattern: UidPattern = None,
+    kind: Kind = None,
+    ttl_below: TtlBelow = None,
+    limit: Annotated[
+        Optional[int], typer.Option("--limit", metavar="N", min=1, help="Stop after N links.", show_default=False)
+    ] = None,
+    sort: Annotated[
+        bool, typer.Option("--sort", help="Sort by service and uid. Buffers every link before the first prints.")
+    ] = False,
 ) -> None:
-    """Every link of the namespace (SCAN, never KEYS), optionally filtered.
+    """Every link of the namespace (SCAN, never KEYS), printed as it is scanned.
 
-    Keys that are no readable link are skipped and reported (exit 7).
+    Rows come in SCAN's order, as they are read: memory stays flat and the
+    first row shows at once. --sort reads every link first. Keys that are no
+    readable link are skipped and reported (exit 7).
     """
-    g: Globals = ctx.obj
-    pod_n = inputs.pod(pod)
-    ns = g.config().namespace
-    from stroute.cli.progress import Counter
+    import itertools
 
     from stroute.store import BadKeys
 
-    rows = []
+    g: Globals = ctx.obj
+    filters = link_filters(service, pod, uid_pattern, kind, ttl_below)
+    ns = g.config().namespace
+    store = g.store()
     bad = BadKeys()
-    progress = Counter("scanning links")
+    pages = store.scan_link_pages(ns, bad=bad, **filters)
+    if sort:
+        from stroute.cli.output import info
+
+        info("--sort: reading every link before printing the first")
+        links = sorted(itertools.chain.from_iterable(_counted(pages, "scanning links")),
+                       key=lambda link: (link.service, link.uid))
+        pages = iter([links[:limit]] if links else [])
+    elif limit is not None:
+        pages = _limited(pages, limit)
+    elif not (g.for_people and not _columns()):  # a count on stderr, unless rows are drawn on the terminal
+        pages = _counted(pages, "scanning links")
     try:
-        for link in g.store().scan_links(ns, service=service, pod=pod_n, bad=bad):
-            rows.append({"uid": link.uid, "service": link.service, "pod": link.pod,
-                         "persistent": link.persistent, "ttl": link.ttl})
-            progress.tick(len(rows))
-    finally:
-        progress.done()
-    rows.sort(key=lambda r: (r["service"], r["uid"]))
-    emit({"namespace": ns, "links": rows, "bad_keys": bad.to_dict()}, g.output, _list_table)
+        _print_links(g, ns, pages, bad, sorted_=sort, key=store.keys(ns).link)
+    except BrokenPipeError:  # the reader stopped early (| head): its choice, not an error
+        from stroute.cli.transfer import _silence_stdout
+
+        _silence_stdout()
+        return
     _raise_bad_keys(bad, ns)
 
 
-def _list_table(data: dict):
-    table = new_table("UID", "Service", "Pod", "Kind", "TTL", title=f"links in namespace {data['namespace']!r}")
+def _counted(pages, description: str):
+    """The pages, with a count of their links on stderr (only while nothing prints on stdout)."""
+    from stroute.cli.progress import Counter
+
+    progress = Counter(description)
+    n = 0
+    try:
+        for page in pages:
+            n += len(page)
+            progress.tick(n)
+            yield page
+    finally:
+        progress.done()
+
+
+def _limited(pages, limit: int):
+    """The pages cut at `limit` links; the scan stops there."""
+    left = limit
+    for page in pages:
+        if len(page) >= left:
+            yield page[:left]
+            return
+        left -= len(page)
+        yield page
+
+
+def _row(link, key) -> list[str]:
+    return [link.uid, link.service, str(link.pod), _kind(link.ttl_ms is None), _ttl_text(link.ttl),
+            key(link.uid, link.service)]
+
+
+def _print_links(g: Globals, ns: str, pages, bad, *, sorted_: bool, key) -> None:
+    """Each page of links as it comes, in the output's format."""
+    import json
+
+    out = sys.stdout
+    if g.output == "json":
+        # The document SPEC gives, written a link at a time: the same bytes json.dumps writes.
+        out.write('{"namespace": ' + json.dumps(ns) + ', "links": [')
+        first = True
+        for page in pages:
+            text = ", ".join(json.dumps({"uid": l.uid, "service": l.service, "pod": l.pod,
+                                         "persistent": l.ttl_ms is None, "ttl": l.ttl}, ensure_ascii=False)
+                             for l in page)
+            out.write(text if first else ", " + text)
+            first = False
+        out.write('], "bad_keys": ' + json.dumps(bad.to_dict(), ensure_ascii=False) + "}\n")
+        return
+    if g.output == "yaml" or (sorted_ and g.output in ("table", "wide") and not _columns()):
+        rows = [{"uid": l.uid, "service": l.service, "pod": l.pod, "persistent": l.persistent, "ttl": l.ttl}
+                for page in pages for l in page]
+        emit({"namespace": ns, "links": rows, "bad_keys": bad.to_dict()}, g.output, lambda d: _list_table(d, key))
+        return
+    if g.output == "name":
+        from stroute.cli.output import printable
+
+        for page in pages:
+            out.write("".join(printable(l.uid) + "\n" for l in page))
+        return
+    from stroute.cli.output import RowStream, info
+
+    stream = RowStream(_list_columns())
+    for page in pages:
+        stream.add([_row(l, key) for l in page])
+        out.flush()
+    info(f"{stream.rows} link{'' if stream.rows == 1 else 's'}" if stream.rows else
+         f"no links in namespace {ns!r} match")
+
+
+def _columns() -> bool:
+    from stroute.cli.output import columns_wanted
+
+    return columns_wanted()
+
+
+def _list_table(data: dict, key):
+    from stroute.cli.output import wide_wanted
+
+    table = new_table(*_list_columns(), title=f"links in namespace {data['namespace']!r}")
+    wide = wide_wanted()
     for row in data["links"]:
-        table.add_row(row["uid"], row["service"], str(row["pod"]), _kind(row["persistent"]), _ttl_text(row["ttl"]))
+        cells = [row["uid"], row["service"], str(row["pod"]), _kind(row["persistent"]), _ttl_text(row["ttl"])]
+        table.add_row(*cells, *([key(row["uid"], row["service"])] if wide else []))
     table.caption = f"{len(data['links'])} link{'' if len(data['links']) == 1 else 's'}"
     table.caption_justify = "left"
     return table
@@ -365,3 +515,7 @@ app.command("remove")(guarded(remove))
 app.command("batch-get")(guarded(batch_get))
 app.command("list")(guarded(list_))
 app.command("clear")(guarded(clear))
+
+
+for _command in (get, batch_get, list_):
+    _command.lists_names = True  # -o name: one uid per line

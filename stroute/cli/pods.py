@@ -8,6 +8,7 @@ costs no extra round trip, and still says something when pod 0 is dead.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Annotated, Any, Mapping, Optional
 import typer
 
 from stroute.cli.context import Globals
-from stroute.cli.output import emit, info, plain
+from stroute.cli.output import columns_wanted, emit, info, plain
 
 BAR_WIDTH = 10
 TREND_SAMPLES = 8  # top --watch: loads kept per pod for its trend
@@ -115,7 +116,7 @@ def pods(
     view = service_view(config.namespace, snap, counts, store.pod_notes(config.namespace, service))
     if bad is not None:
         view.data["bad_keys"] = bad.to_dict()
-    if g.output != "table":  # the table shows them itself
+    if not g.for_people:  # the table shows them itself
         _warn_invalid(view)
     emit(view.data, g.output, lambda _: render([view]))
     _raise_bad_keys(bad, config.namespace)
@@ -213,7 +214,7 @@ def top(
             raise InvalidInput("--interval and --count only apply with --watch")
         bad = _bad_keys() if links else None
         views, warnings = _top_views(g, links, bad)
-        if g.output != "table":  # the table shows them itself
+        if not g.for_people:  # the table shows them itself
             for view in views:
                 _warn_invalid(view)
             _warn(warnings)
@@ -225,7 +226,7 @@ def top(
         emit(data, g.output, lambda _: render(views, namespace=data["namespace"], warnings=warnings))
         _raise_bad_keys(bad, data["namespace"])
         return
-    if g.output != "table":
+    if not g.for_people:
         raise InvalidInput(
             f"--watch draws a live table and cannot be used with -o {g.output}",
             hint=f"run 'stroute -o {g.output} top' once per sample instead",
@@ -272,7 +273,7 @@ def _record(history: dict, views: list[ServiceView]) -> None:
 
 
 def _watch(g: Globals, period: float, count: int | None, links: bool = False) -> None:
-    from stroute.cli.output import console
+    from stroute.cli.output import console, print_columns
     from stroute.errors import RedisUnavailable, StoreError
 
     out = console()
@@ -287,7 +288,7 @@ def _watch(g: Globals, period: float, count: int | None, links: bool = False) ->
             live = Live(frame, console=out, auto_refresh=False, redirect_stderr=False)
             live.start()
         else:  # a pipe or a file: one frame after another, like `top -b`
-            out.print(frame)
+            print_columns(frame)
         while count is None or refreshes < count:
             time.sleep(period)
             try:
@@ -298,8 +299,9 @@ def _watch(g: Globals, period: float, count: int | None, links: bool = False) ->
             if live is not None:
                 live.update(frame, refresh=True)
             else:
-                out.print()
-                out.print(frame)
+                sys.stdout.write("\n")
+                print_columns(frame)
+                sys.stdout.flush()
     except KeyboardInterrupt:  # Ctrl-C is how a watch ends: not an error
         pass
     finally:
@@ -330,8 +332,9 @@ _SPARKS = "▁▂▃▄▅▆▇█"
 _SPARKS_PLAIN = "_.,-=+*#"
 
 
-def trend(loads) -> str:
-    """A sparkline of the loads (oldest first) and an arrow for the last change."""
+def trend(loads, joined: bool = False) -> str:
+    """A sparkline of the loads (oldest first) and an arrow for the last change
+    (`joined`: with no space between, one field in columns)."""
     loads = list(loads)
     if not loads:
         return ""
@@ -343,7 +346,7 @@ def trend(loads) -> str:
         line = "".join(sparks[round((v - low) * (len(sparks) - 1) / (high - low))] for v in loads)
     up, down, flat = ("^", "v", "=") if plain() else ("↑", "↓", "→")
     arrow = flat if len(loads) < 2 or loads[-1] == loads[-2] else (up if loads[-1] > loads[-2] else down)
-    return f"{line} {arrow}"
+    return f"{line}{'' if joined else ' '}{arrow}"
 
 
 def render(views: list[ServiceView], namespace: str | None = None, trends: Mapping | None = None,
@@ -363,7 +366,11 @@ def render(views: list[ServiceView], namespace: str | None = None, trends: Mappi
     title = f"namespace {namespace or views[0].data['namespace']!r}"
     with_links = any("links_total" in view.data for view in views)
     extra = (["Trend"] if trends is not None else []) + (["Links"] if with_links else [])
-    table = new_table("Service", "Pod", "State", "Cordon", "Load", "", *extra, "Heartbeat", "Up", title=title)
+    # In columns (a pipe) every row names its service and no cell holds a
+    # space, so grep and awk see whole fields.
+    every_row = columns_wanted()
+    table = new_table("Service", "Pod", "State", "Cordon", "Load", "Bar" if every_row else "", *extra, "Heartbeat",
+                      "Up", title=title)
     for column in table.columns[5:6 + len(extra)]:  # the bar and sparklines lose their meaning when wrapped
         column.no_wrap = True
     table.columns[5].min_width = BAR_WIDTH
@@ -378,18 +385,18 @@ def render(views: list[ServiceView], namespace: str | None = None, trends: Mappi
             cells = []
             if trends is not None:
                 history = trends.get((obj["service"], row["pod"])) if row["alive"] else None
-                cells.append(trend(history or ()))
+                cells.append(trend(history or (), joined=every_row))
             if with_links:
                 cells.append(str(row.get("links", "")))
             table.add_row(
-                obj["service"] if i == 0 else "",
+                obj["service"] if i == 0 or every_row else "",
                 str(row["pod"]),
                 state,
                 "yes" if row["cordoned"] else "",
                 str(row["load"]),
                 Text(_bar(row["load"], peak) if row["alive"] else "", style="cyan" if color else ""),
                 *cells,
-                f"{_age(row['heartbeat_age_ms'])} ago",
+                _age(row["heartbeat_age_ms"]) if every_row else f"{_age(row['heartbeat_age_ms'])} ago",
                 _age(up),
             )
         routable = sum(r["routable"] for r in rows)
@@ -401,15 +408,15 @@ def render(views: list[ServiceView], namespace: str | None = None, trends: Mappi
         if with_links:
             cells.append(str(obj.get("links_total", "")))
         table.add_row(
-            obj["service"] if not rows else "",
+            obj["service"] if not rows or every_row else "",
             "all",
             workload,
             str(cordoned) if cordoned else "",
             "",
-            f"{routable} routable",
+            f"routable={routable}" if every_row else f"{routable} routable",
             *cells,
-            f"{alive} alive",
-            f"of {total}",
+            f"alive={alive}" if every_row else f"{alive} alive",
+            f"total={total}" if every_row else f"of {total}",
             style="bold" if color else "",
             end_section=index < len(views) - 1,
         )
