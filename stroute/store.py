@@ -88,6 +88,32 @@ class Link(NamedTuple):
         return None if self.ttl_ms is None else math.ceil(self.ttl_ms / 1000)
 
 
+@dataclass
+class LinkCounts:
+    """How many links each pod of each service has, of each kind (a count
+    over a scan: memory grows with the pods, not the links)."""
+
+    # (service, pod) -> [persistent, temporary]
+    counts: dict[tuple[str, int], list[int]] = field(default_factory=dict)
+    total: int = 0
+
+    def add(self, links: Iterable[Link]) -> None:
+        counts = self.counts
+        for link in links:
+            row = counts.get((link.service, link.pod))
+            if row is None:
+                row = counts[(link.service, link.pod)] = [0, 0]
+            row[link.ttl_ms is not None] += 1
+            self.total += 1
+
+    def services(self) -> dict[str, dict[int, tuple[int, int]]]:
+        """service -> pod -> (persistent, temporary), both sorted."""
+        out: dict[str, dict[int, tuple[int, int]]] = {}
+        for (service, pod), (persistent, temporary) in sorted(self.counts.items()):
+            out.setdefault(service, {})[pod] = (persistent, temporary)
+        return out
+
+
 @dataclass(frozen=True, slots=True)
 class SetIfAbsent:
     pod: int
@@ -686,6 +712,23 @@ class Store:
             page = self._page_links(namespace, parsed, values, pttls, pod, kind, ttl_below_ms, bad)
             if page:
                 yield page
+
+    def count_links(
+        self,
+        namespace: str,
+        *,
+        service: str | None = None,
+        bad: BadKeys | None = None,
+        on_page: Any = None,
+    ) -> LinkCounts:
+        """Links per service, pod and kind, by one scan (see scan_link_pages);
+        `on_page(counts)` after each page, for progress."""
+        counts = LinkCounts()
+        for page in self.scan_link_pages(namespace, service=service, bad=bad):
+            counts.add(page)
+            if on_page is not None:
+                on_page(counts)
+        return counts
 
     def _link_pages(
         self, ks: KeySpace, match: str, count: int, bad: BadKeys | None

@@ -395,14 +395,20 @@ def _row(link, key) -> list[str]:
 
 def _print_links(g: Globals, ns: str, pages, bad, *, sorted_: bool, key) -> None:
     """Each page of links as it comes, in the output's format."""
+    import itertools
     import json
 
     out = sys.stdout
     if g.output == "json":
-        # The document SPEC gives, written a link at a time: the same bytes json.dumps writes.
+        # The document SPEC gives, written a page at a time: the same bytes
+        # json.dumps writes. Nothing is written before the first page is read,
+        # so a listing that fails to start (Redis unreachable) prints nothing;
+        # one cut short later leaves an unfinished document and a non-zero exit.
+        pages = iter(pages)
+        first_page = next(pages, None)
         out.write('{"namespace": ' + json.dumps(ns) + ', "links": [')
         first = True
-        for page in pages:
+        for page in itertools.chain([first_page] if first_page else [], pages):
             text = ", ".join(json.dumps({"uid": l.uid, "service": l.service, "pod": l.pod,
                                          "persistent": l.ttl_ms is None, "ttl": l.ttl}, ensure_ascii=False)
                              for l in page)
@@ -446,6 +452,62 @@ def _list_table(data: dict, key):
         cells = [row["uid"], row["service"], str(row["pod"]), _kind(row["persistent"]), _ttl_text(row["ttl"])]
         table.add_row(*cells, *([key(row["uid"], row["service"])] if wide else []))
     table.caption = f"{len(data['links'])} link{'' if len(data['links']) == 1 else 's'}"
+    table.caption_justify = "left"
+    return table
+
+
+# --- count ---------------------------------------------------------------------------------
+
+
+def count(ctx: typer.Context, service: inputs.ServiceFilter = None) -> None:
+    """Links per pod and per kind (persistent, temporary), by one SCAN.
+
+    HAProxy's table summary: how many users each pod holds, without listing
+    them. Keys that are no readable link are skipped and reported (exit 7).
+    """
+    from stroute import names
+    from stroute.cli.progress import Counter
+    from stroute.store import BadKeys
+
+    g: Globals = ctx.obj
+    if service is not None:
+        names.service(service)
+    ns = g.config().namespace
+    bad = BadKeys()
+    progress = Counter("counting links")
+    try:
+        found = g.store().count_links(ns, service=service, bad=bad, on_page=lambda c: progress.tick(c.total))
+    finally:
+        progress.done()
+    services = []
+    for svc, pods in found.services().items():
+        rows = [{"pod": pod, "persistent": p, "temporary": t, "total": p + t} for pod, (p, t) in pods.items()]
+        services.append({"service": svc, "pods": rows, "persistent": sum(r["persistent"] for r in rows),
+                         "temporary": sum(r["temporary"] for r in rows), "total": sum(r["total"] for r in rows)})
+    data = {"namespace": ns, "services": services, "total": found.total, "bad_keys": bad.to_dict()}
+    emit(data, g.output, _count_table,
+         lambda d: [f"{s['service']}/{r['pod']}" for s in d["services"] for r in s["pods"]])
+    _raise_bad_keys(bad, ns)
+
+
+def _count_table(data: dict):
+    from rich.text import Text
+
+    from stroute.cli.output import columns_wanted
+
+    if not data["services"]:
+        return Text(f"no links in namespace {data['namespace']!r}")
+    every_row = columns_wanted()  # in columns, every row names its service
+    table = new_table("Service", "Pod", "Persistent", "Temporary", "Total",
+                      title=f"links in namespace {data['namespace']!r}")
+    for index, svc in enumerate(data["services"]):
+        for i, row in enumerate(svc["pods"]):
+            table.add_row(svc["service"] if i == 0 or every_row else "", str(row["pod"]), str(row["persistent"]),
+                          str(row["temporary"]), str(row["total"]))
+        table.add_row(svc["service"] if every_row else "", "all", str(svc["persistent"]), str(svc["temporary"]),
+                      str(svc["total"]), style="" if every_row else "bold",
+                      end_section=index < len(data["services"]) - 1)
+    table.caption = f"{data['total']} link{'' if data['total'] == 1 else 's'}"
     table.caption_justify = "left"
     return table
 
@@ -514,8 +576,9 @@ app.command("try-set")(guarded(try_set))
 app.command("remove")(guarded(remove))
 app.command("batch-get")(guarded(batch_get))
 app.command("list")(guarded(list_))
+app.command("count")(guarded(count))
 app.command("clear")(guarded(clear))
 
 
-for _command in (get, batch_get, list_):
-    _command.lists_names = True  # -o name: one uid per line
+for _command in (get, batch_get, list_, count):
+    _command.lists_names = True  # -o name: one uid (or service/pod) per line

@@ -8,8 +8,8 @@ or with --no-headers, it is printed as plain columns instead, the way
 `kubectl get` does: an upper-case header row (unless --no-headers), cells
 separated by at least two spaces and padded to the widest cell, ASCII only,
 no borders, nothing cut, no colour; an empty cell shows as "-" so every line
-has the same number of fields. Titles and captions go to stderr there: stdout
-carries only the rows. On a terminal too narrow for a table, its
+has the same number of fields. There a table's title and caption go to
+stderr: stdout carries only the rows. On a terminal too narrow for a table, its
 low-priority columns are dropped (a footnote names them) and the rest fold,
 never cut. `-o wide` adds the columns a command keeps for it, and `-o name`
 prints one identifier per line (a uid, or service/pod).
@@ -193,7 +193,7 @@ def print_columns(renderable: Any) -> None:
         rows = [list(row) for row in zip(*cells)]
         shown = headers if headers_wanted() else None
         sys.stdout.write(format_rows(([shown] if shown else []) + rows, column_widths(rows, shown)))
-        for note in (renderable.title, renderable.caption):
+        for note in (renderable.title, renderable.caption):  # context and notes: no rows
             if note:
                 info(_text(note))
         return
@@ -237,9 +237,9 @@ def fit(out: Any, table: Any) -> Any:
     for column in table.columns:
         column.overflow = "fold"
     dropped = []
-    priorities = getattr(table, "drop_priority", {})
+    priorities = {} if _wide else getattr(table, "drop_priority", {})  # -o wide: every column, folded
     while True:
-        width = Measurement.get(out, out.options, table).maximum
+        width = Measurement.get(out, out.options.update_width(1 << 16), table).maximum  # unclamped
         candidates = [c for c in table.columns if priorities.get(id(c), 0) > 0]
         if width <= out.width or not candidates:
             break
@@ -357,7 +357,7 @@ class RowStream:
         headers = [plain_header(c.header) for c in self.columns]
         widths = column_widths(cells, headers if headers_wanted() else None)
         keep = list(range(len(self.columns)))
-        if self.tty:
+        if self.tty and not _wide:
             room = console().width
             dropped = []
             while sum(widths[i] for i in keep) + 2 * (len(keep) - 1) > room:

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Mapping, Optional
 import typer
 
 from stroute.cli.context import Globals
-from stroute.cli.output import columns_wanted, emit, info, plain
+from stroute.cli.output import Column, columns_wanted, emit, info, plain, wide_wanted
 
 BAR_WIDTH = 10
 TREND_SAMPLES = 8  # top --watch: loads kept per pod for its trend
@@ -81,15 +81,17 @@ def count_links(store, namespace: str, service: str | None = None, bad=None) -> 
     keys that are no readable link go to `bad` (a store.BadKeys)."""
     from stroute.cli.progress import Counter as Progress
 
-    counts: dict[str, Counter] = {}
     progress = Progress("counting links")
     try:
-        for n, link in enumerate(store.scan_links(namespace, service=service, bad=bad), 1):
-            counts.setdefault(link.service, Counter())[link.pod] += 1
-            progress.tick(n)
+        found = store.count_links(namespace, service=service, bad=bad, on_page=lambda c: progress.tick(c.total))
     finally:
         progress.done()
-    return counts
+    return {svc: Counter({pod: p + t for pod, (p, t) in pods.items()}) for svc, pods in found.services().items()}
+
+
+def _pod_names(service: dict[str, Any]) -> list[str]:
+    """-o name: service/pod of each pod."""
+    return [f"{service['service']}/{row['pod']}" for row in service["pods"]]
 
 
 def _warn_invalid(view: ServiceView) -> None:
@@ -118,7 +120,7 @@ def pods(
         view.data["bad_keys"] = bad.to_dict()
     if not g.for_people:  # the table shows them itself
         _warn_invalid(view)
-    emit(view.data, g.output, lambda _: render([view]))
+    emit(view.data, g.output, lambda _: render([view]), _pod_names)
     _raise_bad_keys(bad, config.namespace)
     if not view.data["pods"] and not view.invalid and not counts and service not in store.services(config.namespace):
         raise NotFound(
@@ -223,10 +225,11 @@ def top(
             data["warnings"] = warnings
         if bad is not None:
             data["bad_keys"] = bad.to_dict()
-        emit(data, g.output, lambda _: render(views, namespace=data["namespace"], warnings=warnings))
+        emit(data, g.output, lambda _: render(views, namespace=data["namespace"], warnings=warnings),
+             lambda d: [name for service in d["services"] for name in _pod_names(service)])
         _raise_bad_keys(bad, data["namespace"])
         return
-    if not g.for_people:
+    if g.output not in ("table", "wide"):
         raise InvalidInput(
             f"--watch draws a live table and cannot be used with -o {g.output}",
             hint=f"run 'stroute -o {g.output} top' once per sample instead",
@@ -369,8 +372,14 @@ def render(views: list[ServiceView], namespace: str | None = None, trends: Mappi
     # In columns (a pipe) every row names its service and no cell holds a
     # space, so grep and awk see whole fields.
     every_row = columns_wanted()
-    table = new_table("Service", "Pod", "State", "Cordon", "Load", "Bar" if every_row else "", *extra, "Heartbeat",
-                      "Up", title=title)
+    # On a narrow terminal the bar goes first, then the incarnation age, the
+    # trend, the cordon flag and the heartbeat age; -o wide adds the epoch and
+    # the reason a pod gives for its state.
+    wide = wide_wanted()
+    extra_columns = [Column(name, drop=3 if name == "Trend" else 0) for name in extra]
+    table = new_table("Service", "Pod", "State", Column("Cordon", drop=2), "Load",
+                      Column("Bar" if every_row else "", drop=5), *extra_columns, Column("Heartbeat", drop=1),
+                      Column("Up", drop=4), *([Column("Epoch"), Column("Reason")] if wide else []), title=title)
     for column in table.columns[5:6 + len(extra)]:  # the bar and sparklines lose their meaning when wrapped
         column.no_wrap = True
     table.columns[5].min_width = BAR_WIDTH
@@ -398,6 +407,8 @@ def render(views: list[ServiceView], namespace: str | None = None, trends: Mappi
                 *cells,
                 _age(row["heartbeat_age_ms"]) if every_row else f"{_age(row['heartbeat_age_ms'])} ago",
                 _age(up),
+                *([str(row["epoch"]) if row["epoch"] is not None else "", _printable(row.get("reason") or "")]
+                  if wide else []),
             )
         routable = sum(r["routable"] for r in rows)
         alive = sum(r["alive"] for r in rows)
@@ -417,6 +428,7 @@ def render(views: list[ServiceView], namespace: str | None = None, trends: Mappi
             *cells,
             f"alive={alive}" if every_row else f"{alive} alive",
             f"total={total}" if every_row else f"of {total}",
+            *(["", ""] if wide else []),
             style="bold" if color else "",
             end_section=index < len(views) - 1,
         )
@@ -454,3 +466,6 @@ def render(views: list[ServiceView], namespace: str | None = None, trends: Mappi
 def _printable(text: str) -> str:
     """Control characters (a terminal escape a load command printed) shown escaped, not sent."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+pods.lists_names = top.lists_names = True  # -o name: service/pod per line
