@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from stroute.cli import inputs
+from stroute.cli import link as link_cli
 from stroute.cli.context import Globals
 from stroute.cli.output import emit, info
 
@@ -19,6 +20,9 @@ def export(
     ctx: typer.Context,
     service: inputs.ServiceFilter = None,
     pod: inputs.PodFilter = None,
+    uid_pattern: link_cli.UidPattern = None,
+    kind: link_cli.Kind = None,
+    ttl_below: link_cli.TtlBelow = None,
 ) -> None:
     """Write the namespace's links to stdout as JSON lines, one link per line.
 
@@ -27,7 +31,6 @@ def export(
     always JSON lines, whatever -o says. Every line imports again: a key that
     is no readable link is left out and named on stderr (exit 7).
     """
-    from stroute import names
     from stroute.cli.progress import Counter
     from stroute.errors import InvalidInput
     from stroute.store import BadKeys
@@ -36,16 +39,14 @@ def export(
     g: Globals = ctx.obj
     if g.output == "yaml":
         raise InvalidInput("export writes JSON lines; -o yaml does not apply", hint="leave out -o")
-    if service is not None:
-        names.service(service)
-    pod_n = inputs.pod(pod)
+    filters = link_cli.link_filters(service, pod, uid_pattern, kind, ttl_below)
     ns = g.config().namespace
     counter = Counter("exporting links")
     n = 0
     out = sys.stdout
     bad = BadKeys()
     try:
-        for rec in export_links(g.store(), ns, service=service, pod=pod_n, bad=bad):
+        for rec in export_links(g.store(), ns, bad=bad, **filters):
             out.write(dumps(rec) + "\n")
             n += 1
             counter.tick(n)

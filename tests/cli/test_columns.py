@@ -260,3 +260,13 @@ def test_link_count(url, store):
     assert ["lobby", "all", "1", "2", "3"] in rows and "4 links" in table.stderr
     names = cli("--redis-url", url, "-o", "name", "link", "count")
     assert names.stdout.splitlines() == ["chat/2", "lobby/0", "lobby/1"]
+
+
+def test_export_takes_the_listing_filters(url, store):
+    plant(store)
+    store.set("default", "t2", "chat", 1, 5_000)
+    result = cli("--redis-url", url, "export", "--kind", "temporary", "--uid-pattern", "t*", "--ttl-below", "60")
+    assert result.exit_code == 0, result.stderr
+    assert [json.loads(line)["uid"] for line in result.stdout.splitlines()] == ["t2"]
+    bad = cli("--redis-url", url, "export", "--kind", "kept")
+    assert bad.exit_code == 2 and "'kept'" in bad.stderr and bad.stdout == ""
