@@ -11,7 +11,8 @@ from stroute.cli import inputs
 from stroute.cli.inputs import Service
 from stroute.cli.context import Globals
 from stroute.cli.errors import guarded
-from stroute.cli.output import emit, new_table
+from stroute.cli.output import (Column, RowStream, columns_wanted, emit, info, new_table, printable, silence_stdout,
+                                wide_wanted)
 
 app = typer.Typer(
     name="link",
@@ -297,18 +298,9 @@ def link_filters(service: str | None, pod: str | None, uid_pattern: str | None, 
             "ttl_below_ms": below}
 
 
-_LIST_COLUMNS = None
-
-
-def _list_columns():
-    from stroute.cli.output import Column
-
-    global _LIST_COLUMNS
-    if _LIST_COLUMNS is None:
-        # Dropped on a narrow terminal first: the kind (the TTL says it), then the service.
-        _LIST_COLUMNS = [Column("UID"), Column("Service", drop=1), Column("Pod"), Column("Kind", drop=2),
-                         Column("TTL"), Column("Key", wide=True)]
-    return _LIST_COLUMNS
+# Dropped on a narrow terminal first: the kind (the TTL says it), then the service.
+_LIST_COLUMNS = [Column("UID"), Column("Service", drop=1), Column("Pod"), Column("Kind", drop=2), Column("TTL"),
+                 Column("Key", wide=True)]
 
 
 def list_(
@@ -342,22 +334,19 @@ def list_(
     bad = BadKeys()
     pages = store.scan_link_pages(ns, bad=bad, **filters)
     if sort:
-        from stroute.cli.output import info
-
         info("--sort: reading every link before printing the first")
         links = sorted(itertools.chain.from_iterable(_counted(pages, "scanning links")),
                        key=lambda link: (link.service, link.uid))
         pages = iter([links[:limit]] if links else [])
-    elif limit is not None:
-        pages = _limited(pages, limit)
-    elif not (g.for_people and not _columns()):  # a count on stderr, unless rows are drawn on the terminal
-        pages = _counted(pages, "scanning links")
+    else:
+        if limit is not None:
+            pages = _limited(pages, limit)
+        if not (g.for_people and not columns_wanted()):  # a count on stderr, unless rows go to the terminal
+            pages = _counted(pages, "scanning links")
     try:
         _print_links(g, ns, pages, bad, sorted_=sort, key=store.keys(ns).link)
     except BrokenPipeError:  # the reader stopped early (| head): its choice, not an error
-        from stroute.cli.transfer import _silence_stdout
-
-        _silence_stdout()
+        silence_stdout()
         return
     _raise_bad_keys(bad, ns)
 
@@ -416,20 +405,16 @@ def _print_links(g: Globals, ns: str, pages, bad, *, sorted_: bool, key) -> None
             first = False
         out.write('], "bad_keys": ' + json.dumps(bad.to_dict(), ensure_ascii=False) + "}\n")
         return
-    if g.output == "yaml" or (sorted_ and g.output in ("table", "wide") and not _columns()):
+    if g.output == "yaml" or (sorted_ and g.output in ("table", "wide") and not columns_wanted()):
         rows = [{"uid": l.uid, "service": l.service, "pod": l.pod, "persistent": l.persistent, "ttl": l.ttl}
                 for page in pages for l in page]
         emit({"namespace": ns, "links": rows, "bad_keys": bad.to_dict()}, g.output, lambda d: _list_table(d, key))
         return
     if g.output == "name":
-        from stroute.cli.output import printable
-
         for page in pages:
             out.write("".join(printable(l.uid) + "\n" for l in page))
         return
-    from stroute.cli.output import RowStream, info
-
-    stream = RowStream(_list_columns())
+    stream = RowStream(_LIST_COLUMNS)
     for page in pages:
         stream.add([_row(l, key) for l in page])
         out.flush()
@@ -437,16 +422,8 @@ def _print_links(g: Globals, ns: str, pages, bad, *, sorted_: bool, key) -> None
          f"no links in namespace {ns!r} match")
 
 
-def _columns() -> bool:
-    from stroute.cli.output import columns_wanted
-
-    return columns_wanted()
-
-
 def _list_table(data: dict, key):
-    from stroute.cli.output import wide_wanted
-
-    table = new_table(*_list_columns(), title=f"links in namespace {data['namespace']!r}")
+    table = new_table(*_LIST_COLUMNS, title=f"links in namespace {data['namespace']!r}")
     wide = wide_wanted()
     for row in data["links"]:
         cells = [row["uid"], row["service"], str(row["pod"]), _kind(row["persistent"]), _ttl_text(row["ttl"])]
@@ -493,8 +470,6 @@ def count(ctx: typer.Context, service: inputs.ServiceFilter = None) -> None:
 def _count_table(data: dict):
     from rich.text import Text
 
-    from stroute.cli.output import columns_wanted
-
     if not data["services"]:
         return Text(f"no links in namespace {data['namespace']!r}")
     every_row = columns_wanted()  # in columns, every row names its service
@@ -530,7 +505,6 @@ def clear(
     are no readable link are left alone and reported (exit 7).
     """
     from stroute import names
-    from stroute.cli.output import info
     from stroute.cli.progress import Counter
     from stroute.operations import clear_pod
 

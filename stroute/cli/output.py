@@ -311,6 +311,16 @@ _NUMERIC = {"pod", "load", "users", "users placed", "heartbeat age", "ttl", "lin
             "total"}
 
 
+def silence_stdout() -> None:
+    """Point stdout at /dev/null after its reader went away (`| head`), so the
+    interpreter's last flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (a test runner's buffer)
+        pass
+
+
 def info(message: str) -> None:
     """A message for people, on stderr (made printable: it may quote data from Redis)."""
     sys.stderr.write(f"stroute: {printable_lines(message)}\n")

@@ -10,7 +10,7 @@ import typer
 from stroute.cli import inputs
 from stroute.cli import link as link_cli
 from stroute.cli.context import Globals
-from stroute.cli.output import emit, info
+from stroute.cli.output import emit, info, silence_stdout
 
 # Rejected lines listed on stderr; the JSON lists up to transfer.MAX_ERRORS_KEPT.
 _SHOWN_REJECTIONS = 20
@@ -52,7 +52,7 @@ def export(
             counter.tick(n)
         out.flush()
     except BrokenPipeError:  # the reader stopped early (| head): its choice, not an error
-        _silence_stdout()
+        silence_stdout()
         return
     finally:
         counter.done()
@@ -60,17 +60,6 @@ def export(
     error = bad.error(ns)
     if error is not None:
         raise error
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null, so the interpreter's last flush does not fail again."""
-    import os
-
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):  # not a real file (a test runner's buffer)
-        pass
 
 
 def import_(
