@@ -47,7 +47,7 @@ def root(
     from stroute.cli.output import configure
 
     configure(output=output, no_headers=no_headers)
-    g = Globals(config_file=config, redis_url=redis_url, namespace=namespace, output=output, no_headers=no_headers)
+    g = Globals(config_file=config, redis_url=redis_url, namespace=namespace, output=output)
     ctx.obj = g
     ctx.call_on_close(g.close)
 

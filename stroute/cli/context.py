@@ -14,7 +14,6 @@ class Globals:
     redis_url: str | None = None
     namespace: str | None = None
     output: str = "table"
-    no_headers: bool = False
     _config: Any = field(default=None, repr=False)
     _store: Any = field(default=None, repr=False)
 

@@ -72,7 +72,6 @@ def _set_output(ctx: typer.Context, value: Optional[str]) -> Optional[str]:
 
 def _set_no_headers(ctx: typer.Context, value: bool) -> bool:
     if value:
-        ctx.find_root().obj.no_headers = True
         configure(no_headers=True)
     return value
 
