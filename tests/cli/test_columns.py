@@ -270,3 +270,19 @@ def test_export_takes_the_listing_filters(url, store):
     assert [json.loads(line)["uid"] for line in result.stdout.splitlines()] == ["t2"]
     bad = cli("--redis-url", url, "export", "--kind", "kept")
     assert bad.exit_code == 2 and "'kept'" in bad.stderr and bad.stdout == ""
+
+
+def test_a_streamed_listing_on_a_narrow_terminal_drops_columns_and_says_so(monkeypatch, capsys):
+    from stroute.cli import output
+
+    monkeypatch.setattr(output, "columns_wanted", lambda: False)  # as on a terminal
+    monkeypatch.setattr(output, "plain", lambda: True)  # no bold escape in what is checked
+    monkeypatch.setenv("COLUMNS", "40")
+    output.configure(output="table", no_headers=False)
+    stream = output.RowStream([output.Column("UID"), output.Column("Service", drop=1), output.Column("Pod"),
+                               output.Column("Kind", drop=2), output.Column("TTL"), output.Column("Key", wide=True)])
+    stream.add([["user-000001", "lobby-with-a-long-name", "3", "persistent", "-", "k1"]])
+    stream.add([["u2", "lobby", "4", "temporary", "60s", "k2"]])
+    out, err = capsys.readouterr()
+    assert out.splitlines() == ["UID          POD  TTL", "user-000001  3    -", "u2           4    60s"]
+    assert "Kind, Service columns hidden to fit 40 columns" in err
