@@ -73,9 +73,10 @@ class KeySpace:
 
     # --- scanning -------------------------------------------------------
 
-    def link_pattern(self, service: str | None = None) -> str:
-        """SCAN MATCH pattern for link keys (names carry no glob characters)."""
-        return f"{self.prefix}:{{{self.namespace}:lk:*}}{service or '?*'}"
+    def link_pattern(self, service: str | None = None, uid_glob: str | None = None) -> str:
+        """SCAN MATCH pattern for link keys (names carry no glob characters;
+        `uid_glob`, checked by names.uid_glob, is a glob for the uid)."""
+        return f"{self.prefix}:{{{self.namespace}:lk:{uid_glob or '*'}}}{service or '?*'}"
 
     def index_pattern(self) -> str:
         """SCAN MATCH pattern for the users' index hashes (they end with '}')."""

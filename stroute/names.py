@@ -94,6 +94,14 @@ def uid(value: object) -> str:
     return value
 
 
+def uid_glob(value: object) -> str:
+    """A glob over uids (SCAN MATCH syntax: * ? [abc] and \\ escapes), with the uid
+    rule's characters: a '{' or '}' would match across the key's hash tag."""
+    if not isinstance(value, str) or not 1 <= len(value) <= UID_MAX or _UID_BAD_RE.search(value):
+        raise InvalidInput(f"invalid uid pattern {show(value)}: must be a glob of {UID_RULE}")
+    return value
+
+
 def uids(values: list[object]) -> list[str]:
     """uid() of every value, checked in bulk: one join, one search and the
     length bounds over all of them; only when that fails is each value

@@ -64,13 +64,14 @@ def record(link: Link) -> dict[str, Any]:
 
 def export_links(
     store: Store, namespace: str, *, service: str | None = None, pod: int | None = None,
-    bad: BadKeys | None = None,
+    bad: BadKeys | None = None, **filters: Any,
 ) -> Iterator[dict[str, Any]]:
-    """Every link of the namespace (optionally one service, one pod) as export
-    records, each one a line import accepts; the keys left out go to `bad`
-    (without one, the first raises CorruptData)."""
+    """Every link of the namespace (optionally one service, one pod, and the
+    other filters of Store.scan_links) as export records, each one a line
+    import accepts; the keys left out go to `bad` (without one, the first
+    raises CorruptData)."""
     ks = store.keys(names.namespace(namespace))
-    for link in store.scan_links(namespace, service=service, pod=pod, bad=bad):
+    for link in store.scan_links(namespace, service=service, pod=pod, bad=bad, **filters):
         if link.ttl_ms is not None and link.ttl_ms > names.TTL_MAX_S * 1000:
             problem = (f"has a TTL of {link.ttl_ms // 1000} s, past the {names.TTL_MAX_S} s (10 years) "
                        "that import accepts")

@@ -318,6 +318,50 @@ def test_scan_links_filters(s):
     assert 0 < temp.ttl_ms <= LONG
 
 
+def test_scan_links_data_filters(store):
+    store.set(NS, "a1", "lobby", 0)
+    store.set(NS, "a2", "lobby", 1, LONG)
+    store.set(NS, "a3", "lobby", 1, 4_000)
+    store.set(NS, "b1", "chat", 1, LONG)
+    store.set(NS, "a[x]", "chat", 2)  # glob characters in a uid: matched with an escape
+
+    def uids(**filters):
+        return sorted(l.uid for l in store.scan_links(NS, count=2, **filters))
+
+    assert uids(kind="persistent") == ["a1", "a[x]"]
+    assert uids(kind="temporary") == ["a2", "a3", "b1"]
+    assert uids(ttl_below_ms=10_000) == ["a3"]
+    assert uids(uid_glob="a?") == ["a1", "a2", "a3"]
+    assert uids(uid_glob="a\\[x]") == ["a[x]"]
+    assert uids(uid_glob="*1", kind="temporary") == ["b1"]
+    assert uids(uid_glob="a*", service="lobby", pod=1, ttl_below_ms=LONG + 1) == ["a2", "a3"]
+    for bad in ({"kind": "kept"}, {"ttl_below_ms": 0}, {"ttl_below_ms": True}, {"uid_glob": "a}"},
+                {"uid_glob": ""}):
+        with pytest.raises(InvalidInput):
+            list(store.scan_links(NS, **bad))
+
+
+def test_scan_link_pages_yield_as_the_scan_goes(store):
+    for i in range(50):
+        store.set(NS, f"user-{i}", "lobby", i % 3)
+    pages = store.scan_link_pages(NS, count=5)
+    first = next(pages)
+    assert 0 < len(first) < 50  # a page, not the namespace
+    assert len(first) + sum(len(p) for p in pages) == 50
+
+
+def test_count_links_per_pod_and_kind(store):
+    store.set(NS, "a", "lobby", 0)
+    store.set(NS, "b", "lobby", 0, LONG)
+    store.set(NS, "c", "lobby", 2, LONG)
+    store.set(NS, "d", "chat", 0)
+    seen = []
+    counts = store.count_links(NS, on_page=lambda c: seen.append(c.total))
+    assert counts.total == 4 and seen[-1] == 4
+    assert counts.services() == {"chat": {0: (1, 0)}, "lobby": {0: (1, 1), 2: (0, 1)}}
+    assert store.count_links(NS, service="chat").services() == {"chat": {0: (1, 0)}}
+
+
 def test_scan_links_over_many_pages(s, store):
     for i in range(120):
         store.set(NS, f"user-{i}", "lobby", i % 3, None if i % 2 else LONG)

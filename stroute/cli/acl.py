@@ -48,7 +48,7 @@ def acl(
         "channels": list(rule.channels),
         "scan": not no_scan,
     }
-    if g.output == "table":
+    if g.for_people:
         sys.stdout.write(rule.command() + "\n")  # one line redis-cli reads as it is
     else:
         emit(data, g.output)

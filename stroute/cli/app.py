@@ -44,12 +44,19 @@ def root(
         Optional[str], typer.Option("-n", "--namespace", help="Namespace. Env: STROUTE_NAMESPACE.")
     ] = None,
     output: Annotated[
-        str, typer.Option("-o", "--output", callback=check_output_format, help="table, json or yaml.")
+        str, typer.Option("-o", "--output", callback=check_output_format,
+                          help="table, wide (every column), name (one identifier per line), json or yaml.")
     ] = "table",
+    no_headers: Annotated[
+        bool, typer.Option("--no-headers", help="Tables as plain columns, without the header row.")
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit.")
     ] = False,
 ) -> None:
+    from stroute.cli.output import configure
+
+    configure(output=output, no_headers=no_headers)
     g = Globals(config_file=config, redis_url=redis_url, namespace=namespace, output=output)
     ctx.obj = g
     ctx.call_on_close(g.close)

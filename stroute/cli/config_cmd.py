@@ -73,7 +73,7 @@ def show(ctx: typer.Context) -> None:
     g: Globals = ctx.obj
     config = g.config()
     origins = _origins(g, config)
-    if g.output == "table":
+    if g.for_people:
         emit({"tree": config.to_dict(redact=True), "origins": origins, "source": config.source,
               "effective_url": config.redis_url if config.url_defaulted else None}, g.output, _show_table)
         return
@@ -133,7 +133,7 @@ def validate(
         if config.redis.url:
             backends.check(config.redis.url, config.connect_options())  # what connecting checks first
     except ConfigError as exc:
-        if g.output != "table":
+        if not g.for_people:
             emit({"file": file, "valid": False, "error": exc.message}, g.output)
         raise
     data = {"file": file or config.source, "valid": True, "error": None}

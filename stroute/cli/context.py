@@ -17,6 +17,13 @@ class Globals:
     _config: Any = field(default=None, repr=False)
     _store: Any = field(default=None, repr=False)
 
+    @property
+    def for_people(self) -> bool:
+        """Output drawn for people (a table, wide, names), not a JSON or YAML document."""
+        from stroute.cli.output import PEOPLE
+
+        return self.output in PEOPLE
+
     def config(self, **overrides: Any):
         """The effective config: file, then STROUTE_*, then these flags."""
         if self._config is None:

@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from stroute.cli.output import FORMATS, printable_lines
+from stroute.cli.output import FORMATS, check_names, configure, printable_lines
 from stroute.errors import StoreError, StrouteError
 
 # The other codes travel with the core's exceptions (StrouteError.exit_code).
@@ -66,13 +66,26 @@ def check_output_format(value: str) -> str:
 def _set_output(ctx: typer.Context, value: Optional[str]) -> Optional[str]:
     if value is not None:
         ctx.find_root().obj.output = check_output_format(value)
+        configure(output=value)
+    return value
+
+
+def _set_no_headers(ctx: typer.Context, value: bool) -> bool:
+    if value:
+        configure(no_headers=True)
     return value
 
 
 _OUTPUT_OPTION = Annotated[
     Optional[str],
     typer.Option("-o", "--output", callback=_set_output, is_eager=True, show_default=False,
-                 help="table, json or yaml (also accepted before the command)."),
+                 help="table, wide, name, json or yaml (also accepted before the command)."),
+]
+
+_NO_HEADERS_OPTION = Annotated[
+    bool,
+    typer.Option("--no-headers", callback=_set_no_headers, is_eager=True,
+                 help="Tables as plain columns without the header row (also accepted before the command)."),
 ]
 
 
@@ -101,15 +114,21 @@ def _secrets(ctx) -> list[str]:
 def guarded(fn):
     """Wrap a command: a stroute error becomes its exit code and one line.
 
-    Also gives every command its own `-o/--output`, so scripts may put it
-    after the subcommand (`stroute link get 42 -s lobby -o json`) as well as
-    before it; the later one wins.
+    Also gives every command its own `-o/--output` and `--no-headers`, so
+    scripts may put them after the subcommand (`stroute link get 42 -s lobby
+    -o json`) as well as before it; the later one wins. A command that lists
+    identifiers says so with a `lists_names` attribute: -o name is refused
+    (exit 2) before any other command runs.
     """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         kwargs.pop("_output", None)
+        kwargs.pop("_no_headers", None)
         try:
+            g = kwargs[context].find_root().obj if context is not None else None
+            if g is not None and g.output == "name":
+                check_names(getattr(fn, "lists_names", False))  # before anything is written
             return fn(*args, **kwargs)
         except typer.Exit:
             raise
@@ -122,7 +141,10 @@ def guarded(fn):
     signature = inspect.signature(fn, eval_str=True)
     params = list(signature.parameters.values())
     context = next((p.name for p in params if p.annotation is typer.Context), None)
-    extra = inspect.Parameter("_output", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=_OUTPUT_OPTION)
-    wrapper.__signature__ = signature.replace(parameters=[*params, extra])
-    wrapper.__annotations__ = {**{p.name: p.annotation for p in params}, "_output": _OUTPUT_OPTION}
+    extra = [inspect.Parameter("_output", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=_OUTPUT_OPTION),
+             inspect.Parameter("_no_headers", inspect.Parameter.KEYWORD_ONLY, default=False,
+                               annotation=_NO_HEADERS_OPTION)]
+    wrapper.__signature__ = signature.replace(parameters=[*params, *extra])
+    wrapper.__annotations__ = {**{p.name: p.annotation for p in params}, "_output": _OUTPUT_OPTION,
+                               "_no_headers": _NO_HEADERS_OPTION}
     return wrapper

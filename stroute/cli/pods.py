@@ -8,6 +8,7 @@ costs no extra round trip, and still says something when pod 0 is dead.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Annotated, Any, Mapping, Optional
 import typer
 
 from stroute.cli.context import Globals
-from stroute.cli.output import emit, info, plain
+from stroute.cli.output import Column, columns_wanted, emit, info, plain, wide_wanted
 
 BAR_WIDTH = 10
 TREND_SAMPLES = 8  # top --watch: loads kept per pod for its trend
@@ -80,15 +81,17 @@ def count_links(store, namespace: str, service: str | None = None, bad=None) -> 
     keys that are no readable link go to `bad` (a store.BadKeys)."""
     from stroute.cli.progress import Counter as Progress
 
-    counts: dict[str, Counter] = {}
     progress = Progress("counting links")
     try:
-        for n, link in enumerate(store.scan_links(namespace, service=service, bad=bad), 1):
-            counts.setdefault(link.service, Counter())[link.pod] += 1
-            progress.tick(n)
+        found = store.count_links(namespace, service=service, bad=bad, on_page=lambda c: progress.tick(c.total))
     finally:
         progress.done()
-    return counts
+    return {svc: Counter({pod: p + t for pod, (p, t) in pods.items()}) for svc, pods in found.services().items()}
+
+
+def _pod_names(service: dict[str, Any]) -> list[str]:
+    """-o name: service/pod of each pod."""
+    return [f"{service['service']}/{row['pod']}" for row in service["pods"]]
 
 
 def _warn_invalid(view: ServiceView) -> None:
@@ -115,9 +118,9 @@ def pods(
     view = service_view(config.namespace, snap, counts, store.pod_notes(config.namespace, service))
     if bad is not None:
         view.data["bad_keys"] = bad.to_dict()
-    if g.output != "table":  # the table shows them itself
+    if not g.for_people:  # the table shows them itself
         _warn_invalid(view)
-    emit(view.data, g.output, lambda _: render([view]))
+    emit(view.data, g.output, lambda _: render([view]), _pod_names)
     _raise_bad_keys(bad, config.namespace)
     if not view.data["pods"] and not view.invalid and not counts and service not in store.services(config.namespace):
         raise NotFound(
@@ -213,7 +216,7 @@ def top(
             raise InvalidInput("--interval and --count only apply with --watch")
         bad = _bad_keys() if links else None
         views, warnings = _top_views(g, links, bad)
-        if g.output != "table":  # the table shows them itself
+        if not g.for_people:  # the table shows them itself
             for view in views:
                 _warn_invalid(view)
             _warn(warnings)
@@ -222,10 +225,11 @@ def top(
             data["warnings"] = warnings
         if bad is not None:
             data["bad_keys"] = bad.to_dict()
-        emit(data, g.output, lambda _: render(views, namespace=data["namespace"], warnings=warnings))
+        emit(data, g.output, lambda _: render(views, namespace=data["namespace"], warnings=warnings),
+             lambda d: [name for service in d["services"] for name in _pod_names(service)])
         _raise_bad_keys(bad, data["namespace"])
         return
-    if g.output != "table":
+    if g.output not in ("table", "wide"):
         raise InvalidInput(
             f"--watch draws a live table and cannot be used with -o {g.output}",
             hint=f"run 'stroute -o {g.output} top' once per sample instead",
@@ -272,7 +276,7 @@ def _record(history: dict, views: list[ServiceView]) -> None:
 
 
 def _watch(g: Globals, period: float, count: int | None, links: bool = False) -> None:
-    from stroute.cli.output import console
+    from stroute.cli.output import console, print_columns
     from stroute.errors import RedisUnavailable, StoreError
 
     out = console()
@@ -287,7 +291,7 @@ def _watch(g: Globals, period: float, count: int | None, links: bool = False) ->
             live = Live(frame, console=out, auto_refresh=False, redirect_stderr=False)
             live.start()
         else:  # a pipe or a file: one frame after another, like `top -b`
-            out.print(frame)
+            print_columns(frame)
         while count is None or refreshes < count:
             time.sleep(period)
             try:
@@ -298,8 +302,9 @@ def _watch(g: Globals, period: float, count: int | None, links: bool = False) ->
             if live is not None:
                 live.update(frame, refresh=True)
             else:
-                out.print()
-                out.print(frame)
+                sys.stdout.write("\n")
+                print_columns(frame)
+                sys.stdout.flush()
     except KeyboardInterrupt:  # Ctrl-C is how a watch ends: not an error
         pass
     finally:
@@ -330,8 +335,9 @@ _SPARKS = "▁▂▃▄▅▆▇█"
 _SPARKS_PLAIN = "_.,-=+*#"
 
 
-def trend(loads) -> str:
-    """A sparkline of the loads (oldest first) and an arrow for the last change."""
+def trend(loads, joined: bool = False) -> str:
+    """A sparkline of the loads (oldest first) and an arrow for the last change
+    (`joined`: with no space between, one field in columns)."""
     loads = list(loads)
     if not loads:
         return ""
@@ -343,7 +349,7 @@ def trend(loads) -> str:
         line = "".join(sparks[round((v - low) * (len(sparks) - 1) / (high - low))] for v in loads)
     up, down, flat = ("^", "v", "=") if plain() else ("↑", "↓", "→")
     arrow = flat if len(loads) < 2 or loads[-1] == loads[-2] else (up if loads[-1] > loads[-2] else down)
-    return f"{line} {arrow}"
+    return f"{line}{'' if joined else ' '}{arrow}"
 
 
 def render(views: list[ServiceView], namespace: str | None = None, trends: Mapping | None = None,
@@ -363,7 +369,17 @@ def render(views: list[ServiceView], namespace: str | None = None, trends: Mappi
     title = f"namespace {namespace or views[0].data['namespace']!r}"
     with_links = any("links_total" in view.data for view in views)
     extra = (["Trend"] if trends is not None else []) + (["Links"] if with_links else [])
-    table = new_table("Service", "Pod", "State", "Cordon", "Load", "", *extra, "Heartbeat", "Up", title=title)
+    # In columns (a pipe) every row names its service and no cell holds a
+    # space, so grep and awk see whole fields.
+    every_row = columns_wanted()
+    # On a narrow terminal the bar goes first, then the incarnation age, the
+    # trend, the cordon flag and the heartbeat age; -o wide adds the epoch and
+    # the reason a pod gives for its state.
+    wide = wide_wanted()
+    extra_columns = [Column(name, drop=3 if name == "Trend" else 0) for name in extra]
+    table = new_table("Service", "Pod", "State", Column("Cordon", drop=2), "Load",
+                      Column("Bar" if every_row else "", drop=5), *extra_columns, Column("Heartbeat", drop=1),
+                      Column("Up", drop=4), *([Column("Epoch"), Column("Reason")] if wide else []), title=title)
     for column in table.columns[5:6 + len(extra)]:  # the bar and sparklines lose their meaning when wrapped
         column.no_wrap = True
     table.columns[5].min_width = BAR_WIDTH
@@ -378,19 +394,21 @@ def render(views: list[ServiceView], namespace: str | None = None, trends: Mappi
             cells = []
             if trends is not None:
                 history = trends.get((obj["service"], row["pod"])) if row["alive"] else None
-                cells.append(trend(history or ()))
+                cells.append(trend(history or (), joined=every_row))
             if with_links:
                 cells.append(str(row.get("links", "")))
             table.add_row(
-                obj["service"] if i == 0 else "",
+                obj["service"] if i == 0 or every_row else "",
                 str(row["pod"]),
                 state,
                 "yes" if row["cordoned"] else "",
                 str(row["load"]),
                 Text(_bar(row["load"], peak) if row["alive"] else "", style="cyan" if color else ""),
                 *cells,
-                f"{_age(row['heartbeat_age_ms'])} ago",
+                _age(row["heartbeat_age_ms"]) if every_row else f"{_age(row['heartbeat_age_ms'])} ago",
                 _age(up),
+                *([str(row["epoch"]) if row["epoch"] is not None else "", _printable(row.get("reason") or "")]
+                  if wide else []),
             )
         routable = sum(r["routable"] for r in rows)
         alive = sum(r["alive"] for r in rows)
@@ -401,15 +419,16 @@ def render(views: list[ServiceView], namespace: str | None = None, trends: Mappi
         if with_links:
             cells.append(str(obj.get("links_total", "")))
         table.add_row(
-            obj["service"] if not rows else "",
+            obj["service"] if not rows or every_row else "",
             "all",
             workload,
             str(cordoned) if cordoned else "",
             "",
-            f"{routable} routable",
+            f"routable={routable}" if every_row else f"{routable} routable",
             *cells,
-            f"{alive} alive",
-            f"of {total}",
+            f"alive={alive}" if every_row else f"{alive} alive",
+            f"total={total}" if every_row else f"of {total}",
+            *(["", ""] if wide else []),
             style="bold" if color else "",
             end_section=index < len(views) - 1,
         )
@@ -447,3 +466,6 @@ def render(views: list[ServiceView], namespace: str | None = None, trends: Mappi
 def _printable(text: str) -> str:
     """Control characters (a terminal escape a load command printed) shown escaped, not sent."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+pods.lists_names = top.lists_names = True  # -o name: service/pod per line

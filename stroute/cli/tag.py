@@ -27,7 +27,7 @@ def get(ctx: typer.Context, tag: Tag) -> None:
     ns = g.config().namespace
     service = g.store().get_tag(ns, tag)
     data = {"namespace": ns, "tag": tag, "service": service}
-    if service is not None or g.output != "table":
+    if service is not None or not g.for_people:
         emit(data, g.output, _table)
     if service is None:
         raise NotFound(f"tag {tag!r} is not set in namespace {ns!r}", hint="set it with: stroute tag set TAG SERVICE")

@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from stroute.cli import inputs
+from stroute.cli import link as link_cli
 from stroute.cli.context import Globals
-from stroute.cli.output import emit, info
+from stroute.cli.output import emit, info, silence_stdout
 
 # Rejected lines listed on stderr; the JSON lists up to transfer.MAX_ERRORS_KEPT.
 _SHOWN_REJECTIONS = 20
@@ -19,6 +20,9 @@ def export(
     ctx: typer.Context,
     service: inputs.ServiceFilter = None,
     pod: inputs.PodFilter = None,
+    uid_pattern: link_cli.UidPattern = None,
+    kind: link_cli.Kind = None,
+    ttl_below: link_cli.TtlBelow = None,
 ) -> None:
     """Write the namespace's links to stdout as JSON lines, one link per line.
 
@@ -27,7 +31,6 @@ def export(
     always JSON lines, whatever -o says. Every line imports again: a key that
     is no readable link is left out and named on stderr (exit 7).
     """
-    from stroute import names
     from stroute.cli.progress import Counter
     from stroute.errors import InvalidInput
     from stroute.store import BadKeys
@@ -36,22 +39,20 @@ def export(
     g: Globals = ctx.obj
     if g.output == "yaml":
         raise InvalidInput("export writes JSON lines; -o yaml does not apply", hint="leave out -o")
-    if service is not None:
-        names.service(service)
-    pod_n = inputs.pod(pod)
+    filters = link_cli.link_filters(service, pod, uid_pattern, kind, ttl_below)
     ns = g.config().namespace
     counter = Counter("exporting links")
     n = 0
     out = sys.stdout
     bad = BadKeys()
     try:
-        for rec in export_links(g.store(), ns, service=service, pod=pod_n, bad=bad):
+        for rec in export_links(g.store(), ns, bad=bad, **filters):
             out.write(dumps(rec) + "\n")
             n += 1
             counter.tick(n)
         out.flush()
     except BrokenPipeError:  # the reader stopped early (| head): its choice, not an error
-        _silence_stdout()
+        silence_stdout()
         return
     finally:
         counter.done()
@@ -59,17 +60,6 @@ def export(
     error = bad.error(ns)
     if error is not None:
         raise error
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null, so the interpreter's last flush does not fail again."""
-    import os
-
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):  # not a real file (a test runner's buffer)
-        pass
 
 
 def import_(

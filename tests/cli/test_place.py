@@ -167,7 +167,7 @@ def test_place_several_table_output(url, three_pods):
     assert result.exit_code == 0
     assert "2 placed, 0 failed" in result.stdout
     many = run("--redis-url", url, "place", "-s", "game", "-", input=" ".join(f"u{i}" for i in range(60)))
-    assert many.exit_code == 0 and "Users" in many.stdout and "60 placed" in many.stdout
+    assert many.exit_code == 0 and "USERS" in many.stdout and "60 placed" in many.stdout
 
 
 def test_place_without_uids_is_exit_2(url, three_pods):

@@ -32,14 +32,14 @@ def test_reason_shown_in_json_and_table(url, store):
     by_pod = rows(url)
     assert by_pod[0]["reason"] is None and not by_pod[0]["flapping"] and by_pod[0]["recent_epochs"] == 1
     assert by_pod[1]["reason"] == "no load yet: cannot read load file '/x': No such file"
-    table = cli("--redis-url", url, "pods", "-s", "lobby").stdout
+    table = cli("--redis-url", url, "pods", "-s", "lobby").stderr  # the notes: in a pipe, on stderr
     assert "pod 1 of lobby (DRAINING): no load yet: cannot read load file '/x': No such file" in table
     # What a pod wrote is shown, not interpreted: no terminal escape, no Rich markup.
     assert "\x1b" not in table and "\\x1b[31m[bold]red" in table
     # The note goes when the pod publishes without a reason.
     publish(store, 1, 2000, reason=None)
     assert rows(url)[1]["reason"] is None
-    assert "pod 1 of lobby" not in cli("--redis-url", url, "pods", "-s", "lobby").stdout
+    assert "pod 1 of lobby" not in cli("--redis-url", url, "pods", "-s", "lobby").stderr
     top = cli_json("--redis-url", url, "top")[1]
     assert top["services"][0]["pods"][2]["reason"].startswith("load source failing")
 
@@ -54,7 +54,7 @@ def test_a_pod_whose_epoch_keeps_changing(url, store):
     by_pod = rows(url)
     assert (by_pod[0]["recent_epochs"], by_pod[0]["flapping"]) == (4, True)
     assert (by_pod[1]["recent_epochs"], by_pod[1]["flapping"]) == (1, False)
-    table = cli("--redis-url", url, "pods", "-s", "lobby").stdout
+    table = cli("--redis-url", url, "pods", "-s", "lobby").stderr  # the notes: in a pipe, on stderr
     assert "pod 0 of lobby: 4 epochs in the last 10 min (restarting, or two instances taking it in turn)" in table
     code, data, _ = cli_json("--redis-url", url, "doctor")
     check = next(c for c in data["checks"] if c["name"] == "service:lobby")

@@ -587,7 +587,7 @@ def test_a_hanging_or_flooding_load_cmd_never_stales_the_pod(tmp_path, real_url,
         assert rows[1]["reason"].startswith("no load yet: load command 'yes' printed more than 64 KiB")
         assert notes(1).startswith("no load yet")
         assert _rss_kib(flood.process.pid) < 200_000
-        table = cli("--redis-url", real_url, "pods", "-s", "lobby").stdout
+        table = cli("--redis-url", real_url, "pods", "-s", "lobby").stderr  # the notes: in a pipe, on stderr
         assert "pod 0 of lobby (DRAINING): no load yet: load command 'sleep 300' timed out" in table
         for p in (proc, flood):
             p.signal(signal.SIGTERM)

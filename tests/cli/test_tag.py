@@ -43,7 +43,7 @@ def test_tags_are_per_namespace(url, store):
 
 def test_table_output(url):
     result = run("--redis-url", url, "tag", "set", "lobby", "lobby-v2")
-    assert result.exit_code == 0 and "lobby-v2" in result.stdout and "Previous" in result.stdout
+    assert result.exit_code == 0 and "lobby-v2" in result.stdout and "PREVIOUS" in result.stdout
     result = run("--redis-url", url, "tag", "get", "lobby")
     assert result.exit_code == 0 and "lobby-v2" in result.stdout
     result = run("--redis-url", url, "tag", "get", "nothing")
