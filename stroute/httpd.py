@@ -44,6 +44,10 @@ WORKERS = 8
 PENDING = 256
 READ_TIMEOUT_S = 2.0
 BACKLOG = 1024  # the kernel caps it at net.core.somaxconn
+# The paths, for probes and scrape configs (deploy/kubernetes uses them).
+HEALTH_PATH = "/healthz"
+READY_PATH = "/readyz"
+METRICS_PATH = "/metrics"
 PUBLISH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -313,12 +317,12 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         ctype = "text/plain; charset=utf-8"
         try:
-            if path == "/healthz":
+            if path == HEALTH_PATH:
                 code, body = 200, b"ok\n"
-            elif path == "/readyz":
+            elif path == READY_PATH:
                 ready, why = readiness(self.app.driver)
                 code, body = (200 if ready else 503), f"{why}\n".encode()
-            elif path == "/metrics":
+            elif path == METRICS_PATH:
                 code = 200
                 body, ctype = self.app.metrics.render(self.headers.get("Accept"))
             else:
