@@ -283,6 +283,24 @@ def test_the_sidecar_runs_as_the_manifest_says(tmp_path):
         server.close()
 
 
+@pytest.mark.realserver
+def test_the_measurement_script_measures_a_running_sidecar():
+    """deploy/kubernetes/measure_sidecar.py, which sized the resources, still runs (briefly here)."""
+    import sys
+
+    from stroute.testing import server_binary
+
+    measured = subprocess.run([sys.executable, str(KUBERNETES / "measure_sidecar.py"), "--seconds", "2",
+                               "--period", "1", "--scrape", "1", "--redis-server", server_binary()],
+                              capture_output=True, text=True, timeout=60)
+    assert measured.returncode == 0, measured.stderr
+    report = json.loads(measured.stdout)
+    assert report["scrapes"] >= 2 and report["probes"] >= 2
+    assert 5 < report["rss_mib_max"] < 1024 and report["cpu_seconds"] >= 0 and report["startup_cpu_seconds"] > 0
+    limits = sidecar()["resources"]["limits"]
+    assert report["rss_mib_max"] < float(limits["memory"].removesuffix("Mi"))
+
+
 def status(url: str) -> int:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:

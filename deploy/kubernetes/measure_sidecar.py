@@ -1,10 +1,12 @@
 """Measure what a `stroute serve --http` sidecar uses: RSS and CPU over a minute.
 
-Starts a redis-server on a free loopback port, then `stroute serve --http`
-against it, polls /readyz as a kubelet would (every 2 s), scrapes /metrics
-(every --scrape seconds), and samples the sidecar's RSS and CPU time with
-psutil once a second. Prints one JSON line. The sizes in statefulset.yaml
-come from this.
+Starts a redis-server on a free loopback port, then `stroute serve --http
+--load-file` against it (the sidecar of statefulset.yaml), polls /readyz and
+/healthz as a kubelet would (every 2 s), scrapes /metrics (every --scrape
+seconds), and samples the sidecar's RSS and CPU time from /proc (Linux)
+once a second. Prints one JSON line: peak and mean RSS, the CPU time it
+took to become ready, and its CPU use once ready (user + system time over
+wall time). The resources in statefulset.yaml come from this.
 
     python deploy/kubernetes/measure_sidecar.py --seconds 60 --period 30 --scrape 15
 """
@@ -21,9 +23,24 @@ import tempfile
 import time
 import urllib.request
 
-import psutil
-
 from stroute.testing import free_port
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        kib = next(line.split()[1] for line in status if line.startswith("VmRSS:"))
+    return int(kib) * 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the process (all its threads)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def threads(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
 
 
 def main() -> int:
@@ -44,10 +61,13 @@ def main() -> int:
     sidecar = None
     try:
         time.sleep(0.3)
+        load_file = os.path.join(workdir, "load")  # as in statefulset.yaml: the game writes it
+        with open(load_file, "w") as out:
+            out.write("10\n")
         stroute = os.path.join(os.path.dirname(sys.executable), "stroute")
         # A short drain window: the stop is not what is measured.
         sidecar = subprocess.Popen([stroute, "serve", "-s", "game", "--period", str(args.period),
-                                    "--drain-seconds", "1", "--http", f"127.0.0.1:{http_port}"],
+                                    "--drain-seconds", "1", "--load-file", load_file, "--http", f"127.0.0.1:{http_port}"],
                                    env=env, cwd=workdir, stderr=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{http_port}"
         deadline = time.monotonic() + 30
@@ -60,11 +80,11 @@ def main() -> int:
             if time.monotonic() > deadline or sidecar.poll() is not None:
                 raise SystemExit("the sidecar did not become ready")
             time.sleep(0.1)
-        proc = psutil.Process(sidecar.pid)
-        cpu0, t0 = sum(proc.cpu_times()[:2]), time.monotonic()
+        pid = sidecar.pid
+        cpu0, t0 = cpu_seconds(pid), time.monotonic()
         rss, scrapes, probes, next_scrape = [], 0, 0, t0
         while (now := time.monotonic()) - t0 < args.seconds:
-            rss.append(proc.memory_info().rss)
+            rss.append(rss_bytes(pid))
             if now >= next_scrape:
                 urllib.request.urlopen(base + "/metrics", timeout=5).read()
                 scrapes, next_scrape = scrapes + 1, next_scrape + args.scrape
@@ -73,12 +93,12 @@ def main() -> int:
                 urllib.request.urlopen(base + "/healthz", timeout=5).read()
                 probes += 2
             time.sleep(1)
-        cpu = sum(proc.cpu_times()[:2]) - cpu0
+        cpu = cpu_seconds(pid) - cpu0
         took = time.monotonic() - t0
         print(json.dumps({
             "server": subprocess.run([args.redis_server, "--version"], capture_output=True, text=True).stdout.split()[2],
             "seconds": round(took, 1), "period": args.period, "scrapes": scrapes, "probes": probes,
-            "threads": proc.num_threads(),
+            "threads": threads(pid),
             "rss_mib_max": round(max(rss) / 2**20, 1), "rss_mib_mean": round(sum(rss) / len(rss) / 2**20, 1),
             "startup_cpu_seconds": round(cpu0, 3), "cpu_seconds": round(cpu, 3), "cpu_millicores": round(1000 * cpu / took, 1),
         }))
