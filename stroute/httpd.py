@@ -44,6 +44,10 @@ WORKERS = 8
 PENDING = 256
 READ_TIMEOUT_S = 2.0
 BACKLOG = 1024  # the kernel caps it at net.core.somaxconn
+# The paths, for probes and scrape configs (deploy/kubernetes uses them).
+HEALTH_PATH = "/healthz"
+READY_PATH = "/readyz"
+METRICS_PATH = "/metrics"
 PUBLISH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -73,27 +77,42 @@ def readiness(driver: Any) -> tuple[bool, str]:
     return True, "READY" + (" (cordoned by an operator: no new users)" if driver.cordoned else "")
 
 
+# Label names of every stroute series. Not `namespace`, `service` and `pod`:
+# Kubernetes service discovery attaches those to each target, and Prometheus
+# would rename ours to `exported_*`.
+LABELS = ("stroute_namespace", "stroute_service", "stroute_pod")
+
+
 class DriverMetrics:
     """The driver's metrics in a registry of their own.
 
     Counters and gauges are read from the driver when scraped; the publish
-    latency histogram is fed by the driver's publish_observers hook.
+    latency histogram is fed by the driver's publish_observers hook. The
+    registry also holds the process collector (CPU, memory, file
+    descriptors of this process) and stroute_build_info. No `_created`
+    series: they double the series count and no query here needs them.
     """
 
     def __init__(self, driver: Any) -> None:
-        from prometheus_client import CollectorRegistry, Histogram
+        from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
 
         self.driver = driver
-        self.labels = {"namespace": driver.namespace, "service": driver.service, "pod": str(driver.pod)}
+        self.labels = dict(zip(LABELS, (driver.namespace, driver.service, str(driver.pod))))
         self.registry = CollectorRegistry()
-        self._publish = Histogram(
+        # Not in the registry: _DriverCollector yields it without its _created
+        # sample. prometheus_client's disable_created_metrics() would do it for
+        # every registry of the process, an embedding application's included.
+        self._histogram = Histogram(
             "stroute_publish_duration_seconds",
             "Redis round-trip time of each state publish (heartbeat), failed ones included.",
             list(self.labels),
             buckets=PUBLISH_BUCKETS,
-            registry=self.registry,
-        ).labels(**self.labels)
-        self.registry.register(_DriverCollector(driver, self.labels))
+            registry=None,
+        )
+        self._publish = self._histogram.labels(**self.labels)
+        self.registry.register(_DriverCollector(driver, self.labels, self._histogram))
+        self.registry.register(_BuildInfo())
+        ProcessCollector(registry=self.registry)
         driver.publish_observers.append(self._publish.observe)
 
     def render(self, accept: str | None = None) -> tuple[bytes, str]:
@@ -111,16 +130,64 @@ class DriverMetrics:
             pass
 
 
+def _without_created(metrics):
+    for metric in metrics:
+        metric.samples = [s for s in metric.samples if not s.name.endswith("_created")]
+        yield metric
+
+
+class _BuildInfo:
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        from stroute import __version__
+
+        info = GaugeMetricFamily("stroute_build_info", "Always 1: the stroute version of this process.",
+                                 labels=["version"])
+        info.add_metric([__version__], 1)
+        yield info
+
+
+class ClientMetrics:
+    """Placement outcomes of a ClientDriver, for a gateway's own registry:
+    `registry.register(ClientMetrics(client))`. Read from client.stats() when
+    scraped: stroute_placements_total{outcome}, one series per outcome."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily
+
+        from stroute.client import OUTCOMES
+
+        stats = self.client.stats()
+        names = ["stroute_namespace", "outcome"]
+        placements = CounterMetricFamily(
+            "stroute_placements", "Placements by outcome: cache, existing, new, moved (where the answer came "
+            "from), no_capacity and contention (failures).", labels=names)
+        for outcome in OUTCOMES:
+            placements.add_metric([self.client.namespace, outcome], stats[outcome])
+        yield placements
+        invalidations = CounterMetricFamily(
+            "stroute_cache_invalidations", "Cached links Redis said changed (coherent cache).",
+            labels=names[:1])
+        invalidations.add_metric([self.client.namespace], stats["invalidations"])
+        yield invalidations
+
+
 class _DriverCollector:
-    def __init__(self, driver: Any, labels: dict[str, str]) -> None:
+    def __init__(self, driver: Any, labels: dict[str, str], histogram: Any) -> None:
         self.driver = driver
         self.names = list(labels)
         self.values = list(labels.values())
+        self.histogram = histogram
 
     def collect(self):
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         d, names, values = self.driver, self.names, self.values
+        yield from _without_created(self.histogram.collect())
         beats = CounterMetricFamily("stroute_heartbeats", "State publishes (heartbeats) by result.",
                                     labels=[*names, "result"])
         beats.add_metric([*values, "ok"], d.heartbeats_ok)
@@ -137,6 +204,12 @@ class _DriverCollector:
         for member in RoutingState:
             state.add_metric([*values, member.name], 1 if member is current else 0)
         yield state
+        since = GaugeMetricFamily("stroute_routing_state_since_timestamp_seconds",
+                                  "Redis time of the heartbeat that first published the current routing state.",
+                                  labels=names)
+        if d.state_since_ms is not None:
+            since.add_metric(values, d.state_since_ms / 1000)
+        yield since
         cordoned = GaugeMetricFamily("stroute_cordoned", "1 while an operator cordons this pod.", labels=names)
         cordoned.add_metric(values, 1 if d.cordoned else 0)
         yield cordoned
@@ -145,6 +218,17 @@ class _DriverCollector:
         if d.last_heartbeat_ms is not None:
             last.add_metric(values, d.last_heartbeat_ms / 1000)
         yield last
+        config = d.config
+        for name, value, help_ in (
+            ("stroute_state_period_seconds", config.state.period, "Heartbeat period (state.period)."),
+            ("stroute_state_expire_seconds", config.state.expire,
+             "A pod whose last heartbeat is older than this is stale (state.expire)."),
+            ("stroute_drain_window_seconds", config.server.drain_seconds,
+             "DRAINING time of a warm stop before DOWN (server.drain_seconds)."),
+        ):
+            gauge = GaugeMetricFamily(name, help_, labels=names)
+            gauge.add_metric(values, value)
+            yield gauge
         links_set = CounterMetricFamily("stroute_links_set", "Links set through the driver's link methods.",
                                         labels=names)
         links_set.add_metric(values, d.links_set)
@@ -233,12 +317,12 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         ctype = "text/plain; charset=utf-8"
         try:
-            if path == "/healthz":
+            if path == HEALTH_PATH:
                 code, body = 200, b"ok\n"
-            elif path == "/readyz":
+            elif path == READY_PATH:
                 ready, why = readiness(self.app.driver)
                 code, body = (200 if ready else 503), f"{why}\n".encode()
-            elif path == "/metrics":
+            elif path == METRICS_PATH:
                 code = 200
                 body, ctype = self.app.metrics.render(self.headers.get("Accept"))
             else:

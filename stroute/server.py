@@ -137,6 +137,9 @@ class ServerDriver:
         self.claimed_by: PodClaimed | None = None  # set when another instance holds or took the pod
         self.cordoned = False
         self.last_heartbeat_ms: int | None = None
+        # Redis time of the heartbeat that first published the current state
+        # (how long a pod has been DRAINING is what tells a stuck drain).
+        self.state_since_ms: int | None = None
         self.heartbeats_ok = 0
         self.heartbeats_failed = 0
         self.last_load: int | None = None  # the load of the last heartbeat that reached Redis
@@ -323,6 +326,7 @@ class ServerDriver:
                     f" ({reason})" if reason else "",
                 )
                 self._published_state = state
+                self.state_since_ms = result.heartbeat_ms
             if result.cordoned != self.cordoned:
                 log.info("pod %d of %s is %s by an operator", self.pod, self.service,
                          "cordoned" if result.cordoned else "no longer cordoned")

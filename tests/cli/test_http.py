@@ -7,6 +7,7 @@ then on a real `stroute serve --http` child process that receives SIGTERM:
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import urllib.error
@@ -43,12 +44,22 @@ def samples(text: str) -> dict[str, float]:
     return out
 
 
+def label_names(rest: str) -> list[str]:
+    """The label names of one sample's `a="x",b="y"}`."""
+    return re.findall(r'(?:^|,)([a-zA-Z_][a-zA-Z0-9_]*)="', rest)
+
+
+def label_value(rest: str, name: str) -> str | None:
+    found = re.search(r'(?:^|,)' + name + r'="([^"]*)"', rest)
+    return None if found is None else found.group(1)
+
+
 def metric(text: str, name: str, **labels: str) -> float:
     """The one sample of `name` whose labels include `labels`."""
     found = []
     for key, value in samples(text).items():
         base, _, rest = key.partition("{")
-        if base == name and all(f'{k}="{v}"' in rest for k, v in labels.items()):
+        if base == name and all(label_value(rest, k) == v for k, v in labels.items()):
             found.append(value)
     assert len(found) == 1, (name, labels, found)
     return found[0]
@@ -109,7 +120,8 @@ def test_a_cordon_keeps_the_pod_ready(served, store):
 
 def test_metrics(served):
     driver, base = served
-    for _ in range(3):
+    first_heartbeat_ms = driver.publish().heartbeat_ms
+    for _ in range(2):
         driver.publish()
     driver.set_linked_pod("default", "u1", "game")
     driver.set_linked_pod("default", "u2", "game", ttl=60)
@@ -119,7 +131,7 @@ def test_metrics(served):
     driver.remove_linked_pod("default", "nobody", "game")  # nothing removed: not counted
     status, ctype, text = get(base + "/metrics")
     assert status == 200 and ctype == "text/plain; version=0.0.4; charset=utf-8"
-    labels = {"namespace": "default", "service": "game", "pod": "3"}
+    labels = {"stroute_namespace": "default", "stroute_service": "game", "stroute_pod": "3"}
     assert metric(text, "stroute_heartbeats_total", result="ok", **labels) == 3
     assert metric(text, "stroute_heartbeats_total", result="failed", **labels) == 0
     assert metric(text, "stroute_load", **labels) == 42
@@ -132,10 +144,64 @@ def test_metrics(served):
     assert metric(text, "stroute_publish_duration_seconds_bucket", le="+Inf", **labels) == 3
     assert metric(text, "stroute_links_set_total", **labels) == 3
     assert metric(text, "stroute_links_removed_total", **labels) == 2
+    since = metric(text, "stroute_routing_state_since_timestamp_seconds", **labels)
+    assert since == first_heartbeat_ms / 1000  # READY since the first heartbeat
+    assert metric(text, "stroute_state_period_seconds", **labels) == driver.config.state.period
+    assert metric(text, "stroute_state_expire_seconds", **labels) == driver.config.state.expire
+    assert metric(text, "stroute_drain_window_seconds", **labels) == driver.config.server.drain_seconds
     driver.set_routing_state("DRAINING")
     text = get(base + "/metrics")[2]
     assert metric(text, "stroute_routing_state", state="DRAINING", **labels) == 1
     assert metric(text, "stroute_routing_state", state="READY", **labels) == 0
+    driver.publish()
+    text = get(base + "/metrics")[2]
+    assert metric(text, "stroute_routing_state_since_timestamp_seconds", **labels) == driver.last_heartbeat_ms / 1000
+
+
+def test_metric_labels_leave_kubernetes_names_alone(served):
+    """`namespace`, `service` and `pod` are the labels Kubernetes service
+    discovery adds: Prometheus would rename stroute's to exported_*."""
+    import stroute
+
+    driver, base = served
+    driver.publish()
+    text = get(base + "/metrics")[2]
+    used = {name for key in samples(text) for name in label_names(key.partition("{")[2])}
+    assert {"stroute_namespace", "stroute_service", "stroute_pod"} <= used
+    assert not used & {"namespace", "service", "pod", "exported_namespace"}, used
+    assert metric(text, "stroute_build_info", version=stroute.__version__) == 1
+    assert metric(text, "process_resident_memory_bytes") > 0
+    assert metric(text, "process_cpu_seconds_total") >= 0
+    assert not [key for key in samples(text) if "_created" in key]
+    openmetrics = urllib.request.Request(base + "/metrics", headers={"Accept": "application/openmetrics-text"})
+    with urllib.request.urlopen(openmetrics, timeout=5) as response:
+        assert "_created" not in response.read().decode()
+
+
+def test_placement_outcomes_for_a_gateway_registry(config, store):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from stroute.client import OUTCOMES, ClientDriver
+    from stroute.errors import NoAvailablePod
+    from stroute.httpd import ClientMetrics
+
+    driver = ServerDriver("game", 0, config, store=store)
+    driver.set_load_state(1)
+    driver.publish()
+    with ClientDriver(config, store=store) as client:
+        registry = CollectorRegistry()
+        registry.register(ClientMetrics(client))
+        client.place("u1", "game")
+        client.place("u1", "game")
+        with pytest.raises(NoAvailablePod):
+            client.place("u2", "lobby")
+        text = generate_latest(registry).decode()
+        stats = client.stats()
+        for outcome in OUTCOMES:
+            assert metric(text, "stroute_placements_total", outcome=outcome, stroute_namespace="default") \
+                == stats[outcome]
+        assert stats["new"] == 1 and stats["no_capacity"] == 1 and stats["cache"] + stats["existing"] == 1
+        assert "_created" not in text
 
 
 def test_metrics_in_openmetrics_when_asked(served):
@@ -299,7 +365,7 @@ def test_serve_http_child_through_ready_and_draining(real_url, redis_server, tmp
         assert get(base + "/healthz")[::2] == (200, "ok\n")
         wait_until(lambda: get(base + "/readyz")[0] == 200, what="/readyz 200")
         text = get(base + "/metrics")[2]
-        labels = {"namespace": "default", "service": "game", "pod": "2"}
+        labels = {"stroute_namespace": "default", "stroute_service": "game", "stroute_pod": "2"}
         assert metric(text, "stroute_load", **labels) == 17
         assert metric(text, "stroute_routing_state", state="READY", **labels) == 1
         wait_until(lambda: metric(get(base + "/metrics")[2], "stroute_heartbeats_total", result="ok") >= 3,
