@@ -47,7 +47,11 @@ def get(
                      show_default=False),
     ] = None,
 ) -> None:
-    """Show one link (-s SVC), or every persistent link of UID. Exit 3 if none."""
+    """Show one link (-s SVC), or every persistent link of UID. Exit 3 if none.
+
+    Either way the JSON is one shape: "links", a list of link objects (the
+    rows of 'link list'); -s only narrows it, and no link is an empty list.
+    """
     from stroute import names
     from stroute.errors import NotFound
 
@@ -55,40 +59,39 @@ def get(
     ns = g.config().namespace
     names.uid(uid)
     if service is None:
-        links = g.store().links_of(ns, uid)
-        if links or g.output != "table":
-            emit({"namespace": ns, "uid": uid, "links": links}, g.output, _links_of_table)
-        if not links:
-            raise NotFound(
-                f"uid {uid!r} has no persistent link in namespace {ns!r}",
-                hint="temporary links are shown per service: stroute link get UID -s SERVICE",
-            )
+        rows = [link_row(uid, svc, pod, None) for svc, pod in g.store().links_of(ns, uid).items()]
+    else:
+        link = g.store().get(ns, uid, service)
+        rows = [] if link is None else [link_row(uid, service, link.pod, link.ttl)]
+    data = {"namespace": ns, "uid": uid, "service": service, "links": rows}
+    if rows or g.output != "table":
+        emit(data, g.output, _link_table if service is not None else _links_of_table, schema="link-get")
+    if rows:
         return
-    link = g.store().get(ns, uid, service)
-    data = {
-        "namespace": ns,
-        "uid": uid,
-        "service": service,
-        "pod": None if link is None else link.pod,
-        "persistent": None if link is None else link.persistent,
-        "ttl": None if link is None else link.ttl,
-    }
-    if link is not None or g.output != "table":
-        emit(data, g.output, _link_table)
-    if link is None:
-        raise NotFound(f"no link for uid {uid!r} of service {service!r} in namespace {ns!r}")
+    if service is None:
+        raise NotFound(
+            f"uid {uid!r} has no persistent link in namespace {ns!r}",
+            hint="temporary links are shown per service: stroute link get UID -s SERVICE",
+        )
+    raise NotFound(f"no link for uid {uid!r} of service {service!r} in namespace {ns!r}")
+
+
+def link_row(uid: str, service: str, pod: int, ttl_s: int | float | None) -> dict[str, Any]:
+    """One link as the JSON contract shows it (ttl_s None: persistent)."""
+    return {"uid": uid, "service": service, "pod": pod, "persistent": ttl_s is None, "ttl_s": ttl_s}
 
 
 def _link_table(data: dict):
     table = new_table("UID", "Service", "Pod", "Kind", "TTL")
-    table.add_row(data["uid"], data["service"], str(data["pod"]), _kind(data["persistent"]), _ttl_text(data["ttl"]))
+    for row in data["links"]:
+        table.add_row(row["uid"], row["service"], str(row["pod"]), _kind(row["persistent"]), _ttl_text(row["ttl_s"]))
     return table
 
 
 def _links_of_table(data: dict):
     table = new_table("Service", "Pod", title=f"persistent links of uid {data['uid']!r}")
-    for svc, pod in data["links"].items():
-        table.add_row(svc, str(pod))
+    for row in data["links"]:
+        table.add_row(row["service"], str(row["pod"]))
     return table
 
 
@@ -109,16 +112,16 @@ def set_(ctx: typer.Context, uid: Uid, service: Service, pod: Pod, ttl: Ttl = No
         "pod": pod_n,
         "previous": previous,
         "persistent": ttl_ms is None,
-        "ttl": inputs.seconds(ttl_ms),
+        "ttl_s": inputs.seconds(ttl_ms),
     }
-    emit(data, g.output, _set_table)
+    emit(data, g.output, _set_table, schema="link-set")
 
 
 def _set_table(data: dict):
     table = new_table("UID", "Service", "Pod", "Previous", "Kind", "TTL")
     previous = "-" if data["previous"] is None else str(data["previous"])
     table.add_row(data["uid"], data["service"], str(data["pod"]), previous, _kind(data["persistent"]),
-                  _ttl_text(data["ttl"]))
+                  _ttl_text(data["ttl_s"]))
     return table
 
 
@@ -131,7 +134,8 @@ def try_set(ctx: typer.Context, uid: Uid, service: Service, pod: Pod, ttl: Ttl =
     ttl_ms = inputs.ttl_ms(ttl)
     ns = g.config().namespace
     ok, current = g.store().try_set(ns, uid, service, pod_n, ttl_ms)
-    emit({"namespace": ns, "uid": uid, "service": service, "ok": ok, "pod": current}, g.output, _try_set_table)
+    emit({"namespace": ns, "uid": uid, "service": service, "ok": ok, "pod": current}, g.output, _try_set_table,
+         schema="link-try-set")
     if not ok:
         raise Conflict(
             f"refused: uid {uid!r} has a persistent link to pod {current} of service {service!r}, not {pod_n}",
@@ -182,9 +186,9 @@ def remove(
     data = {"namespace": ns, "uid": uid, "service": service, "removed": removed}
     if current is None and not removed:
         if g.output != "table":
-            emit(data, g.output)
+            emit(data, g.output, schema="link-remove")
         raise NotFound(f"no link for uid {uid!r} of service {service!r} in namespace {ns!r}: nothing removed")
-    emit(data, g.output, _remove_table(current, after_ms))
+    emit(data, g.output, _remove_table(current, after_ms), schema="link-remove")
     if not removed:
         raise Conflict(
             f"not removed: the link of uid {uid!r} of service {service!r} points at pod {current}, not {expected}"
@@ -233,7 +237,7 @@ def batch_get(
         "missing": found.missing,
         "bad_keys": found.bad_keys.to_dict(),
     }
-    emit(data, g.output, _batch_table)
+    emit(data, g.output, _batch_table, schema="link-batch-get")
     _raise_bad_keys(found.bad_keys, ns)
 
 
@@ -281,20 +285,20 @@ def list_(
     progress = Counter("scanning links")
     try:
         for link in g.store().scan_links(ns, service=service, pod=pod_n, bad=bad):
-            rows.append({"uid": link.uid, "service": link.service, "pod": link.pod,
-                         "persistent": link.persistent, "ttl": link.ttl})
+            rows.append(link_row(link.uid, link.service, link.pod, link.ttl))
             progress.tick(len(rows))
     finally:
         progress.done()
     rows.sort(key=lambda r: (r["service"], r["uid"]))
-    emit({"namespace": ns, "links": rows, "bad_keys": bad.to_dict()}, g.output, _list_table)
+    emit({"namespace": ns, "links": rows, "bad_keys": bad.to_dict()}, g.output, _list_table,
+         schema="link-list")
     _raise_bad_keys(bad, ns)
 
 
 def _list_table(data: dict):
     table = new_table("UID", "Service", "Pod", "Kind", "TTL", title=f"links in namespace {data['namespace']!r}")
     for row in data["links"]:
-        table.add_row(row["uid"], row["service"], str(row["pod"]), _kind(row["persistent"]), _ttl_text(row["ttl"]))
+        table.add_row(row["uid"], row["service"], str(row["pod"]), _kind(row["persistent"]), _ttl_text(row["ttl_s"]))
     table.caption = f"{len(data['links'])} link{'' if len(data['links']) == 1 else 's'}"
     table.caption_justify = "left"
     return table
@@ -334,7 +338,7 @@ def clear(
         counter.done()
     if report.alive is not None:
         info(f"note: {report.alive}: clearing its links needs --force")
-    emit(report.to_dict(), g.output, _clear_text)
+    emit(report.to_dict(), g.output, _clear_text, schema="link-clear")
     _raise_bad_keys(report.bad_keys, config.namespace)
 
 

@@ -53,16 +53,25 @@ def printable_lines(text: str) -> str:
     return "\n".join(printable(line) for line in text.split("\n"))
 
 
-def emit(data: Any, fmt: str, table: Callable[[Any], Any] | None = None) -> None:
-    """Print data as fmt; `table` builds the Rich renderable for 'table'."""
+def emit(data: dict[str, Any], fmt: str, table: Callable[[Any], Any] | None = None, *, schema: str,
+         stream: bool = False) -> None:
+    """Print data as fmt, named by its schema (stroute.contract); `table` builds
+    the Rich renderable for 'table'. `stream`: one document of many (a watch):
+    JSON on one line (NDJSON), YAML after a '---' line."""
+    from stroute.contract import document
+
+    data = document(schema, data)
     if fmt == "json" or (fmt == "table" and table is None):
-        sys.stdout.write(json.dumps(data, indent=2 if fmt == "table" else None, ensure_ascii=False) + "\n")
+        indent = 2 if fmt == "table" and not stream else None
+        sys.stdout.write(json.dumps(data, indent=indent, ensure_ascii=False) + "\n")
     elif fmt == "yaml":
         import yaml
 
-        sys.stdout.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+        sys.stdout.write(("---\n" if stream else "") + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     else:
         console().print(_safe(table(data)))
+    if stream:
+        sys.stdout.flush()  # a reader of the stream sees each refresh as it is taken
 
 
 def _safe(renderable: Any) -> Any:
