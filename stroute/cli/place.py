@@ -61,12 +61,13 @@ def place(
 
 
 def _place_one(driver: Any, uid: str, service: str, persist: bool) -> Any:
-    """The placement of uid, or the error that stopped it (as place_many gives it)."""
-    from stroute.errors import NoAvailablePod, StoreError
+    """The placement of uid, or the NoAvailablePod that stopped it (a Redis
+    error stops the command: no document, exit 6)."""
+    from stroute.errors import NoAvailablePod
 
     try:
         return driver.place(uid, service, persist=persist)
-    except (NoAvailablePod, StoreError) as exc:
+    except NoAvailablePod as exc:
         return exc
 
 

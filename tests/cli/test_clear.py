@@ -11,7 +11,7 @@ from support import all_keys, check_invariant
 
 pytestmark = pytest.mark.usefixtures("isolated")
 
-FIELDS = ["namespace", "service", "pod", "found", "removed", "kept", "dry_run", "bad_keys"]
+FIELDS = ["schema", "namespace", "service", "pod", "found", "removed", "kept", "dry_run", "bad_keys"]
 STALE_MS = 120_000
 
 

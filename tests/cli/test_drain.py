@@ -23,7 +23,7 @@ from support import all_keys, check_invariant
 
 pytestmark = pytest.mark.usefixtures("isolated")
 
-FIELDS = ["namespace", "service", "pod", "links_before", "moved", "skipped", "remaining", "bad_keys"]
+FIELDS = ["schema", "namespace", "service", "pod", "links_before", "moved", "skipped", "remaining", "bad_keys"]
 NO_BAD_KEYS = {"count": 0, "keys": []}
 STALE_MS = 120_000  # the CLI runs with the default expiry, 60 s
 # Clients see a cordon within state.refresh: 0 makes a drain's settle wait 0.5 s.

@@ -12,7 +12,7 @@ from stroute.server import ServerDriver
 
 pytestmark = pytest.mark.usefixtures("isolated")
 
-CORDON_FIELDS = ["namespace", "service", "pod", "cordoned", "changed"]
+CORDON_FIELDS = ["schema", "namespace", "service", "pod", "cordoned", "changed"]
 CTL = "sf:{default:state:lobby}:ctl"
 
 
