@@ -17,7 +17,7 @@ import typer
 import yaml
 from jsonschema import Draft202012Validator
 
-from ops_support import Proc, cli, isolated, put_state, redis_millis, wait_until  # noqa: F401
+from ops_support import Proc, cli, isolated, put_state, redis_millis  # noqa: F401
 from stroute import backends
 from stroute.cli.app import app
 from stroute.config import Config
