@@ -478,7 +478,13 @@ def _read_file(path: Path) -> tuple[dict[str, Any], list[str]]:
         raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys, not a {type(data).__name__}")
     problems = []
     for key, value in data.items():
-        if key in _SECTIONS:
+        if key == "schema":  # a file `stroute config show` wrote names its format
+            from stroute.contract import schema_id
+
+            if value != schema_id("config"):
+                raise ConfigError(f"config file {str(path)!r}: schema {value!r} is not {schema_id('config')!r}, "
+                                  "the config format this stroute reads")
+        elif key in _SECTIONS:
             if value is None:
                 continue
             if not isinstance(value, dict):

@@ -1,8 +1,9 @@
 """Export and import links as JSON lines, one link per line:
 
-    {"namespace": "default", "uid": "42", "service": "game", "pod": 1, "persistent": true, "ttl": null}
+    {"schema": "stroute/export/v1", "namespace": "default", "uid": "42", "service": "game", "pod": 1,
+     "persistent": true, "ttl_s": null}
 
-`ttl` is the seconds a temporary link had left when it was exported
+`ttl_s` is the seconds a temporary link had left when it was exported
 (millisecond resolution), `null` for a persistent one; an import gives the
 link that TTL again, so the clock restarts at import time. An export is a
 SCAN, not a point-in-time snapshot: links written while it runs may or may
@@ -20,7 +21,10 @@ pipelined by batch.
 
 Export writes only what import accepts: a key whose name, value or TTL
 breaks the rules (a uid with '}', a value that is no pod index, a TTL past
-names.TTL_MAX_S) is left out and counted in `bad_keys` instead. A SCAN may
+names.TTL_MAX_S) is left out and counted in `bad_keys` instead.
+
+Import also reads the lines of an export made before the JSON contract (no
+"schema", "ttl" for "ttl_s"), so older backups still restore. A SCAN may
 return a key twice: import takes a repeated line of the same link (same pod
 and kind) as unchanged, and rejects one that contradicts it.
 """
@@ -32,10 +36,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 from stroute import names
+from stroute.contract import schema_id
 from stroute.errors import CorruptData, InvalidInput
 from stroute.store import BadKeys, Link, Store, parse_pod
 
-FIELDS = ("namespace", "uid", "service", "pod", "persistent", "ttl")
+SCHEMA = schema_id("export")
+FIELDS = ("schema", "namespace", "uid", "service", "pod", "persistent", "ttl_s")
+# A line of an export made before the contract had no schema, and "ttl".
+LEGACY_FIELDS = ("namespace", "uid", "service", "pod", "persistent", "ttl")
 # Rejections listed one by one in a report; the count goes on past it.
 MAX_ERRORS_KEPT = 100
 _BATCH = 500
@@ -53,12 +61,13 @@ def record(link: Link) -> dict[str, Any]:
     if link.ttl_ms is not None:
         ttl = link.ttl_ms // 1000 if link.ttl_ms % 1000 == 0 else link.ttl_ms / 1000
     return {
+        "schema": SCHEMA,
         "namespace": link.namespace,
         "uid": link.uid,
         "service": link.service,
         "pod": link.pod,
         "persistent": link.persistent,
-        "ttl": ttl,
+        "ttl_s": ttl,
     }
 
 
@@ -113,13 +122,22 @@ def parse_line(text: str, namespace: str, line: int = 0) -> Entry:
         raise InvalidInput(str(exc) if isinstance(exc, InvalidInput) else f"not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise InvalidInput(f"expected a JSON object with fields {', '.join(FIELDS)}, got {_json_kind(obj)}")
-    missing = [f for f in FIELDS if f not in obj]
+    if "schema" in obj:
+        if obj["schema"] != SCHEMA:
+            raise InvalidInput(f"schema {names.show(obj['schema'])} is not {SCHEMA!r}, the export format "
+                               "this stroute reads")
+        fields, ttl_key, legacy = FIELDS, "ttl_s", ""
+    else:
+        fields, ttl_key = LEGACY_FIELDS, "ttl"
+        legacy = f' (a line without "schema": {SCHEMA!r} is read as an export made before it)'
+    missing = [f for f in fields if f not in obj]
     if missing:
-        raise InvalidInput(f"missing field{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
-    unknown = [f for f in obj if f not in FIELDS]
+        raise InvalidInput(f"missing field{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}{legacy}")
+    unknown = [f for f in obj if f not in fields]
     if unknown:
         raise InvalidInput(f"unknown field{'s' if len(unknown) > 1 else ''} "
-                           f"{', '.join(names.show(f) for f in unknown[:5])}: the fields are {', '.join(FIELDS)}")
+                           f"{', '.join(names.show(f) for f in unknown[:5])}: the fields are "
+                           f"{', '.join(fields)}{legacy}")
     for key in ("namespace", "uid", "service"):
         if not isinstance(obj[key], str):
             raise InvalidInput(f"invalid {key} {names.show(obj[key])}: must be a JSON string")
@@ -136,15 +154,15 @@ def parse_line(text: str, namespace: str, line: int = 0) -> Entry:
     persistent = obj["persistent"]
     if not isinstance(persistent, bool):
         raise InvalidInput(f"invalid persistent {names.show(persistent)}: must be true or false")
-    ttl = obj["ttl"]
+    ttl = obj[ttl_key]
     if persistent:
         if ttl is not None:
-            raise InvalidInput(f"invalid ttl {names.show(ttl)}: a persistent link has \"ttl\": null")
+            raise InvalidInput(f"invalid {ttl_key} {names.show(ttl)}: a persistent link has \"{ttl_key}\": null")
         return Entry(line, uid, service, pod, None)
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
-        raise InvalidInput(f"invalid ttl {names.show(ttl)}: must be {names.TTL_RULE} "
+        raise InvalidInput(f"invalid {ttl_key} {names.show(ttl)}: must be {names.TTL_RULE} "
                            "(a JSON number: a temporary link needs one)")
-    return Entry(line, uid, service, pod, names.ttl_ms(ttl))
+    return Entry(line, uid, service, pod, names.ttl_ms(ttl, kind=ttl_key))
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -50,7 +50,8 @@ def test_the_command_prints_one_line_and_json():
     assert "ACL SETUSER gw >PASSWORD" in result.stderr  # how to add the password
     code, data, _ = cli_json("-n", NS, "acl", "--no-scan")
     assert code == 0
-    assert list(data) == ["namespace", "user", "rule", "arguments", "keys", "commands", "channels", "scan"]
+    assert list(data) == ["schema", "namespace", "user", "rule", "arguments", "keys", "commands", "channels", "scan"]
+    assert data["schema"] == "stroute/acl/v1"
     assert data["channels"] == ["__redis__:invalidate"] and "&__redis__:invalidate" in data["arguments"]
     assert (data["namespace"], data["user"], data["scan"]) == (NS, "stroute-blue", False)
     assert data["keys"] == ["sf:{blue:*", "sf:{blue}:*"] and "scan" not in data["commands"]

@@ -51,7 +51,7 @@ def acl(
     if g.for_people:
         sys.stdout.write(rule.command() + "\n")  # one line redis-cli reads as it is
     else:
-        emit(data, g.output)
+        emit(data, g.output, schema="acl")
     info(f"give {rule.user} a password with: ACL SETUSER {rule.user} >PASSWORD; then run stroute as "
          f"redis://{rule.user}:PASSWORD@HOST:PORT/0 with -n {rule.namespace}")
     if not no_scan:

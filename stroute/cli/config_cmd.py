@@ -75,14 +75,15 @@ def show(ctx: typer.Context) -> None:
     origins = _origins(g, config)
     if g.for_people:
         emit({"tree": config.to_dict(redact=True), "origins": origins, "source": config.source,
-              "effective_url": config.redis_url if config.url_defaulted else None}, g.output, _show_table)
+              "effective_url": config.redis_url if config.url_defaulted else None}, g.output, _show_table,
+             schema="config")
         return
     notes = [_left_out(key, origins[key], config.source) for key in config.secrets_set()]
     if g.output == "yaml":  # comments keep the note with the file it is saved as
         sys.stdout.write("".join(f"# {note}\n" for note in notes))
     for note in notes:
         info(f"note: {note}")
-    emit(config.to_dict(omit_secrets=True), g.output)
+    emit(config.to_dict(omit_secrets=True), g.output, schema="config")
 
 
 _GIVE_IT_IN = {
@@ -134,10 +135,10 @@ def validate(
             backends.check(config.redis.url, config.connect_options())  # what connecting checks first
     except ConfigError as exc:
         if not g.for_people:
-            emit({"file": file, "valid": False, "error": exc.message}, g.output)
+            emit({"file": file, "valid": False, "error": exc.message}, g.output, schema="config-validate")
         raise
     data = {"file": file or config.source, "valid": True, "error": None}
-    emit(data, g.output, _validate_table)
+    emit(data, g.output, _validate_table, schema="config-validate")
 
 
 def _validate_table(data: dict):

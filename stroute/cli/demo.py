@@ -28,12 +28,12 @@ def demo(
         "service": result.service,
         "strategy": result.strategy,
         "users": result.users,
-        "seconds": round(result.seconds, 3),
+        "elapsed_s": round(result.seconds, 3),
         "pods": [
             {"pod": r.pod, "state": r.state, "load": r.load, "users_placed": r.users} for r in result.rows
         ],
     }
-    emit(data, g.output, _table)
+    emit(data, g.output, _table, schema="demo")
 
 
 def _table(data: dict):
@@ -50,7 +50,7 @@ def _table(data: dict):
         f"pod {r['pod']} ({r['state']}) got {r['users_placed']}" for r in data["pods"] if r["state"] != "READY"
     )
     summary = Text(
-        f"{placed} users placed on {taking} READY pods in {data['seconds']:.2f} s"
+        f"{placed} users placed on {taking} READY pods in {data['elapsed_s']:.2f} s"
         + (f"; {others}." if others else ".")
     )
     return Group(table, summary)

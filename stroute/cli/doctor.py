@@ -29,7 +29,7 @@ def doctor(
     g: Globals = ctx.obj
     config = g.config()
     report = diagnose.run(g.store(), config, sample=sample)
-    emit(report.to_dict(), g.output, _table)
+    emit(report.to_dict(), g.output, _table, schema="doctor")
     if report.unreachable:
         raise typer.Exit(EXIT_REDIS)
     if report.failed:

@@ -34,7 +34,7 @@ def status(ctx: typer.Context) -> None:
     g: Globals = ctx.obj
     server = _server(g)
     data = {**server.status(), "idle_stop_s": server.idle or None}
-    emit(data, g.output, _table)
+    emit(data, g.output, _table, schema="embedded-status")
     if not data["running"]:
         raise NotFound(f"no embedded Redis server runs for {data['data_file']!r}",
                        hint="any stroute command starts it when no Redis URL is configured")
@@ -48,7 +48,7 @@ def stop(ctx: typer.Context) -> None:
     server = _server(g)
     was_running = server.is_running()
     stopped = server.stop() if was_running else False
-    emit({"data_file": str(server.data_file), "stopped": stopped}, g.output, _stopped_table)
+    emit({"data_file": str(server.data_file), "stopped": stopped}, g.output, _stopped_table, schema="embedded-stop")
     if not was_running:
         raise NotFound(f"no embedded Redis server runs for {str(server.data_file)!r}")
     if not stopped:

@@ -49,7 +49,11 @@ def get(
                      show_default=False),
     ] = None,
 ) -> None:
-    """Show one link (-s SVC), or every persistent link of UID. Exit 3 if none."""
+    """Show one link (-s SVC), or every persistent link of UID. Exit 3 if none.
+
+    Either way the JSON is one shape: "links", a list of link objects (the
+    rows of 'link list'); -s only narrows it, and no link is an empty list.
+    """
     from stroute import names
     from stroute.errors import NotFound
 
@@ -57,40 +61,40 @@ def get(
     ns = g.config().namespace
     names.uid(uid)
     if service is None:
-        links = g.store().links_of(ns, uid)
-        if links or not g.for_people:
-            emit({"namespace": ns, "uid": uid, "links": links}, g.output, _links_of_table, lambda d: [d["uid"]])
-        if not links:
-            raise NotFound(
-                f"uid {uid!r} has no persistent link in namespace {ns!r}",
-                hint="temporary links are shown per service: stroute link get UID -s SERVICE",
-            )
+        rows = [link_row(uid, svc, pod, None) for svc, pod in g.store().links_of(ns, uid).items()]
+    else:
+        link = g.store().get(ns, uid, service)
+        rows = [] if link is None else [link_row(uid, service, link.pod, link.ttl)]
+    data = {"namespace": ns, "uid": uid, "service": service, "links": rows}
+    if rows or not g.for_people:
+        emit(data, g.output, _link_table if service is not None else _links_of_table,
+             lambda d: [d["uid"]] if d["links"] else [], schema="link-get")
+    if rows:
         return
-    link = g.store().get(ns, uid, service)
-    data = {
-        "namespace": ns,
-        "uid": uid,
-        "service": service,
-        "pod": None if link is None else link.pod,
-        "persistent": None if link is None else link.persistent,
-        "ttl": None if link is None else link.ttl,
-    }
-    if link is not None or not g.for_people:
-        emit(data, g.output, _link_table, lambda d: [d["uid"]])
-    if link is None:
-        raise NotFound(f"no link for uid {uid!r} of service {service!r} in namespace {ns!r}")
+    if service is None:
+        raise NotFound(
+            f"uid {uid!r} has no persistent link in namespace {ns!r}",
+            hint="temporary links are shown per service: stroute link get UID -s SERVICE",
+        )
+    raise NotFound(f"no link for uid {uid!r} of service {service!r} in namespace {ns!r}")
+
+
+def link_row(uid: str, service: str, pod: int, ttl_s: int | float | None) -> dict[str, Any]:
+    """One link as the JSON contract shows it (ttl_s None: persistent)."""
+    return {"uid": uid, "service": service, "pod": pod, "persistent": ttl_s is None, "ttl_s": ttl_s}
 
 
 def _link_table(data: dict):
     table = new_table("UID", "Service", "Pod", "Kind", "TTL")
-    table.add_row(data["uid"], data["service"], str(data["pod"]), _kind(data["persistent"]), _ttl_text(data["ttl"]))
+    for row in data["links"]:
+        table.add_row(row["uid"], row["service"], str(row["pod"]), _kind(row["persistent"]), _ttl_text(row["ttl_s"]))
     return table
 
 
 def _links_of_table(data: dict):
     table = new_table("Service", "Pod", title=f"persistent links of uid {data['uid']!r}")
-    for svc, pod in data["links"].items():
-        table.add_row(svc, str(pod))
+    for row in data["links"]:
+        table.add_row(row["service"], str(row["pod"]))
     return table
 
 
@@ -111,16 +115,16 @@ def set_(ctx: typer.Context, uid: Uid, service: Service, pod: Pod, ttl: Ttl = No
         "pod": pod_n,
         "previous": previous,
         "persistent": ttl_ms is None,
-        "ttl": inputs.seconds(ttl_ms),
+        "ttl_s": inputs.seconds(ttl_ms),
     }
-    emit(data, g.output, _set_table)
+    emit(data, g.output, _set_table, schema="link-set")
 
 
 def _set_table(data: dict):
     table = new_table("UID", "Service", "Pod", "Previous", "Kind", "TTL")
     previous = "-" if data["previous"] is None else str(data["previous"])
     table.add_row(data["uid"], data["service"], str(data["pod"]), previous, _kind(data["persistent"]),
-                  _ttl_text(data["ttl"]))
+                  _ttl_text(data["ttl_s"]))
     return table
 
 
@@ -133,7 +137,8 @@ def try_set(ctx: typer.Context, uid: Uid, service: Service, pod: Pod, ttl: Ttl =
     ttl_ms = inputs.ttl_ms(ttl)
     ns = g.config().namespace
     ok, current = g.store().try_set(ns, uid, service, pod_n, ttl_ms)
-    emit({"namespace": ns, "uid": uid, "service": service, "ok": ok, "pod": current}, g.output, _try_set_table)
+    emit({"namespace": ns, "uid": uid, "service": service, "ok": ok, "pod": current}, g.output, _try_set_table,
+         schema="link-try-set")
     if not ok:
         raise Conflict(
             f"refused: uid {uid!r} has a persistent link to pod {current} of service {service!r}, not {pod_n}",
@@ -184,9 +189,9 @@ def remove(
     data = {"namespace": ns, "uid": uid, "service": service, "removed": removed}
     if current is None and not removed:
         if not g.for_people:
-            emit(data, g.output)
+            emit(data, g.output, schema="link-remove")
         raise NotFound(f"no link for uid {uid!r} of service {service!r} in namespace {ns!r}: nothing removed")
-    emit(data, g.output, _remove_table(current, after_ms))
+    emit(data, g.output, _remove_table(current, after_ms), schema="link-remove")
     if not removed:
         raise Conflict(
             f"not removed: the link of uid {uid!r} of service {service!r} points at pod {current}, not {expected}"
@@ -235,7 +240,8 @@ def batch_get(
         "missing": found.missing,
         "bad_keys": found.bad_keys.to_dict(),
     }
-    emit(data, g.output, _batch_table, lambda d: [uid for users in d["pods"].values() for uid in users])
+    emit(data, g.output, _batch_table, lambda d: [uid for users in d["pods"].values() for uid in users],
+         schema="link-batch-get")
     _raise_bad_keys(found.bad_keys, ns)
 
 
@@ -387,6 +393,8 @@ def _print_links(g: Globals, ns: str, pages, bad, *, sorted_: bool, key) -> None
     import itertools
     import json
 
+    from stroute.contract import schema_id
+
     out = sys.stdout
     if g.output == "json":
         # The document SPEC gives, written a page at a time: the same bytes
@@ -395,20 +403,20 @@ def _print_links(g: Globals, ns: str, pages, bad, *, sorted_: bool, key) -> None
         # one cut short later leaves an unfinished document and a non-zero exit.
         pages = iter(pages)
         first_page = next(pages, None)
-        out.write('{"namespace": ' + json.dumps(ns) + ', "links": [')
+        out.write('{"schema": ' + json.dumps(schema_id("link-list")) + ', "namespace": ' + json.dumps(ns)
+                  + ', "links": [')
         first = True
         for page in itertools.chain([first_page] if first_page else [], pages):
-            text = ", ".join(json.dumps({"uid": l.uid, "service": l.service, "pod": l.pod,
-                                         "persistent": l.ttl_ms is None, "ttl": l.ttl}, ensure_ascii=False)
+            text = ", ".join(json.dumps(link_row(l.uid, l.service, l.pod, l.ttl), ensure_ascii=False)
                              for l in page)
             out.write(text if first else ", " + text)
             first = False
         out.write('], "bad_keys": ' + json.dumps(bad.to_dict(), ensure_ascii=False) + "}\n")
         return
     if g.output == "yaml" or (sorted_ and g.output in ("table", "wide") and not columns_wanted()):
-        rows = [{"uid": l.uid, "service": l.service, "pod": l.pod, "persistent": l.persistent, "ttl": l.ttl}
-                for page in pages for l in page]
-        emit({"namespace": ns, "links": rows, "bad_keys": bad.to_dict()}, g.output, lambda d: _list_table(d, key))
+        rows = [link_row(l.uid, l.service, l.pod, l.ttl) for page in pages for l in page]
+        emit({"namespace": ns, "links": rows, "bad_keys": bad.to_dict()}, g.output, lambda d: _list_table(d, key),
+             schema="link-list")
         return
     if g.output == "name":
         for page in pages:
@@ -426,7 +434,7 @@ def _list_table(data: dict, key):
     table = new_table(*_LIST_COLUMNS, title=f"links in namespace {data['namespace']!r}")
     wide = wide_wanted()
     for row in data["links"]:
-        cells = [row["uid"], row["service"], str(row["pod"]), _kind(row["persistent"]), _ttl_text(row["ttl"])]
+        cells = [row["uid"], row["service"], str(row["pod"]), _kind(row["persistent"]), _ttl_text(row["ttl_s"])]
         table.add_row(*cells, *([key(row["uid"], row["service"])] if wide else []))
     table.caption = f"{len(data['links'])} link{'' if len(data['links']) == 1 else 's'}"
     table.caption_justify = "left"
@@ -463,7 +471,7 @@ def count(ctx: typer.Context, service: inputs.ServiceFilter = None) -> None:
                          "temporary": sum(r["temporary"] for r in rows), "total": sum(r["total"] for r in rows)})
     data = {"namespace": ns, "services": services, "total": found.total, "bad_keys": bad.to_dict()}
     emit(data, g.output, _count_table,
-         lambda d: [f"{s['service']}/{r['pod']}" for s in d["services"] for r in s["pods"]])
+         lambda d: [f"{s['service']}/{r['pod']}" for s in d["services"] for r in s["pods"]], schema="link-count")
     _raise_bad_keys(bad, ns)
 
 
@@ -520,7 +528,7 @@ def clear(
         counter.done()
     if report.alive is not None:
         info(f"note: {report.alive}: clearing its links needs --force")
-    emit(report.to_dict(), g.output, _clear_text)
+    emit(report.to_dict(), g.output, _clear_text, schema="link-clear")
     _raise_bad_keys(report.bad_keys, config.namespace)
 
 

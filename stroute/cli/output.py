@@ -103,25 +103,34 @@ def printable_lines(text: str) -> str:
     return "\n".join(printable(line) for line in text.split("\n"))
 
 
-def emit(data: Any, fmt: str, table: Callable[[Any], Any] | None = None,
-         names: Callable[[Any], Iterable[str]] | None = None) -> None:
-    """Print data as fmt; `table` builds the Rich renderable for 'table' and
-    'wide', `names` the identifiers for 'name'."""
+def emit(data: dict[str, Any], fmt: str, table: Callable[[Any], Any] | None = None,
+         names: Callable[[Any], Iterable[str]] | None = None, *, schema: str, stream: bool = False) -> None:
+    """Print data as fmt, named by its schema (stroute.contract); `table` builds
+    the Rich renderable for 'table' and 'wide', `names` the identifiers for
+    'name'. `stream`: one document of many (a watch): JSON on one line
+    (NDJSON), YAML after a '---' line."""
+    from stroute.contract import document
+
     if fmt == "name":
         if names is None:
             raise _no_names()
         write_lines(printable(name) for name in names(data))
-    elif fmt == "json" or (table is None and fmt in PEOPLE):
-        sys.stdout.write(json.dumps(data, indent=None if fmt == "json" else 2, ensure_ascii=False) + "\n")
+        return
+    data = document(schema, data)
+    if fmt == "json" or (table is None and fmt in PEOPLE):
+        indent = 2 if fmt != "json" and not stream else None
+        sys.stdout.write(json.dumps(data, indent=indent, ensure_ascii=False) + "\n")
     elif fmt == "yaml":
         import yaml
 
-        sys.stdout.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+        sys.stdout.write(("---\n" if stream else "") + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     elif columns_wanted():
         print_columns(_safe(table(data)))
     else:
         out = console()
         print_fitted(out, _safe(table(data)))
+    if stream:
+        sys.stdout.flush()  # a reader of the stream sees each refresh as it is taken
 
 
 def _no_names():

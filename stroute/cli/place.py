@@ -31,6 +31,9 @@ def place(
     An existing link to an alive pod stands; a new user goes to a routable pod
     chosen by the placement strategy. Several uids (or '-') are placed in one
     process over one connection. Exit 5 when a uid finds no available pod.
+
+    The JSON is one shape however many uids: "placements", a list of
+    {uid, pod, source}, and "failed", a list of {uid, error}.
     """
     from stroute import names
     from stroute.errors import InvalidInput
@@ -49,22 +52,23 @@ def place(
     driver = ClientDriver(config, store=g.store(), coherent=False)
     if explain:
         _explained(g, driver, wanted[0], service, persist)
-    elif several:
-        _many(g, driver, wanted, service, persist, from_file="-" in uids and _stdin_is_a_file())
+        return
+    if several:
+        results = _place_many(driver, wanted, service, persist, from_file="-" in uids and _stdin_is_a_file())
     else:
-        placed = driver.place(wanted[0], service, persist=persist)
-        data = {"namespace": config.namespace, "uid": placed.uid, "service": service, "pod": placed.pod,
-                "source": placed.source}
-        emit(data, g.output, _one_table)
+        results = {wanted[0]: _place_one(driver, wanted[0], service, persist)}
+    _report(g, driver, wanted, service, results, several)
 
 
-def _one_table(data: dict):
-    table = new_table("UID", "Service", "Pod", "Source")
-    table.add_row(data["uid"], data["service"], str(data["pod"]), data["source"])
-    return table
+def _place_one(driver: Any, uid: str, service: str, persist: bool) -> Any:
+    """The placement of uid, or the NoAvailablePod that stopped it (a Redis
+    error stops the command: no document, exit 6)."""
+    from stroute.errors import NoAvailablePod
 
-
-# --- several uids -----------------------------------------------------------------
+    try:
+        return driver.place(uid, service, persist=persist)
+    except NoAvailablePod as exc:
+        return exc
 
 
 def _stdin_is_a_file() -> bool:
@@ -80,39 +84,62 @@ def _stdin_is_a_file() -> bool:
 _CHUNK = 1000
 
 
-def _many(g: Globals, driver: Any, wanted: list[str], service: str, persist: bool, from_file: bool = False) -> None:
-    from stroute.errors import NoAvailablePod, StoreError
+def _place_many(driver: Any, wanted: list[str], service: str, persist: bool, from_file: bool) -> dict[str, Any]:
+    if not from_file:
+        return driver.place_many(wanted, service, persist=persist)
+    # Every uid was read and checked before the first placement, so the
+    # file's content is known: the bar counts uids placed of those in it.
+    from stroute.cli.progress import Bar
 
-    if from_file:
-        # Every uid was read and checked before the first placement, so the
-        # file's content is known: the bar counts uids placed of those in it.
-        from stroute.cli.progress import Bar
+    results: dict[str, Any] = {}
+    bar = Bar("placing users", unit="uids")
+    try:
+        for start in range(0, len(wanted), _CHUNK):
+            results.update(driver.place_many(wanted[start:start + _CHUNK], service, persist=persist))
+            bar.update(len(wanted), len(results))
+    finally:
+        bar.stop()
+    return results
 
-        results = {}
-        bar = Bar("placing users", unit="uids")
-        try:
-            for start in range(0, len(wanted), _CHUNK):
-                results.update(driver.place_many(wanted[start:start + _CHUNK], service, persist=persist))
-                bar.update(len(wanted), len(results))
-        finally:
-            bar.stop()
-    else:
-        results = driver.place_many(wanted, service, persist=persist)
-    placements: dict[str, int] = {}
-    failed: dict[str, Exception] = {}
+
+def placement_data(namespace: str, service: str, wanted: list[str], results: dict[str, Any]) -> dict[str, Any]:
+    """The JSON contract's place document: results maps each uid to its
+    Placement or to the exception that stopped it."""
+    placements, failed = [], []
     for uid in wanted:
         result = results[uid]
         if isinstance(result, Exception):
-            failed[uid] = result
+            failed.append({"uid": uid, "error": str(result)})
         else:
-            placements[uid] = result.pod
-    data = {"namespace": driver.namespace, "service": service, "placements": placements, "failed": list(failed)}
-    emit(data, g.output, _many_table)
-    if failed:
-        first_uid, first = next(iter(failed.items()))
-        cls = StoreError if any(isinstance(e, StoreError) for e in failed.values()) else NoAvailablePod
-        raise cls(f"{len(failed)} of {len(wanted)} uids not placed; first, uid {first_uid!r}: {first}",
-                  hint=getattr(first, "hint", None))
+            placements.append({"uid": uid, "pod": result.pod, "source": result.source})
+    return {"namespace": namespace, "service": service, "placements": placements, "failed": failed}
+
+
+def _report(g: Globals, driver: Any, wanted: list[str], service: str, results: dict[str, Any],
+            several: bool) -> None:
+    from stroute.errors import CorruptData, NoAvailablePod, StoreError
+
+    data = placement_data(driver.namespace, service, wanted, results)
+    if several or data["placements"] or not g.for_people:
+        emit(data, g.output, _many_table if several else _one_table, schema="place")
+    failed = {uid: e for uid, e in results.items() if isinstance(e, Exception)}
+    if not failed:
+        return
+    if not several:
+        raise failed[wanted[0]]  # its own message, hint and exit code
+    first_uid, first = next((uid, failed[uid]) for uid in wanted if uid in failed)
+    # Bad data under a uid's keys (7) before a Redis error (6) before no pod (5).
+    cls = next((c for c in (CorruptData, StoreError) if any(isinstance(e, c) for e in failed.values())),
+               NoAvailablePod)
+    raise cls(f"{len(failed)} of {len(wanted)} uids not placed; first, uid {first_uid!r}: {first}",
+              hint=getattr(first, "hint", None))
+
+
+def _one_table(data: dict):
+    table = new_table("UID", "Service", "Pod", "Source")
+    for row in data["placements"]:
+        table.add_row(row["uid"], data["service"], str(row["pod"]), row["source"])
+    return table
 
 
 _PER_UID_ROWS = 50
@@ -127,15 +154,16 @@ def _many_table(data: dict):
     placements = data["placements"]
     if len(placements) <= _PER_UID_ROWS:
         table = new_table("UID", "Pod", title=f"placements on service {data['service']!r}")
-        for uid, pod in placements.items():
-            table.add_row(uid, str(pod))
+        for row in placements:
+            table.add_row(row["uid"], str(row["pod"]))
     else:
         table = new_table("Pod", "Users", title=f"placements on service {data['service']!r}")
-        for pod, count in sorted(Counter(placements.values()).items()):
+        for pod, count in sorted(Counter(row["pod"] for row in placements).items()):
             table.add_row(str(pod), str(count))
-    summary = f"{len(placements)} placed, {len(data['failed'])} failed"
-    if data["failed"]:
-        summary += ": " + " ".join(data["failed"][:8]) + (" ..." if len(data["failed"]) > 8 else "")
+    failed = [row["uid"] for row in data["failed"]]
+    summary = f"{len(placements)} placed, {len(failed)} failed"
+    if failed:
+        summary += ": " + " ".join(failed[:8]) + (" ..." if len(failed) > 8 else "")
     return Group(table, Text(summary))
 
 
@@ -147,33 +175,27 @@ def _explained(g: Globals, driver: Any, uid: str, service: str, persist: bool) -
     snap = result.snapshot
     decision = result.decision
     placed = result.placement
-    data = {
-        "namespace": driver.namespace,
-        "uid": uid,
-        "service": service,
-        "pod": None if placed is None else placed.pod,
-        "source": None if placed is None else placed.source,
-        "explain": {
-            "strategy": result.strategy,
-            "expire_ms": driver.config.state.expire_ms,
-            "pods": [
-                {"pod": v.pod, "state": v.display_state, "load": v.load, "heartbeat_age_ms": v.heartbeat_age_ms,
-                 "alive": v.alive, "routable": v.routable, "cordoned": v.cordoned}
-                for v in snap.pods.values()
-            ],
-            "unparseable": list(snap.invalid),
-            "candidates": [
-                {"pod": v.pod, "load": v.load, "placed_by_this_client": n, "effective_load": v.load + n}
-                for v, n in result.candidates
-            ],
-            "considered": [] if decision is None else [v.pod for v in decision.considered],
-            "choice": None if decision is None else decision.pod.pod,
-            "why": _why(result),
-            "cache": result.cache,
-            "stats": driver.stats(),
-        },
+    data = placement_data(driver.namespace, service, [uid], {uid: placed if placed is not None else result.error})
+    data["explain"] = {
+        "strategy": result.strategy,
+        "expire_ms": driver.config.state.expire_ms,
+        "pods": [
+            {"pod": v.pod, "state": v.display_state, "load": v.load, "heartbeat_age_ms": v.heartbeat_age_ms,
+             "alive": v.alive, "routable": v.routable, "cordoned": v.cordoned}
+            for v in snap.pods.values()
+        ],
+        "unparseable": list(snap.invalid),
+        "candidates": [
+            {"pod": v.pod, "load": v.load, "placed_by_this_client": n, "effective_load": v.load + n}
+            for v, n in result.candidates
+        ],
+        "considered": [] if decision is None else [v.pod for v in decision.considered],
+        "choice": None if decision is None else decision.pod.pod,
+        "why": _why(result),
+        "cache": result.cache,
+        "stats": driver.stats(),
     }
-    emit(data, g.output, _explain_table)
+    emit(data, g.output, _explain_table, schema="place")
     if result.error is not None:
         raise result.error
 
@@ -211,6 +233,8 @@ def _explain_table(data: dict):
     from rich.text import Text
 
     explain = data["explain"]
+    uid = (data["placements"] or data["failed"])[0]["uid"]
+    placed = data["placements"][0] if data["placements"] else {"pod": None, "source": None}
     candidates = {c["pod"]: c for c in explain["candidates"]}
     considered = set(explain["considered"])
     table = new_table("Pod", "State", "Load", "Heartbeat", "Routable", "Eff. load", "Note",
@@ -224,8 +248,8 @@ def _explain_table(data: dict):
             notes.append("chosen")
         elif row["pod"] in considered and len(considered) < len(candidates):
             notes.append("considered")
-        if row["pod"] == data["pod"] and data["source"] != "new":
-            notes.append(f"linked ({data['source']})")
+        if row["pod"] == placed["pod"] and placed["source"] != "new":
+            notes.append(f"linked ({placed['source']})")
         table.add_row(
             str(row["pod"]), row["state"], str(row["load"]), f"{row['heartbeat_age_ms'] / 1000:.1f} s ago",
             "yes" if row["routable"] else "no", "-" if cand is None else str(cand["effective_load"]),
@@ -234,10 +258,10 @@ def _explain_table(data: dict):
     for pod in explain["unparseable"]:
         table.add_row(str(pod), "?", "-", "-", "no", "-", "unparseable state field")
     lines = [f"strategy {explain['strategy']}; {len(candidates)} routable candidates"]
-    if data["pod"] is None:
-        lines.append(f"uid {data['uid']!r}: not placed")
+    if placed["pod"] is None:
+        lines.append(f"uid {uid!r}: not placed")
     else:
-        lines.append(f"uid {data['uid']!r} -> pod {data['pod']} ({data['source']})")
+        lines.append(f"uid {uid!r} -> pod {placed['pod']} ({placed['source']})")
     lines.append(f"why: {explain['why']}")
     lines.append(f"cache: {explain['cache']} ({_CACHE_STATES.get(explain['cache'], '')})")
     stats = explain.get("stats")

@@ -45,7 +45,7 @@ def _cordon(ctx: typer.Context, service: str, pod: str, cordoned: bool) -> None:
     if index not in snap.pods:
         info(f"note: pod {index} of {service!r} has not published a state; the {'cordon' if cordoned else 'change'} "
              "applies when it does")
-    emit(data, g.output, _cordon_text)
+    emit(data, g.output, _cordon_text, schema="pod-cordon")
 
 
 def _cordon_text(data: dict):
@@ -88,9 +88,10 @@ def forget(
                          expire_ms=config.state.expire_ms)
     data = {"namespace": config.namespace, "service": service, "pod": index, "removed": removed}
     if not removed:
-        emit(data, g.output, lambda d: _text(f"pod {d['pod']} of {d['service']!r} has no state to forget"))
+        emit(data, g.output, lambda d: _text(f"pod {d['pod']} of {d['service']!r} has no state to forget"),
+             schema="pod-forget")
         raise NotFound(f"pod {index} of {service!r} has no state field in namespace {config.namespace!r}")
-    emit(data, g.output, lambda d: _text(f"pod {d['pod']} of {d['service']!r} forgotten"))
+    emit(data, g.output, lambda d: _text(f"pod {d['pod']} of {d['service']!r} forgotten"), schema="pod-forget")
 
 
 def _text(message: str):
@@ -155,7 +156,7 @@ def drain(
         report = job.run()
     finally:
         bar.stop()
-    emit(report.to_dict(), g.output, lambda _: _drain_text(report))
+    emit(report.to_dict(), g.output, lambda _: _drain_text(report), schema="pod-drain")
     if report.error is not None:
         raise report.error
     _drain_notes(report)

@@ -60,7 +60,7 @@ def service_view(namespace: str, snap, links: Mapping[int, int] | None = None,
                 "alive": v.alive,
                 "routable": v.routable,
                 "cordoned": v.cordoned,
-                "epoch": v.epoch,
+                "epoch_ms": v.epoch,
                 "reason": notes.get(v.pod, PodNotes()).reason,
                 "recent_epochs": notes.get(v.pod, PodNotes()).recent_epochs(snap.now_ms),
                 "flapping": notes.get(v.pod, PodNotes()).flapping(snap.now_ms),
@@ -77,7 +77,7 @@ def service_view(namespace: str, snap, links: Mapping[int, int] | None = None,
 
 
 def count_links(store, namespace: str, service: str | None = None, bad=None) -> dict[str, Counter]:
-    """service -> Counter(pod -> links), by one SCAN (a live count on stderr);
+    """{service: Counter(pod -> links)} over every link of the namespace (one SCAN);
     keys that are no readable link go to `bad` (a store.BadKeys)."""
     from stroute.cli.progress import Counter as Progress
 
@@ -100,31 +100,73 @@ def _warn_invalid(view: ServiceView) -> None:
              "field stroute cannot parse (treated as dead)")
 
 
-def pods(
-    ctx: typer.Context,
-    service: Annotated[str, typer.Option("-s", "--service", help="Service whose pods to show.")],
-    links: CountLinks = False,
-) -> None:
-    """One service's pods: state, load, heartbeat age, incarnation age."""
-    from stroute.errors import NotFound
+Watch = Annotated[
+    bool,
+    typer.Option("--watch", "-w", help="Refresh until Ctrl-C: a live table, or with -o json one JSON document "
+                 "per line and refresh (NDJSON; -o yaml: a '---' separated stream)."),
+]
+Interval = Annotated[
+    Optional[float], typer.Option("--interval", "-i", help="Seconds between refreshes with --watch [default: 2].")
+]
+WatchCount = Annotated[
+    Optional[int], typer.Option("--count", min=1, help="With --watch: stop after this many refreshes.")
+]
 
-    g: Globals = ctx.obj
+
+@dataclass(frozen=True)
+class Sample:
+    """One reading of pods or top: the document, what the table draws from it,
+    and what it could not read."""
+
+    data: dict[str, Any]
+    views: list[ServiceView]
+    warnings: list[dict[str, Any]]
+    bad: Any  # store.BadKeys with --count-links, else None
+    draw: Any  # trends (top --watch) or None -> the Rich renderable
+
+
+def _pods_sample(g: Globals, service: str, links: bool) -> Sample:
     config = g.config()
     store = g.store()
-    expire_ms = config.state.expire_ms
-    snap = store.snapshot(config.namespace, service, expire_ms=expire_ms)
+    snap = store.snapshot(config.namespace, service, expire_ms=config.state.expire_ms)
     bad = _bad_keys() if links else None
     counts = count_links(store, config.namespace, service, bad).get(service, Counter()) if links else None
     view = service_view(config.namespace, snap, counts, store.pod_notes(config.namespace, service))
     if bad is not None:
         view.data["bad_keys"] = bad.to_dict()
+    return Sample(view.data, [view], [], bad, lambda trends: render([view], trends=trends))
+
+
+def pods(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Option("-s", "--service", help="Service whose pods to show.")],
+    links: CountLinks = False,
+    watch: Watch = False,
+    interval: Interval = None,
+    count: WatchCount = None,
+) -> None:
+    """One service's pods: state, load, heartbeat age, incarnation age."""
+    from stroute import names
+    from stroute.errors import NotFound
+
+    g: Globals = ctx.obj
+    names.service(service)
+    period = _watch_period(watch, interval, count)
+    if period is not None:
+        _watch(g, period, count, lambda: _pods_sample(g, service, links), "pods",
+               f"stroute pods: service {service!r}")
+        return
+    sample = _pods_sample(g, service, links)
+    view = sample.views[0]
     if not g.for_people:  # the table shows them itself
         _warn_invalid(view)
-    emit(view.data, g.output, lambda _: render([view]), _pod_names)
-    _raise_bad_keys(bad, config.namespace)
-    if not view.data["pods"] and not view.invalid and not counts and service not in store.services(config.namespace):
+    emit(sample.data, g.output, lambda _: sample.draw(None), _pod_names, schema="pods")
+    ns = g.config().namespace
+    _raise_bad_keys(sample.bad, ns)
+    if (not view.data["pods"] and not view.invalid and not view.data.get("links_total")
+            and service not in g.store().services(ns)):
         raise NotFound(
-            f"service {service!r} has no pods in namespace {config.namespace!r}",
+            f"service {service!r} has no pods in namespace {ns!r}",
             hint="check the name with 'stroute top'; a server driver registers its service on its first heartbeat",
         )
 
@@ -196,67 +238,69 @@ def _warn(warnings: list[dict[str, Any]]) -> None:
         info(f"warning: {who}{warning['problem']}")
 
 
+def _top_sample(g: Globals, links: bool) -> Sample:
+    bad = _bad_keys() if links else None
+    views, warnings = _top_views(g, links, bad)
+    namespace = g.config().namespace
+    data: dict[str, Any] = {"namespace": namespace, "services": [v.data for v in views], "warnings": warnings}
+    if bad is not None:
+        data["bad_keys"] = bad.to_dict()
+    return Sample(data, views, warnings, bad,
+                  lambda trends: render(views, namespace=namespace, trends=trends, warnings=warnings))
+
+
 def top(
     ctx: typer.Context,
-    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh in place until Ctrl-C.")] = False,
-    interval: Annotated[
-        Optional[float], typer.Option("--interval", "-i", help="Seconds between refreshes with --watch [default: 2].")
-    ] = None,
-    count: Annotated[
-        Optional[int], typer.Option("--count", min=1, help="With --watch: stop after this many refreshes.")
-    ] = None,
+    watch: Watch = False,
+    interval: Interval = None,
+    count: WatchCount = None,
     links: CountLinks = False,
 ) -> None:
     """Every service of the namespace: one row per pod and a summary per service."""
+    g: Globals = ctx.obj
+    period = _watch_period(watch, interval, count)
+    if period is not None:
+        _watch(g, period, count, lambda: _top_sample(g, links), "top",
+               f"stroute top: namespace {g.config().namespace!r}")
+        return
+    sample = _top_sample(g, links)
+    if not g.for_people:  # the table shows them itself
+        _warn_sample(sample)
+    emit(sample.data, g.output, lambda _: sample.draw(None),
+         lambda d: [name for service in d["services"] for name in _pod_names(service)], schema="top")
+    _raise_bad_keys(sample.bad, sample.data["namespace"])
+
+
+def _warn_sample(sample: Sample) -> None:
+    for view in sample.views:
+        _warn_invalid(view)
+    _warn(sample.warnings)
+
+
+def _watch_period(watch: bool, interval: float | None, count: int | None) -> float | None:
+    """The seconds between refreshes with --watch, None without it."""
     from stroute.errors import InvalidInput
 
-    g: Globals = ctx.obj
     if not watch:
         if interval is not None or count is not None:
             raise InvalidInput("--interval and --count only apply with --watch")
-        bad = _bad_keys() if links else None
-        views, warnings = _top_views(g, links, bad)
-        if not g.for_people:  # the table shows them itself
-            for view in views:
-                _warn_invalid(view)
-            _warn(warnings)
-        data = {"namespace": g.config().namespace, "services": [v.data for v in views]}
-        if warnings:  # only then: the shape SPEC gives stays as it is in the usual case
-            data["warnings"] = warnings
-        if bad is not None:
-            data["bad_keys"] = bad.to_dict()
-        emit(data, g.output, lambda _: render(views, namespace=data["namespace"], warnings=warnings),
-             lambda d: [name for service in d["services"] for name in _pod_names(service)])
-        _raise_bad_keys(bad, data["namespace"])
-        return
-    if g.output not in ("table", "wide"):
-        raise InvalidInput(
-            f"--watch draws a live table and cannot be used with -o {g.output}",
-            hint=f"run 'stroute -o {g.output} top' once per sample instead",
-        )
+        return None
     period = 2.0 if interval is None else interval
     if not period >= 0.1:
         raise InvalidInput(f"invalid --interval {interval!r}: must be a number of seconds, at least 0.1")
-    _watch(g, period, count, links)
+    return period
 
 
-def _frame(g: Globals, period: float, error: str | None = None, history: dict | None = None,
-           links: bool = False):
+def _frame(title: str, period: float, sample: Sample | None = None, error: str | None = None,
+           history: dict | None = None):
     from rich.console import Group
     from rich.text import Text
 
-    namespace = g.config().namespace
-    header = Text(
-        f"stroute top: namespace {namespace!r}, {time.strftime('%H:%M:%S')}, every {period:g} s (Ctrl-C to quit)",
-        style="bold",
-    )
-    if error is not None:
+    header = Text(f"{title}, {time.strftime('%H:%M:%S')}, every {period:g} s (Ctrl-C to quit)", style="bold")
+    if sample is None:
         return Group(header, Text(f"error: {error} (retrying)", style="red"))
-    bad = _bad_keys() if links else None
-    views, warnings = _top_views(g, links, bad)
-    if history is not None:
-        _record(history, views)
-    table = render(views, namespace=namespace, trends=history, warnings=warnings)
+    table = sample.draw(history)
+    bad = sample.bad
     if bad is not None and bad.count:
         keys = "1 key" if bad.count == 1 else f"{bad.count} keys"
         return Group(header, table, Text(f"{keys} not counted: no readable link (first: {bad.found[0][0]}); "
@@ -275,14 +319,55 @@ def _record(history: dict, views: list[ServiceView]) -> None:
                 history.pop(key, None)
 
 
-def _watch(g: Globals, period: float, count: int | None, links: bool = False) -> None:
-    from stroute.cli.output import console, print_columns
+def _watch(g: Globals, period: float, count: int | None, take, schema: str, title: str) -> None:
+    """Take a sample every `period` seconds, `count` times (or until Ctrl-C):
+    a live table, or one document per sample (-o json: NDJSON)."""
+    first = take()  # a bad config or an unreachable Redis fails here
+    try:
+        if g.for_people:
+            _watch_table(period, count, take, first, title)
+        else:
+            _watch_documents(g.output, period, count, take, first, schema)
+    except KeyboardInterrupt:  # Ctrl-C is how a watch ends: not an error
+        pass
+    except BrokenPipeError:  # the reader stopped (| head -1): its choice, not an error
+        _silence_stdout()
+
+
+def _samples(period: float, count: int | None, take):
+    """After the first: a sample every period, `count` in all; an outage gives
+    its error (a str) in place of a sample, and the watch goes on."""
     from stroute.errors import RedisUnavailable, StoreError
+
+    refreshes = 1
+    while count is None or refreshes < count:
+        time.sleep(period)
+        refreshes += 1
+        try:
+            yield take()
+        except (RedisUnavailable, StoreError) as exc:  # keep watching through an outage
+            yield str(exc)
+
+
+def _watch_documents(fmt: str, period: float, count: int | None, take, first: Sample, schema: str) -> None:
+    """One document per sample, flushed as it is taken; an outage is a line on
+    stderr and no document (a reader never gets a half-known one)."""
+    _warn_sample(first)
+    emit(first.data, fmt, schema=schema, stream=True)
+    for sample in _samples(period, count, take):
+        if isinstance(sample, str):
+            info(f"error: {sample} (retrying)")
+        else:
+            emit(sample.data, fmt, schema=schema, stream=True)
+
+
+def _watch_table(period: float, count: int | None, take, first: Sample, title: str) -> None:
+    from stroute.cli.output import console, print_columns
 
     out = console()
     history: dict = {}
-    frame = _frame(g, period, history=history, links=links)  # a bad config or an unreachable Redis fails here
-    refreshes = 1
+    _record(history, first.views)
+    frame = _frame(title, period, first, history=history)
     live = None
     try:
         if out.is_terminal:
@@ -290,26 +375,35 @@ def _watch(g: Globals, period: float, count: int | None, links: bool = False) ->
 
             live = Live(frame, console=out, auto_refresh=False, redirect_stderr=False)
             live.start()
-        else:  # a pipe or a file: one frame after another, like `top -b`
+        else:  # a pipe or a file: one frame after another, in columns, like `top -b`
             print_columns(frame)
-        while count is None or refreshes < count:
-            time.sleep(period)
-            try:
-                frame = _frame(g, period, history=history, links=links)
-            except (RedisUnavailable, StoreError) as exc:  # keep watching through an outage
-                frame = _frame(g, period, error=str(exc))
-            refreshes += 1
+            sys.stdout.flush()
+        for sample in _samples(period, count, take):
+            if isinstance(sample, str):
+                frame = _frame(title, period, error=sample)
+            else:
+                _record(history, sample.views)
+                frame = _frame(title, period, sample, history=history)
             if live is not None:
                 live.update(frame, refresh=True)
             else:
                 sys.stdout.write("\n")
                 print_columns(frame)
                 sys.stdout.flush()
-    except KeyboardInterrupt:  # Ctrl-C is how a watch ends: not an error
-        pass
     finally:
         if live is not None:
             live.stop()
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush does not fail again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (a test runner's buffer)
+        pass
 
 
 # --- rendering -----------------------------------------------------------------------
@@ -390,7 +484,7 @@ def render(views: list[ServiceView], namespace: str | None = None, trends: Mappi
         for i, row in enumerate(rows):
             state = Text(row["state"], style=_STYLES.get(row["state"], "") if color else "")
             # A dead pod's load and incarnation age say nothing any more.
-            up = None if row["epoch"] is None or not row["alive"] else view.now_ms - row["epoch"]
+            up = None if row["epoch_ms"] is None or not row["alive"] else view.now_ms - row["epoch_ms"]
             cells = []
             if trends is not None:
                 history = trends.get((obj["service"], row["pod"])) if row["alive"] else None
@@ -407,7 +501,7 @@ def render(views: list[ServiceView], namespace: str | None = None, trends: Mappi
                 *cells,
                 _age(row["heartbeat_age_ms"]) if every_row else f"{_age(row['heartbeat_age_ms'])} ago",
                 _age(up),
-                *([str(row["epoch"]) if row["epoch"] is not None else "", _printable(row.get("reason") or "")]
+                *([str(row["epoch_ms"]) if row["epoch_ms"] is not None else "", _printable(row.get("reason") or "")]
                   if wide else []),
             )
         routable = sum(r["routable"] for r in rows)

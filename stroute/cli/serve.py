@@ -167,11 +167,11 @@ def _once(g: Globals, driver, takeover: bool) -> None:
         "pod": driver.pod,
         "state": state.name,
         "load": driver.last_load,
-        "heartbeat_ms": published.heartbeat_ms,
+        "heartbeat_at_ms": published.heartbeat_ms,
         "cordoned": published.cordoned,
         "reason": reason,
     }
-    emit(data, g.output, _once_text)
+    emit(data, g.output, _once_text, schema="serve")
 
 
 def _once_text(data: dict):

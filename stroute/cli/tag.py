@@ -28,7 +28,7 @@ def get(ctx: typer.Context, tag: Tag) -> None:
     service = g.store().get_tag(ns, tag)
     data = {"namespace": ns, "tag": tag, "service": service}
     if service is not None or not g.for_people:
-        emit(data, g.output, _table)
+        emit(data, g.output, _table, schema="tag-get")
     if service is None:
         raise NotFound(f"tag {tag!r} is not set in namespace {ns!r}", hint="set it with: stroute tag set TAG SERVICE")
 
@@ -46,7 +46,7 @@ def set_(
     names.service(service)
     ns = g.config().namespace
     previous = g.store().set_tag(ns, tag, service)
-    emit({"namespace": ns, "tag": tag, "service": service, "previous": previous}, g.output, _table)
+    emit({"namespace": ns, "tag": tag, "service": service, "previous": previous}, g.output, _table, schema="tag-set")
 
 
 def _table(data: dict):

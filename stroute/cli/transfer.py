@@ -26,8 +26,9 @@ def export(
 ) -> None:
     """Write the namespace's links to stdout as JSON lines, one link per line.
 
-    Each line is {"namespace","uid","service","pod","persistent","ttl"}; ttl is
-    the seconds a temporary link has left (null when persistent). The output is
+    Each line is {"schema","namespace","uid","service","pod","persistent","ttl_s"},
+    schema "stroute/export/v1"; ttl_s is the seconds a temporary link has left
+    (null when persistent). The output is
     always JSON lines, whatever -o says. Every line imports again: a key that
     is no readable link is left out and named on stderr (exit 7).
     """
@@ -116,7 +117,7 @@ def import_(
         stop()
         if close:
             stream.close()
-    emit(report.to_dict(), g.output, _import_text)
+    emit(report.to_dict(), g.output, _import_text, schema="import")
     for rejection in report.errors[:_SHOWN_REJECTIONS]:
         sys.stderr.write(f"stroute: line {rejection.line}: {rejection.error}\n")
     if report.rejected > _SHOWN_REJECTIONS:

@@ -31,7 +31,7 @@ def version(ctx: typer.Context) -> None:
     config = g.config()
     if not config.url_defaulted:
         data["server"] = _server_version(g)
-    emit(data, g.output, _table)
+    emit(data, g.output, _table, schema="version")
 
 
 def _server_version(g: Globals) -> str | None:

@@ -32,6 +32,7 @@ def isolated(tmp_path, monkeypatch):
         if key.startswith("STROUTE_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))  # never the user's embedded server
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

@@ -214,11 +214,12 @@ def test_a_5000_digit_integer_is_one_rejected_line(url, store, tmp_path):
 
 
 def test_import_ttl_rule_is_the_command_line_rule(url, store, tmp_path):
-    line = {"namespace": "default", "uid": "u", "service": "game", "pod": 1, "persistent": False, "ttl": 0.0001}
+    line = {"schema": "stroute/export/v1", "namespace": "default", "uid": "u", "service": "game", "pod": 1,
+            "persistent": False, "ttl_s": 0.0001}
     (tmp_path / "f").write_text(json.dumps(line) + "\n")
     code, data, _ = cli_json("--redis-url", url, "import", "f")
     assert code == 2
-    assert data["errors"][0]["error"] == ("invalid ttl 0.0001: must be a number of seconds from 0.001 to "
+    assert data["errors"][0]["error"] == ("invalid ttl_s 0.0001: must be a number of seconds from 0.001 to "
                                           "315360000 (10 years)")
     assert all_keys(store.client) == {}
 
@@ -235,7 +236,7 @@ def test_place_from_stdin_drops_a_leading_bom(url, store):
     done = CliRunner().invoke(app, ["--redis-url", url, "-o", "json", "place", "-s", "game", "-"],
                               input="\ufeffu1\nu2\n")
     assert done.exit_code == 0, done.stderr
-    assert json.loads(done.stdout)["placements"] == {"u1": 0, "u2": 0}
+    assert [(p["uid"], p["pod"]) for p in json.loads(done.stdout)["placements"]] == [("u1", 0), ("u2", 0)]
     assert store.get("default", "u1", "game").pod == 0
 
 

@@ -11,7 +11,7 @@ from support import all_keys, check_invariant
 
 pytestmark = pytest.mark.usefixtures("isolated")
 
-FIELDS = ["namespace", "service", "pod", "found", "removed", "kept", "dry_run", "bad_keys"]
+FIELDS = ["schema", "namespace", "service", "pod", "found", "removed", "kept", "dry_run", "bad_keys"]
 STALE_MS = 120_000
 
 
@@ -37,7 +37,8 @@ def test_clear_removes_every_link_of_the_pod_and_its_index_entries(url, store):
     code, data, stderr = clear(url, "-s", "game", "--pod", "3")
     assert code == 0, stderr
     assert list(data) == FIELDS
-    assert data == {"namespace": "default", "service": "game", "pod": 3, "found": 5, "removed": 5, "kept": 0,
+    assert data == {"schema": "stroute/link-clear/v1", "namespace": "default", "service": "game", "pod": 3,
+                    "found": 5, "removed": 5, "kept": 0,
                     "dry_run": False, "bad_keys": {"count": 0, "keys": []}}
     left = {(link.uid, link.service, link.pod) for link in store.scan_links("default")}
     assert left == {("p0", "chat", 3), ("x", "game", 4), ("y", "game", 30)}

@@ -241,7 +241,7 @@ def test_link_count(url, store):
     store.set("default", "t2", "lobby", 1, 5_000)
     code, data, err = cli_json("--redis-url", url, "link", "count")
     assert code == 0, err
-    assert data == {
+    assert data == {"schema": "stroute/link-count/v1",
         "namespace": "default",
         "services": [
             {"service": "chat", "pods": [{"pod": 2, "persistent": 1, "temporary": 0, "total": 1}],

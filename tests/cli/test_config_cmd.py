@@ -14,14 +14,14 @@ from stroute.testing import RedisServer
 pytestmark = pytest.mark.usefixtures("isolated")
 
 SECRET = "s3cret-Pa55word-never-shown"
-TOP_KEYS = ["namespace", "prefix", "redis", "state", "links", "placement", "server"]
+TOP_KEYS = ["schema", "namespace", "prefix", "redis", "state", "links", "placement", "server"]
 
 
 def test_show_defaults():
     code, data, _ = run_json("config", "show")
     assert code == 0
     assert list(data) == TOP_KEYS
-    assert data["namespace"] == "default" and data["prefix"] == "sf"
+    assert data["schema"] == "stroute/config/v1" and data["namespace"] == "default" and data["prefix"] == "sf"
     assert data["redis"]["url"] is None and data["redis"]["password"] is None
     assert data["state"] == {"period": 30.0, "expire": 60.0, "refresh": 2.0}
     assert data["links"] == {"temp_ttl": 300.0, "cache_seconds": 240.0, "remove_delay": 60.0,
@@ -65,7 +65,17 @@ def test_show_yaml_is_a_valid_config_file(isolated):
     assert yaml.safe_load(result.stdout)["state"]["refresh"] == 0.5
     (isolated / "copy.yaml").write_text(result.stdout)
     code, data, _ = run_json("config", "validate", "copy.yaml")
-    assert (code, data) == (0, {"file": "copy.yaml", "valid": True, "error": None})
+    assert (code, data) == (0, {"schema": "stroute/config-validate/v1", "file": "copy.yaml", "valid": True,
+                            "error": None})
+
+
+def test_a_config_file_of_another_schema_version_is_refused(isolated):
+    """`config show` names its format (schema: stroute/config/v1); a file naming another is exit 2."""
+    (isolated / "next.yaml").write_text("schema: stroute/config/v2\nnamespace: eu\n")
+    code, data, stderr = run_json("config", "validate", "next.yaml")
+    assert code == 2 and data["valid"] is False
+    assert "schema 'stroute/config/v2' is not 'stroute/config/v1'" in data["error"]
+    assert run("--config", "next.yaml", "config", "show").exit_code == 2
 
 
 @pytest.mark.parametrize("where", ["url", "env", "file", "password_file"])
@@ -102,7 +112,8 @@ def test_show_never_prints_the_password(isolated, where):
 def test_validate_a_good_file(isolated):
     (isolated / "good.yaml").write_text("namespace: prod\nredis:\n  url: redis://db:6379/0\n")
     code, data, _ = run_json("config", "validate", "good.yaml")
-    assert (code, data) == (0, {"file": "good.yaml", "valid": True, "error": None})
+    assert (code, data) == (0, {"schema": "stroute/config-validate/v1", "file": "good.yaml", "valid": True,
+                            "error": None})
     result = run("config", "validate", "good.yaml")
     assert result.exit_code == 0 and "config file good.yaml is valid" in result.stdout
 
@@ -116,7 +127,8 @@ def test_validate_ignores_the_environment_for_a_named_file(isolated):
 def test_validate_the_effective_config(isolated):
     (isolated / "stroute.yaml").write_text("state:\n  period: 5\n")
     code, data, _ = run_json("config", "validate")
-    assert (code, data) == (0, {"file": "stroute.yaml", "valid": True, "error": None})
+    assert (code, data) == (0, {"schema": "stroute/config-validate/v1", "file": "stroute.yaml", "valid": True,
+                            "error": None})
     code, data, err = run_json("config", "validate", env={"STROUTE_STATE_PERIOD": "-1"})
     assert code == 2 and data["valid"] is False
     assert "state.period" in data["error"] and "environment" in data["error"]
@@ -386,7 +398,7 @@ def test_an_upper_case_scheme_reaches_the_real_server(real_url):
     set_ = run("--redis-url", url, "link", "set", "u", "-s", "game", "--pod", "3")
     assert set_.exit_code == 0, set_.stderr
     code, data, _ = run_json("--redis-url", url, "link", "get", "u", "-s", "game")
-    assert code == 0 and data["pod"] == 3
+    assert code == 0 and data["links"][0]["pod"] == 3
 
 
 @pytest.mark.realserver

@@ -54,7 +54,7 @@ def test_healthy_deployment_passes(url, config, store):
     healthy(config, store)
     code, data, stderr = doctor(url)
     assert code == 0, stderr
-    assert list(data) == ["namespace", "checks", "summary"]
+    assert list(data) == ["schema", "namespace", "checks", "summary"]
     assert data["namespace"] == "default"
     for check in data["checks"]:
         assert list(check) == ["name", "status", "detail"]

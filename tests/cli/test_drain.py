@@ -23,7 +23,7 @@ from support import all_keys, check_invariant
 
 pytestmark = pytest.mark.usefixtures("isolated")
 
-FIELDS = ["namespace", "service", "pod", "links_before", "moved", "skipped", "remaining", "bad_keys"]
+FIELDS = ["schema", "namespace", "service", "pod", "links_before", "moved", "skipped", "remaining", "bad_keys"]
 NO_BAD_KEYS = {"count": 0, "keys": []}
 STALE_MS = 120_000  # the CLI runs with the default expiry, 60 s
 # Clients see a cordon within state.refresh: 0 makes a drain's settle wait 0.5 s.
@@ -64,7 +64,8 @@ def test_drain_without_migrate_cordons_and_counts(url, store):
     code, data, stderr = drain(url, "game", "1")
     assert code == 0, stderr
     assert list(data) == FIELDS
-    assert data == {"namespace": "default", "service": "game", "pod": 1, "links_before": 8, "moved": 0,
+    assert data == {"schema": "stroute/pod-drain/v1", "namespace": "default", "service": "game", "pod": 1,
+                    "links_before": 8, "moved": 0,
                     "skipped": 0, "remaining": 8, "bad_keys": NO_BAD_KEYS}
     assert store.client.hget("sf:{default:state:game}:ctl", "1") == "cordon"
     assert "8 links stay on pod 1, still served" in stderr
@@ -76,7 +77,8 @@ def test_migrate_moves_temporary_links_to_routable_pods_only(url, store):
     before = {f"t{i}": store.get("default", f"t{i}", "game").ttl_ms for i in range(6)}
     code, data, stderr = drain(url, "game", "1", "--migrate")
     assert code == 0, stderr
-    assert data == {"namespace": "default", "service": "game", "pod": 1, "links_before": 8, "moved": 6,
+    assert data == {"schema": "stroute/pod-drain/v1", "namespace": "default", "service": "game", "pod": 1,
+                    "links_before": 8, "moved": 6,
                     "skipped": 0, "remaining": 2, "bad_keys": NO_BAD_KEYS}
     links = pods_of(store)
     for i in range(6):
@@ -142,7 +144,8 @@ def test_dry_run_changes_nothing_not_even_the_cordon(url, store, extra):
     assert code == 0, stderr
     assert all_keys(store.client) == before
     moved = {(): 0, ("--migrate",): 6, ("--migrate", "--include-persistent"): 8}[extra]
-    assert data == {"namespace": "default", "service": "game", "pod": 1, "links_before": 8, "moved": moved,
+    assert data == {"schema": "stroute/pod-drain/v1", "namespace": "default", "service": "game", "pod": 1,
+                    "links_before": 8, "moved": moved,
                     "skipped": 0, "remaining": 8 - moved, "bad_keys": NO_BAD_KEYS}
 
 

@@ -28,7 +28,7 @@ def test_link_set_then_get_in_two_processes_on_the_embedded_default(tmp_path):
 
         second = stroute("-o", "json", "link", "get", "42", "-s", "lobby")
         assert second.returncode == 0, second.stderr
-        assert json.loads(second.stdout)["pod"] == 0
+        assert json.loads(second.stdout)["links"][0]["pod"] == 0
         assert server.is_running()
     finally:
         if server.is_running():

@@ -12,8 +12,9 @@ from link_place_support import all_keys, error_lines, isolated, run, run_bin, ru
 
 pytestmark = pytest.mark.usefixtures("isolated")
 
-LINK_FIELDS = ["namespace", "uid", "service", "pod", "persistent", "ttl"]
-SET_FIELDS = ["namespace", "uid", "service", "pod", "previous", "persistent", "ttl"]
+GET_FIELDS = ["schema", "namespace", "uid", "service", "links"]
+ROW_FIELDS = ["uid", "service", "pod", "persistent", "ttl_s"]
+SET_FIELDS = ["schema", "namespace", "uid", "service", "pod", "previous", "persistent", "ttl_s"]
 NO_BAD_KEYS = {"count": 0, "keys": []}
 
 
@@ -28,15 +29,15 @@ def test_set_persistent_then_get(url, store):
     code, data, _ = link(url, "set", "u1", "-s", "game", "--pod", "3")
     assert code == 0
     assert list(data) == SET_FIELDS
-    assert data == {"namespace": "default", "uid": "u1", "service": "game", "pod": 3, "previous": None,
-                    "persistent": True, "ttl": None}
+    assert data == {"schema": "stroute/link-set/v1", "namespace": "default", "uid": "u1", "service": "game",
+                    "pod": 3, "previous": None, "persistent": True, "ttl_s": None}
     assert store.get("default", "u1", "game").pod == 3
 
     code, data, _ = link(url, "get", "u1", "-s", "game")
     assert code == 0
-    assert list(data) == LINK_FIELDS
-    assert data == {"namespace": "default", "uid": "u1", "service": "game", "pod": 3, "persistent": True,
-                    "ttl": None}
+    assert list(data) == GET_FIELDS and [list(r) for r in data["links"]] == [ROW_FIELDS]
+    assert data == {"schema": "stroute/link-get/v1", "namespace": "default", "uid": "u1", "service": "game",
+                    "links": [{"uid": "u1", "service": "game", "pod": 3, "persistent": True, "ttl_s": None}]}
 
 
 def test_set_reports_previous_pod_and_pod_zero_is_a_pod(url, store):
@@ -46,30 +47,31 @@ def test_set_reports_previous_pod_and_pod_zero_is_a_pod(url, store):
     assert isinstance(data["previous"], int) and data["previous"] is not False
     code, data, _ = link(url, "set", "u1", "-s", "game", "--pod", "0")
     assert data["previous"] == 5
-    assert link(url, "get", "u1", "-s", "game")[1]["pod"] == 0
+    assert link(url, "get", "u1", "-s", "game")[1]["links"][0]["pod"] == 0
 
 
 def test_set_temporary_with_ttl(url, store):
     code, data, _ = link(url, "set", "u1", "-s", "game", "--pod", "2", "--ttl", "30")
     assert code == 0
-    assert (data["persistent"], data["ttl"]) == (False, 30)
-    assert isinstance(data["ttl"], int)
+    assert (data["persistent"], data["ttl_s"]) == (False, 30)
+    assert isinstance(data["ttl_s"], int)
     code, data, _ = link(url, "get", "u1", "-s", "game")
-    assert data["persistent"] is False
-    assert isinstance(data["ttl"], int) and 1 <= data["ttl"] <= 30
+    (row,) = data["links"]
+    assert row["persistent"] is False
+    assert isinstance(row["ttl_s"], int) and 1 <= row["ttl_s"] <= 30
     assert store.links_of("default", "u1") == {}  # a temporary link is not in the index
 
 
 def test_fractional_ttl_is_kept(url):
     code, data, _ = link(url, "set", "u1", "-s", "game", "--pod", "2", "--ttl", "1.5")
-    assert code == 0 and data["ttl"] == 1.5
+    assert code == 0 and data["ttl_s"] == 1.5
 
 
-def test_get_missing_link_is_exit_3_with_null_pod(url):
+def test_get_missing_link_is_exit_3_with_no_links(url):
     code, data, err = link(url, "get", "nobody", "-s", "game")
     assert code == 3
-    assert data == {"namespace": "default", "uid": "nobody", "service": "game", "pod": None,
-                    "persistent": None, "ttl": None}
+    assert data == {"schema": "stroute/link-get/v1", "namespace": "default", "uid": "nobody", "service": "game",
+                    "links": []}
     assert error_lines(err) == ["stroute: error: no link for uid 'nobody' of service 'game' in namespace 'default'"]
 
 
@@ -86,14 +88,18 @@ def test_get_all_persistent_links_of_a_user(url):
     link(url, "set", "u1", "-s", "lobby", "--pod", "1", "--ttl", "60")  # temporary: not listed
     code, data, _ = link(url, "get", "u1")
     assert code == 0
-    assert data == {"namespace": "default", "uid": "u1", "links": {"chat": 0, "game": 3}}
+    assert list(data) == GET_FIELDS  # the shape of `link get -s`: -s only narrows it
+    assert data == {"schema": "stroute/link-get/v1", "namespace": "default", "uid": "u1", "service": None,
+                    "links": [{"uid": "u1", "service": "chat", "pod": 0, "persistent": True, "ttl_s": None},
+                              {"uid": "u1", "service": "game", "pod": 3, "persistent": True, "ttl_s": None}]}
 
 
 def test_get_all_with_no_persistent_link_is_exit_3(url):
     link(url, "set", "u1", "-s", "lobby", "--pod", "1", "--ttl", "60")
     code, data, err = link(url, "get", "u1")
     assert code == 3
-    assert data == {"namespace": "default", "uid": "u1", "links": {}}
+    assert data == {"schema": "stroute/link-get/v1", "namespace": "default", "uid": "u1", "service": None,
+                    "links": []}
     assert "no persistent link" in err
 
 
@@ -113,14 +119,15 @@ def test_namespace_from_environment(url, store):
 
 # --- try-set ------------------------------------------------------------------------
 
-TRY_FIELDS = ["namespace", "uid", "service", "ok", "pod"]
+TRY_FIELDS = ["schema", "namespace", "uid", "service", "ok", "pod"]
 
 
 def test_try_set_creates_a_missing_link(url, store):
     code, data, _ = link(url, "try-set", "u1", "-s", "game", "--pod", "2")
     assert code == 0
     assert list(data) == TRY_FIELDS
-    assert data == {"namespace": "default", "uid": "u1", "service": "game", "ok": True, "pod": 2}
+    assert data == {"schema": "stroute/link-try-set/v1", "namespace": "default", "uid": "u1", "service": "game",
+                    "ok": True, "pod": 2}
     assert store.get("default", "u1", "game").persistent
 
 
@@ -134,7 +141,8 @@ def test_try_set_refused_is_exit_4_with_the_json(url, store):
     link(url, "set", "u1", "-s", "game", "--pod", "2")
     code, data, err = link(url, "try-set", "u1", "-s", "game", "--pod", "7")
     assert code == 4
-    assert data == {"namespace": "default", "uid": "u1", "service": "game", "ok": False, "pod": 2}
+    assert data == {"schema": "stroute/link-try-set/v1", "namespace": "default", "uid": "u1", "service": "game",
+                    "ok": False, "pod": 2}
     assert "persistent link to pod 2" in err
     assert store.get("default", "u1", "game").pod == 2
 
@@ -155,7 +163,7 @@ def test_try_set_table_output(url):
 
 # --- remove ----------------------------------------------------------------------------
 
-REMOVE_FIELDS = ["namespace", "uid", "service", "removed"]
+REMOVE_FIELDS = ["schema", "namespace", "uid", "service", "removed"]
 
 
 def test_remove_now(url, store):
@@ -163,7 +171,8 @@ def test_remove_now(url, store):
     code, data, _ = link(url, "remove", "u1", "-s", "game")
     assert code == 0
     assert list(data) == REMOVE_FIELDS
-    assert data == {"namespace": "default", "uid": "u1", "service": "game", "removed": True}
+    assert data == {"schema": "stroute/link-remove/v1", "namespace": "default", "uid": "u1", "service": "game",
+                    "removed": True}
     assert store.get("default", "u1", "game") is None
     assert store.links_of("default", "u1") == {}
 
@@ -171,7 +180,8 @@ def test_remove_now(url, store):
 def test_remove_missing_is_exit_3(url):
     code, data, err = link(url, "remove", "nobody", "-s", "game")
     assert code == 3
-    assert data == {"namespace": "default", "uid": "nobody", "service": "game", "removed": False}
+    assert data == {"schema": "stroute/link-remove/v1", "namespace": "default", "uid": "nobody", "service": "game",
+                    "removed": False}
     assert "nothing removed" in err
 
 
@@ -242,8 +252,9 @@ def test_batch_get_from_arguments(url):
     _seed_batch(url)
     code, data, _ = link(url, "batch-get", "-s", "game", "a", "b", "42", "c", "zz")
     assert code == 0
-    assert list(data) == ["namespace", "service", "pods", "missing", "bad_keys"]
-    assert data == {"namespace": "default", "service": "game", "pods": {"0": ["a"], "3": ["b", "42"]},
+    assert list(data) == ["schema", "namespace", "service", "pods", "missing", "bad_keys"]
+    assert data == {"schema": "stroute/link-batch-get/v1", "namespace": "default", "service": "game",
+                    "pods": {"0": ["a"], "3": ["b", "42"]},
                     "missing": ["c", "zz"], "bad_keys": NO_BAD_KEYS}
     assert all(isinstance(uid, str) for users in data["pods"].values() for uid in users)
 
@@ -289,10 +300,10 @@ def test_list_every_link(url):
     _seed_batch(url)
     code, data, _ = link(url, "list", "--sort")
     assert code == 0
-    assert list(data) == ["namespace", "links", "bad_keys"]
+    assert list(data) == ["schema", "namespace", "links", "bad_keys"]
     assert data["namespace"] == "default" and data["bad_keys"] == NO_BAD_KEYS
     rows = data["links"]
-    assert all(list(r) == ["uid", "service", "pod", "persistent", "ttl"] for r in rows)
+    assert all(list(r) == ROW_FIELDS for r in rows)
     assert [(r["uid"], r["service"], r["pod"], r["persistent"]) for r in rows] == [
         ("c", "chat", 1, True),
         ("42", "game", 3, False),
@@ -300,8 +311,8 @@ def test_list_every_link(url):
         ("b", "game", 3, True),
     ]
     temp = rows[1]
-    assert isinstance(temp["ttl"], int) and 0 < temp["ttl"] <= 60
-    assert rows[0]["ttl"] is None
+    assert isinstance(temp["ttl_s"], int) and 0 < temp["ttl_s"] <= 60
+    assert rows[0]["ttl_s"] is None
 
 
 def test_list_filters(url):
@@ -309,7 +320,8 @@ def test_list_filters(url):
     assert [r["uid"] for r in link(url, "list", "-s", "game", "--sort")[1]["links"]] == ["42", "a", "b"]
     assert sorted(r["uid"] for r in link(url, "list", "--pod", "3")[1]["links"]) == ["42", "b"]
     assert [r["uid"] for r in link(url, "list", "-s", "game", "--pod", "0")[1]["links"]] == ["a"]
-    assert link(url, "list", "-s", "nothing")[1] == {"namespace": "default", "links": [], "bad_keys": NO_BAD_KEYS}
+    assert link(url, "list", "-s", "nothing")[1] == {"schema": "stroute/link-list/v1", "namespace": "default",
+                                                     "links": [], "bad_keys": NO_BAD_KEYS}
 
 
 def test_list_yaml_and_table(url):
@@ -317,7 +329,8 @@ def test_list_yaml_and_table(url):
     result = run("--redis-url", url, "-o", "yaml", "link", "list", "-s", "chat")
     assert result.exit_code == 0
     assert yaml.safe_load(result.stdout) == {
-        "namespace": "default", "links": [{"uid": "c", "service": "chat", "pod": 1, "persistent": True, "ttl": None}],
+        "schema": "stroute/link-list/v1", "namespace": "default",
+        "links": [{"uid": "c", "service": "chat", "pod": 1, "persistent": True, "ttl_s": None}],
         "bad_keys": NO_BAD_KEYS,
     }
     result = run("--redis-url", url, "link", "list")
@@ -424,21 +437,22 @@ def test_entry_point_round_trip(real_url, redis_server, tmp_path):
         return proc.returncode, json.loads(proc.stdout) if proc.stdout.strip() else None, proc.stderr
 
     assert stroute("set", "u1", "-s", "game", "--pod", "0")[:2] == (0, {
-        "namespace": "default", "uid": "u1", "service": "game", "pod": 0, "previous": None,
-        "persistent": True, "ttl": None})
-    assert stroute("get", "u1", "-s", "game")[1]["pod"] == 0
+        "schema": "stroute/link-set/v1", "namespace": "default", "uid": "u1", "service": "game", "pod": 0,
+        "previous": None, "persistent": True, "ttl_s": None})
+    assert stroute("get", "u1", "-s", "game")[1]["links"][0]["pod"] == 0
     assert stroute("try-set", "u1", "-s", "game", "--pod", "1")[:2] == (4, {
-        "namespace": "default", "uid": "u1", "service": "game", "ok": False, "pod": 0})
+        "schema": "stroute/link-try-set/v1", "namespace": "default", "uid": "u1", "service": "game", "ok": False,
+        "pod": 0})
     assert stroute("set", "u2", "-s", "game", "--pod", "1", "--ttl", "90")[0] == 0
     assert stroute("batch-get", "-s", "game", "-", input="u1 u2 u3")[1]["pods"] == {"0": ["u1"], "1": ["u2"]}
     listed = stroute("list", "-s", "game", "--sort")[1]["links"]
     assert [(r["uid"], r["pod"], r["persistent"]) for r in listed] == [("u1", 0, True), ("u2", 1, False)]
-    assert stroute("get", "u1")[1]["links"] == {"game": 0}
+    assert [(r["service"], r["pod"]) for r in stroute("get", "u1")[1]["links"]] == [("game", 0)]
     assert stroute("remove", "u1", "-s", "game", "--if-pod", "1")[0] == 4
     assert stroute("remove", "u1", "-s", "game", "--if-pod", "0")[:2] == (0, {
-        "namespace": "default", "uid": "u1", "service": "game", "removed": True})
+        "schema": "stroute/link-remove/v1", "namespace": "default", "uid": "u1", "service": "game", "removed": True})
     code, data, err = stroute("get", "u1", "-s", "game")
-    assert (code, data["pod"]) == (3, None)
+    assert (code, data["links"]) == (3, [])
     assert "Traceback" not in err
 
     client = redis_server.client()
@@ -471,19 +485,22 @@ def test_entry_point_reads_links_written_in_the_seed_layout(real_url, redis_serv
         return proc.returncode, json.loads(proc.stdout)
 
     assert stroute("link", "get", "10001", "-s", "game") == (0, {
-        "namespace": "default", "uid": "10001", "service": "game", "pod": 3, "persistent": True, "ttl": None})
-    code, temp = stroute("link", "get", "10002", "-s", "game")
-    assert code == 0 and temp["pod"] == 5 and temp["persistent"] is False and 100 < temp["ttl"] <= 120
-    assert stroute("link", "get", "10001") == (0, {"namespace": "default", "uid": "10001",
-                                                   "links": {"chat": 0, "game": 3}})
+        "schema": "stroute/link-get/v1", "namespace": "default", "uid": "10001", "service": "game",
+        "links": [{"uid": "10001", "service": "game", "pod": 3, "persistent": True, "ttl_s": None}]})
+    code, data = stroute("link", "get", "10002", "-s", "game")
+    (temp,) = data["links"]
+    assert code == 0 and temp["pod"] == 5 and temp["persistent"] is False and 100 < temp["ttl_s"] <= 120
+    code, data = stroute("link", "get", "10001")
+    assert (code, [(r["service"], r["pod"]) for r in data["links"]]) == (0, [("chat", 0), ("game", 3)])
     assert stroute("link", "batch-get", "-s", "game", "10001", "10002", "10003")[1] == {
-        "namespace": "default", "service": "game", "pods": {"3": ["10001"], "5": ["10002"]}, "missing": ["10003"],
+        "schema": "stroute/link-batch-get/v1", "namespace": "default", "service": "game",
+        "pods": {"3": ["10001"], "5": ["10002"]}, "missing": ["10003"],
         "bad_keys": NO_BAD_KEYS}
     listed = stroute("link", "list", "--sort")[1]["links"]
     assert [(r["uid"], r["service"], r["pod"]) for r in listed] == [
         ("10001", "chat", 0), ("10001", "game", 3), ("10002", "game", 5)]
     assert stroute("-n", "other", "link", "list")[1]["links"] == [
-        {"uid": "10003", "service": "game", "pod": 1, "persistent": True, "ttl": None}]
+        {"uid": "10003", "service": "game", "pod": 1, "persistent": True, "ttl_s": None}]
 
 
 @pytest_real
@@ -545,4 +562,5 @@ def test_json_output_does_not_load_rich(real_url, tmp_path):
                           text=True, cwd=tmp_path, env=bin_env(tmp_path), timeout=60)
     assert "RICH_LOADED=[]" in proc.stderr, proc.stderr
     documents = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-    assert len(documents) == len(commands) - 1  # "place -s game u1": no pod, exit 5, no document
+    assert len(documents) == len(commands)  # "place -s game u1": no pod, exit 5, and its document lists it failed
+    assert all(d["schema"].startswith("stroute/") for d in documents)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from link_place_support import isolated, run  # noqa: F401  (fixture)
 from stroute.testing import RedisServer
@@ -19,15 +20,15 @@ def test_output_option_before_or_after_the_command(isolated, url, place, fmt):
     result = run(*args)
     assert result.exit_code == 0, result.stderr
     if fmt == "json":
-        assert json.loads(result.stdout)["pod"] == 0
+        assert json.loads(result.stdout)["links"][0]["pod"] == 0
     else:
-        assert "pod: 0\n" in result.stdout
+        assert yaml.safe_load(result.stdout)["links"][0]["pod"] == 0
 
 
 def test_the_later_output_option_wins(isolated, url):
     run("--redis-url", url, "link", "set", "42", "-s", "lobby", "--pod", "1")
     result = run("--redis-url", url, "-o", "yaml", "link", "get", "42", "-s", "lobby", "--output", "json")
-    assert json.loads(result.stdout)["pod"] == 1
+    assert json.loads(result.stdout)["links"][0]["pod"] == 1
 
 
 def test_unknown_output_after_the_command_is_a_plain_usage_error(isolated, url):

@@ -24,12 +24,28 @@ from stroute.testing import free_port
 
 pytestmark = pytest.mark.usefixtures("isolated")
 
-ONE_FIELDS = ["namespace", "uid", "service", "pod", "source"]
-MANY_FIELDS = ["namespace", "service", "placements", "failed"]
+FIELDS = ["schema", "namespace", "service", "placements", "failed"]  # one shape for one uid and for many
+PLACEMENT_FIELDS = ["uid", "pod", "source"]
 
 
 def place(url, *args, input=None, env=None):
     return run_json("--redis-url", url, "place", *args, input=input, env=env)
+
+
+def only(data: dict) -> dict:
+    """The one placement of a one-uid document."""
+    (placement,) = data["placements"]
+    assert list(placement) == PLACEMENT_FIELDS
+    return placement
+
+
+def pods_of(data: dict) -> dict:
+    """uid -> pod of a document's placements, in their order."""
+    return {p["uid"]: p["pod"] for p in data["placements"]}
+
+
+def failed_uids(data: dict) -> list:
+    return [f["uid"] for f in data["failed"]]
 
 
 @pytest.fixture
@@ -43,29 +59,31 @@ def three_pods(config, store):
 def test_place_one_new_user_then_existing(url, store, three_pods):
     code, data, _ = place(url, "-s", "game", "u1")
     assert code == 0
-    assert list(data) == ONE_FIELDS
-    assert data["namespace"] == "default" and data["uid"] == "u1" and data["service"] == "game"
-    assert data["pod"] in (0, 1, 2) and isinstance(data["pod"], int)
-    assert data["source"] == "new"
+    assert list(data) == FIELDS
+    assert data["schema"] == "stroute/place/v1" and data["failed"] == []
+    assert data["namespace"] == "default" and data["service"] == "game"
+    placed = only(data)
+    assert placed["uid"] == "u1" and placed["pod"] in (0, 1, 2) and isinstance(placed["pod"], int)
+    assert placed["source"] == "new"
     link = store.get("default", "u1", "game")
-    assert link.pod == data["pod"] and not link.persistent  # temporary by default
+    assert link.pod == placed["pod"] and not link.persistent  # temporary by default
     assert 290 <= link.ttl <= 300
 
     code, again, _ = place(url, "-s", "game", "u1")
-    assert (code, again["pod"], again["source"]) == (0, data["pod"], "existing")
+    assert (code, only(again)) == (0, {"uid": "u1", "pod": placed["pod"], "source": "existing"})
 
 
 def test_place_persist_creates_a_persistent_link(url, store, three_pods):
     code, data, _ = place(url, "-s", "game", "--persist", "u1")
     assert code == 0
     assert store.get("default", "u1", "game").persistent
-    assert store.links_of("default", "u1") == {"game": data["pod"]}
+    assert store.links_of("default", "u1") == {"game": only(data)["pod"]}
 
 
 def test_place_persist_upgrades_a_temporary_link_in_place(url, store, three_pods):
     store.set("default", "u1", "game", 2, ttl_ms=60_000)
     code, data, _ = place(url, "-s", "game", "--persist", "u1")
-    assert (code, data["pod"], data["source"]) == (0, 2, "existing")
+    assert (code, only(data)["pod"], only(data)["source"]) == (0, 2, "existing")
     assert store.get("default", "u1", "game").persistent
 
 
@@ -76,7 +94,7 @@ def test_new_users_avoid_draining_down_and_cordoned_pods(url, config, store):
     store.set_cordon("default", "game", 2, True)
     code, data, _ = place(url, "-s", "game", *[f"u{i}" for i in range(30)])
     assert code == 0
-    assert set(data["placements"].values()) == {3}
+    assert set(pods_of(data).values()) == {3}
 
 
 def test_existing_link_to_a_draining_pod_is_honoured(url, config, store):
@@ -84,20 +102,22 @@ def test_existing_link_to_a_draining_pod_is_honoured(url, config, store):
     publish(config, store, "game", {1: 0})
     store.set("default", "u1", "game", 0)
     code, data, _ = place(url, "-s", "game", "u1")
-    assert (code, data["pod"], data["source"]) == (0, 0, "existing")
+    assert (code, only(data)["pod"], only(data)["source"]) == (0, 0, "existing")
 
 
 def test_temporary_link_to_a_dead_pod_is_moved(url, store, three_pods):
     store.set("default", "u1", "game", 9, ttl_ms=60_000)  # pod 9 never published a state
     code, data, _ = place(url, "-s", "game", "u1")
-    assert code == 0 and data["source"] == "moved" and data["pod"] in (0, 1, 2)
-    assert store.get("default", "u1", "game").pod == data["pod"]
+    placed = only(data)
+    assert code == 0 and placed["source"] == "moved" and placed["pod"] in (0, 1, 2)
+    assert store.get("default", "u1", "game").pod == placed["pod"]
 
 
 def test_persistent_link_to_a_dead_pod_is_exit_5(url, store, three_pods):
     store.set("default", "u1", "game", 9)
     code, data, err = place(url, "-s", "game", "u1")
-    assert code == 5 and data is None
+    assert code == 5 and data["placements"] == [] and failed_uids(data) == ["u1"]
+    assert "pod 9 unavailable" in data["failed"][0]["error"]
     assert "pod 9 unavailable" in error_lines(err)[0]
     assert store.get("default", "u1", "game").pod == 9
 
@@ -105,7 +125,7 @@ def test_persistent_link_to_a_dead_pod_is_exit_5(url, store, three_pods):
 def test_no_pod_is_exit_5_and_writes_nothing(url, store):
     before = all_keys(store.client)
     code, data, err = place(url, "-s", "game", "u1")
-    assert code == 5 and data is None
+    assert code == 5 and (data["placements"], failed_uids(data)) == ([], ["u1"])
     lines = error_lines(err)
     assert len(lines) == 1 and "no available pod for service 'game'" in lines[0]
     assert "Traceback" not in err
@@ -125,31 +145,34 @@ def test_place_several_uids(url, store, three_pods):
     store.set("default", "old", "game", 1)
     code, data, _ = place(url, "-s", "game", "a", "b", "old", "42")
     assert code == 0
-    assert list(data) == MANY_FIELDS
+    assert list(data) == FIELDS
     assert data["namespace"] == "default" and data["service"] == "game"
-    assert list(data["placements"]) == ["a", "b", "old", "42"]
-    assert data["placements"]["old"] == 1
-    assert all(isinstance(p, int) for p in data["placements"].values())
+    assert all(list(p) == PLACEMENT_FIELDS for p in data["placements"])
+    assert list(pods_of(data)) == ["a", "b", "old", "42"]
+    assert pods_of(data)["old"] == 1
+    assert [p["source"] for p in data["placements"]] == ["new", "new", "existing", "new"]
+    assert all(isinstance(p, int) for p in pods_of(data).values())
     assert data["failed"] == []
-    for uid, pod in data["placements"].items():
+    for uid, pod in pods_of(data).items():
         assert store.get("default", uid, "game").pod == pod
 
 
 def test_place_dash_reads_stdin_even_for_one_uid(url, three_pods):
     code, data, _ = place(url, "-s", "game", "-", input="only\n")
     assert code == 0
-    assert list(data) == MANY_FIELDS and list(data["placements"]) == ["only"]
+    assert list(data) == FIELDS and list(pods_of(data)) == ["only"]
 
 
 def test_place_stdin_dedups_and_ignores_blank_lines(url, three_pods):
     code, data, _ = place(url, "-s", "game", "-", input="a\n\nb a\n  c\n")
-    assert code == 0 and list(data["placements"]) == ["a", "b", "c"]
+    assert code == 0 and list(pods_of(data)) == ["a", "b", "c"]
 
 
 def test_place_several_with_no_pod_is_exit_5_with_the_json(url, store):
     code, data, err = place(url, "-s", "game", "a", "b")
     assert code == 5
-    assert data == {"namespace": "default", "service": "game", "placements": {}, "failed": ["a", "b"]}
+    assert list(data) == FIELDS and data["placements"] == [] and failed_uids(data) == ["a", "b"]
+    assert all("no available pod for service 'game'" in f["error"] for f in data["failed"])
     assert "2 of 2 uids not placed" in error_lines(err)[0]
 
 
@@ -157,8 +180,8 @@ def test_place_several_partial_failure_is_exit_5(url, store, three_pods):
     store.set("default", "stuck", "game", 9)  # persistent link to a dead pod
     code, data, err = place(url, "-s", "game", "a", "stuck", "b")
     assert code == 5
-    assert list(data["placements"]) == ["a", "b"]
-    assert data["failed"] == ["stuck"]
+    assert list(pods_of(data)) == ["a", "b"]
+    assert failed_uids(data) == ["stuck"] and "pod 9 unavailable" in data["failed"][0]["error"]
     assert "uid 'stuck'" in error_lines(err)[0]
 
 
@@ -205,7 +228,7 @@ def test_explain_shows_snapshot_candidates_and_choice(url, config, store):
     publish(config, store, "game", {3: 10}, state="DRAINING")
     code, data, _ = place(url, "-s", "game", "--explain", "u1")
     assert code == 0
-    assert list(data) == ONE_FIELDS + ["explain"]
+    assert list(data) == FIELDS + ["explain"]
     explain = data["explain"]
     assert explain["strategy"] == "p2c"
     assert [(p["pod"], p["state"], p["load"], p["routable"]) for p in explain["pods"]] == [
@@ -214,15 +237,15 @@ def test_explain_shows_snapshot_candidates_and_choice(url, config, store):
     assert [c["pod"] for c in explain["candidates"]] == [0, 1, 2]
     assert len(explain["considered"]) == 2 and set(explain["considered"]) <= {0, 1, 2}
     lower = min(explain["considered"], key=lambda p: {0: 120, 1: 40, 2: 80}[p])
-    assert explain["choice"] == lower == data["pod"]
-    assert data["source"] == "new"
+    assert explain["choice"] == lower == only(data)["pod"]
+    assert only(data)["source"] == "new"
     assert "lower" in explain["why"] and "new link" in explain["why"]
 
 
 def test_explain_an_existing_link(url, store, three_pods):
     store.set("default", "u1", "game", 2)
     code, data, _ = place(url, "-s", "game", "--explain", "u1")
-    assert (code, data["pod"], data["source"]) == (0, 2, "existing")
+    assert (code, only(data)["pod"], only(data)["source"]) == (0, 2, "existing")
     assert "already" in data["explain"]["why"]
 
 
@@ -234,7 +257,7 @@ def test_explain_with_the_hash_strategy(url, three_pods):
     assert data["explain"]["considered"] == [0, 1, 2]
     assert "rendezvous" in data["explain"]["why"]
     # Rendezvous hashing is stable: another client picks the same pod for the uid.
-    assert place(url, "-s", "game", "u2", env=env)[1]["pod"] == place(url, "-s", "game", "--explain", "u2",
+    assert only(place(url, "-s", "game", "u2", env=env)[1])["pod"] == place(url, "-s", "game", "--explain", "u2",
                                                                         env=env)[1]["explain"]["choice"]
 
 
@@ -248,13 +271,13 @@ def test_explain_names_each_strategy_and_its_reason(url, config, store, strategy
     publish(config, store, "game", {0: 10, 1: 300, 2: 900})
     env = {"STROUTE_PLACEMENT_STRATEGY": strategy}
     code, data, _ = place(url, "-s", "game", "--explain", "u1", env=env)
-    assert code == 0 and data["source"] == "new"
+    assert code == 0 and only(data)["source"] == "new"
     explain = data["explain"]
     assert explain["strategy"] == strategy
-    assert explain["choice"] == data["pod"] and explain["choice"] in explain["considered"]
+    assert explain["choice"] == only(data)["pod"] and explain["choice"] in explain["considered"]
     assert words in explain["why"], explain["why"]
     if strategy == "least-loaded":
-        assert data["pod"] == 0
+        assert only(data)["pod"] == 0
     if strategy == "round-robin":
         assert explain["considered"] == [0, 1]  # pod 2 is above the good-load range
 
@@ -263,7 +286,7 @@ def test_explain_no_pod_still_prints_the_snapshot_and_exits_5(url, config, store
     publish(config, store, "game", {0: 5}, state="DRAINING")
     code, data, err = place(url, "-s", "game", "--explain", "u1")
     assert code == 5
-    assert (data["pod"], data["source"]) == (None, None)
+    assert data["placements"] == [] and failed_uids(data) == ["u1"]
     assert data["explain"]["pods"][0]["state"] == "DRAINING"
     assert data["explain"]["candidates"] == [] and data["explain"]["choice"] is None
     assert "no available pod" in data["explain"]["why"]
@@ -310,11 +333,11 @@ def test_place_3000_new_users_spreads_within_15_percent(real_url, redis_server, 
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["failed"] == [] and len(data["placements"]) == 3000
-    counts = Counter(data["placements"].values())
+    counts = Counter(pods_of(data).values())
     mean = 3000 / 3
     assert set(counts) == {0, 1, 2}
     assert all(abs(n - mean) <= 0.15 * mean for n in counts.values()), counts
-    assert _links_in_redis(redis_server, uids) == data["placements"]
+    assert _links_in_redis(redis_server, uids) == pods_of(data)
 
 
 @realserver
@@ -332,7 +355,7 @@ def test_concurrent_place_processes_agree(real_url, redis_server, tmp_path):
     for proc in procs:
         out, err = proc.communicate(stdin, timeout=60)
         assert proc.returncode == 0, err
-        answers.append(json.loads(out)["placements"])
+        answers.append(pods_of(json.loads(out)))
     assert all(answer == answers[0] for answer in answers)
     assert _links_in_redis(redis_server, uids) == answers[0]
 

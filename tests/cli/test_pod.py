@@ -12,7 +12,7 @@ from stroute.server import ServerDriver
 
 pytestmark = pytest.mark.usefixtures("isolated")
 
-CORDON_FIELDS = ["namespace", "service", "pod", "cordoned", "changed"]
+CORDON_FIELDS = ["schema", "namespace", "service", "pod", "cordoned", "changed"]
 CTL = "sf:{default:state:lobby}:ctl"
 
 
@@ -25,7 +25,8 @@ def test_cordon_json_shape_and_effect(url, store):
     code, data, stderr = pod(url, "cordon", "lobby", "3")
     assert code == 0, stderr
     assert list(data) == CORDON_FIELDS
-    assert data == {"namespace": "default", "service": "lobby", "pod": 3, "cordoned": True, "changed": True}
+    assert data == {"schema": "stroute/pod-cordon/v1", "namespace": "default", "service": "lobby", "pod": 3,
+                    "cordoned": True, "changed": True}
     assert store.client.hget(CTL, "3") == "cordon"
     view = store.snapshot("default", "lobby", expire_ms=60_000).pods[3]
     assert view.cordoned and view.alive and not view.routable
@@ -47,7 +48,8 @@ def test_uncordon(url, store):
     code, data, _ = pod(url, "uncordon", "lobby", "0")
     assert code == 0
     assert list(data) == CORDON_FIELDS
-    assert data == {"namespace": "default", "service": "lobby", "pod": 0, "cordoned": False, "changed": True}
+    assert data == {"schema": "stroute/pod-cordon/v1", "namespace": "default", "service": "lobby", "pod": 0,
+                    "cordoned": False, "changed": True}
     assert store.client.hget(CTL, "0") is None
     assert store.snapshot("default", "lobby", expire_ms=60_000).pods[0].routable
     code, data, _ = pod(url, "uncordon", "lobby", "0")
@@ -120,7 +122,8 @@ def test_forget_a_dead_pod(url, store):
     put_state(store.client, "lobby", 4, state=RoutingState.DOWN)
     code, data, _ = pod(url, "forget", "lobby", "4")
     assert code == 0
-    assert data == {"namespace": "default", "service": "lobby", "pod": 4, "removed": True}
+    assert data == {"schema": "stroute/pod-forget/v1", "namespace": "default", "service": "lobby", "pod": 4,
+                    "removed": True}
     assert list(store.snapshot("default", "lobby", expire_ms=60_000).pods) == [0]
 
 
@@ -142,7 +145,8 @@ def test_forget_refuses_an_alive_pod_unless_forced(url, store):
 def test_forget_unknown_pod_is_exit_3(url):
     code, data, stderr = pod(url, "forget", "lobby", "9")
     assert code == 3
-    assert data == {"namespace": "default", "service": "lobby", "pod": 9, "removed": False}
+    assert data == {"schema": "stroute/pod-forget/v1", "namespace": "default", "service": "lobby", "pod": 9,
+                    "removed": False}
     assert len(error_lines(stderr)) == 1
 
 
@@ -157,6 +161,6 @@ def test_redis_unreachable_is_exit_6():
 def test_cordon_through_the_entry_point(tmp_path, real_url, redis_server):
     done = run_bin(tmp_path, "--redis-url", real_url, "-o", "json", "pod", "cordon", "lobby", "0")
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"namespace": "default", "service": "lobby", "pod": 0, "cordoned": True,
+    assert json.loads(done.stdout) == {"schema": "stroute/pod-cordon/v1", "namespace": "default", "service": "lobby", "pod": 0, "cordoned": True,
                                        "changed": True}
     assert redis_server.client().hget(CTL, "0") == "cordon"

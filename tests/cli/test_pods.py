@@ -14,9 +14,10 @@ from stroute.server import ServerDriver
 
 pytestmark = pytest.mark.usefixtures("isolated")
 
-POD_FIELDS = ["pod", "state", "load", "heartbeat_age_ms", "alive", "routable", "cordoned", "epoch", "reason",
+POD_FIELDS = ["pod", "state", "load", "heartbeat_age_ms", "alive", "routable", "cordoned", "epoch_ms", "reason",
               "recent_epochs", "flapping"]
-SERVICE_FIELDS = ["namespace", "service", "workload", "pods"]
+SERVICE_FIELDS = ["namespace", "service", "workload", "pods"]  # a service of top; pods adds "schema" first
+PODS_FIELDS = ["schema", *SERVICE_FIELDS]
 STALE_MS = 120_000  # the CLI runs with the default expiry, 60 s
 
 
@@ -44,7 +45,7 @@ def test_pods_json_shape_field_by_field(url, store):
     epoch = mixed_service(store)
     code, data, stderr = pods(url, "-s", "lobby")
     assert code == 0, stderr
-    assert list(data) == SERVICE_FIELDS
+    assert list(data) == PODS_FIELDS and data["schema"] == "stroute/pods/v1"
     assert (data["namespace"], data["service"], data["workload"]) == ("default", "lobby", "DEGRADED")
     assert [p["pod"] for p in data["pods"]] == [0, 1, 2, 3, 4]
     for row in data["pods"]:
@@ -64,8 +65,8 @@ def test_pods_json_shape_field_by_field(url, store):
         row = by_pod[pod]
         assert (row["state"], row["load"], row["alive"], row["routable"], row["cordoned"]) == (
             state, load, alive, routable, cordoned), row
-    assert by_pod[0]["epoch"] == epoch
-    assert by_pod[1]["epoch"] is None
+    assert by_pod[0]["epoch_ms"] == epoch
+    assert by_pod[1]["epoch_ms"] is None
     assert by_pod[0]["heartbeat_age_ms"] < 30_000
     assert by_pod[3]["heartbeat_age_ms"] >= STALE_MS
 
@@ -93,14 +94,15 @@ def test_pods_from_a_server_driver_pod_zero_is_a_pod(url, config, store):
     assert code == 0
     (row,) = data["pods"]
     assert row["pod"] == 0 and row["pod"] is not None and row["load"] == 42
-    assert isinstance(row["epoch"], int) and row["epoch"] > 0
+    assert isinstance(row["epoch_ms"], int) and row["epoch_ms"] > 0
 
 
 def test_pods_unknown_service_is_exit_3_with_the_object(url, store):
     put_state(store.client, "lobby", 0)
     code, data, stderr = pods(url, "-s", "lobyy")
     assert code == 3
-    assert data == {"namespace": "default", "service": "lobyy", "workload": "DOWN", "pods": []}
+    assert data == {"schema": "stroute/pods/v1", "namespace": "default", "service": "lobyy", "workload": "DOWN",
+                    "pods": []}
     assert len(error_lines(stderr)) == 1 and "'lobyy' has no pods" in stderr
 
 
@@ -148,7 +150,7 @@ def test_pods_yaml_equals_json(url, store):
     mixed_service(store)
     result = cli("--redis-url", url, "-o", "yaml", "pods", "-s", "lobby")
     data = yaml.safe_load(result.stdout)
-    assert list(data) == SERVICE_FIELDS
+    assert list(data) == PODS_FIELDS
     assert [p["state"] for p in data["pods"]] == ["READY", "DRAINING", "DOWN", "STALE", "READY"]
 
 
@@ -181,12 +183,14 @@ def test_top_json_is_every_service_in_order(url, store):
     put_state(store.client, "other", 0, namespace="eu")
     code, data, _ = cli_json("--redis-url", url, "top")
     assert code == 0
-    assert list(data) == ["namespace", "services"]
+    assert list(data) == ["schema", "namespace", "services", "warnings"]
+    assert data["schema"] == "stroute/top/v1" and data["warnings"] == []
     assert data["namespace"] == "default"
     assert [s["service"] for s in data["services"]] == ["chat", "lobby"]
     for service in data["services"]:
         assert list(service) == SERVICE_FIELDS
         alone = pods(url, "-s", service["service"])[1]
+        assert alone.pop("schema") == "stroute/pods/v1"
         for a, b in zip(alone["pods"], service["pods"]):
             a.pop("heartbeat_age_ms"), b.pop("heartbeat_age_ms")
         assert alone == service
@@ -195,7 +199,7 @@ def test_top_json_is_every_service_in_order(url, store):
 
 def test_top_empty_namespace(url):
     code, data, _ = cli_json("--redis-url", url, "top")
-    assert (code, data) == (0, {"namespace": "default", "services": []})
+    assert (code, data) == (0, {"schema": "stroute/top/v1", "namespace": "default", "services": [], "warnings": []})
     table = cli("--redis-url", url, "top")
     assert table.exit_code == 0 and "no services in namespace 'default'" in table.stdout
 
@@ -216,12 +220,42 @@ def test_top_watch_prints_frames_when_not_a_terminal(url, store):
     assert result.stdout.count("lobby") == 3 * 2  # each frame: the pod's row and the service's summary row
 
 
+@pytest.mark.parametrize("command", [["top"], ["pods", "-s", "lobby"]])
+def test_watch_json_is_one_document_per_refresh(url, store, command):
+    """-o json --watch: NDJSON, a whole document on each line, --count of them."""
+    put_state(store.client, "lobby", 0, load=4)
+    result = cli("--redis-url", url, "-o", "json", *command, "--watch", "--interval", "0.1", "--count", "3")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3
+    docs = [json.loads(line) for line in lines]
+    name = command[0]
+    assert all(d["schema"] == f"stroute/{name}/v1" for d in docs)
+    loads = [d["services"][0]["pods"][0]["load"] if name == "top" else d["pods"][0]["load"] for d in docs]
+    assert loads == [4, 4, 4]
+
+
+def test_watch_yaml_is_a_stream_of_documents(url, store):
+    put_state(store.client, "lobby", 0, load=4)
+    result = cli("--redis-url", url, "-o", "yaml", "pods", "-s", "lobby", "--watch", "--interval", "0.1",
+                 "--count", "2")
+    assert result.exit_code == 0, result.stderr
+    docs = list(yaml.safe_load_all(result.stdout))
+    assert [d["schema"] for d in docs] == ["stroute/pods/v1"] * 2
+
+
+def test_pods_watch_prints_frames_when_not_a_terminal(url, store):
+    put_state(store.client, "lobby", 0, load=4)
+    result = cli("--redis-url", url, "pods", "-s", "lobby", "--watch", "--interval", "0.1", "--count", "2")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.count("stroute pods: service 'lobby'") == 2
+
+
 @pytest.mark.parametrize("args, message", [
+    (["pods", "-s", "lobby", "--count", "2"], "only apply with --watch"),
     (["top", "--interval", "1"], "only apply with --watch"),
     (["top", "--count", "2"], "only apply with --watch"),
     (["top", "--watch", "--interval", "0"], "invalid --interval"),
-    (["-o", "json", "top", "--watch"], "cannot be used with -o json"),
-    (["-o", "yaml", "top", "--watch"], "cannot be used with -o yaml"),
 ])
 def test_top_option_errors_are_exit_2(url, args, message):
     result = cli("--redis-url", url, *args)
@@ -263,6 +297,31 @@ def test_top_watch_process_survives_an_outage_and_ends_on_ctrl_c(tmp_path):
             proc.signal(signal.SIGINT)
             assert proc.wait() == 0
             assert "Traceback" not in proc.stderr
+    finally:
+        server.close()
+
+
+@pytest.mark.realserver
+def test_top_watch_json_survives_an_outage(tmp_path):
+    """An outage is a line on stderr and no document; the stream goes on after it."""
+    from stroute.testing import RedisServer
+
+    server = RedisServer().start()
+    try:
+        put_state(server.client(), "lobby", 0, load=4)
+        with Proc(tmp_path, "--redis-url", server.url, "-o", "json", "top", "--watch", "--interval", "0.1") as proc:
+            wait_until(lambda: proc.stdout.count("\n") >= 1, what="a first document")
+            server.stop()
+            wait_until(lambda: "(retrying)" in proc.stderr, what="the outage on stderr")
+            assert proc.process.poll() is None
+            server.start()
+            put_state(server.client(), "chat", 0, load=1)
+            wait_until(lambda: '"chat"' in proc.stdout, what="documents after the outage")
+            proc.signal(signal.SIGINT)
+            assert proc.wait() == 0
+        docs = [json.loads(line) for line in proc.stdout.splitlines()]  # every line a whole document
+        assert all(d["schema"] == "stroute/top/v1" for d in docs)
+        assert "Traceback" not in proc.stderr
     finally:
         server.close()
 

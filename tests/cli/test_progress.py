@@ -16,6 +16,7 @@ import re
 import select
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -49,6 +50,12 @@ def on_a_terminal(tmp_path, *args, stdin=subprocess.DEVNULL, timeout: float = 60
     os.close(slave)
     received = bytearray()
     deadline = time.monotonic() + timeout
+    # stdout is read as it comes: a document larger than a pipe's buffer
+    # would otherwise block the command until the deadline.
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: process.stdout.read(65536), b"")),
+                              daemon=True)
+    reader.start()
     try:
         while time.monotonic() < deadline:
             ready, _, _ = select.select([master], [], [], 0.1)
@@ -62,8 +69,9 @@ def on_a_terminal(tmp_path, *args, stdin=subprocess.DEVNULL, timeout: float = 60
                 received += chunk
             elif process.poll() is not None:
                 break
-        out = process.stdout.read().decode()
         code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
+        reader.join(timeout=10)
+        out = b"".join(chunks).decode()
     finally:
         if process.poll() is None:
             process.kill()

@@ -26,7 +26,7 @@ from stroute.podstate import RoutingState
 
 pytestmark = pytest.mark.usefixtures("isolated")
 
-ONCE_FIELDS = ["namespace", "service", "pod", "state", "load", "heartbeat_ms", "cordoned", "reason"]
+ONCE_FIELDS = ["schema", "namespace", "service", "pod", "state", "load", "heartbeat_at_ms", "cordoned", "reason"]
 
 
 def once(url, *args, env=None):
@@ -103,9 +103,9 @@ def test_once_json_shape_and_what_it_writes(url, store):
     assert list(data) == ONCE_FIELDS
     assert (data["namespace"], data["service"], data["pod"], data["state"], data["load"], data["cordoned"]) == (
         "default", "lobby", 0, "READY", 42, False)
-    assert isinstance(data["heartbeat_ms"], int)
+    assert isinstance(data["heartbeat_at_ms"], int)
     state = read_state(store.client, "lobby", 0)
-    assert (state.load, state.state, state.heartbeat_ms) == (42, RoutingState.READY, data["heartbeat_ms"])
+    assert (state.load, state.state, state.heartbeat_ms) == (42, RoutingState.READY, data["heartbeat_at_ms"])
     assert store.services("default") == ["lobby"]
     assert store.workload("default", "lobby") == "READY"  # pod 0 publishes the summary
 

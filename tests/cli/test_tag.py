@@ -16,10 +16,12 @@ def tag(url, *args, env=None):
 def test_set_then_get(url, store):
     code, data, _ = tag(url, "set", "lobby", "lobby-v2")
     assert code == 0
-    assert data == {"namespace": "default", "tag": "lobby", "service": "lobby-v2", "previous": None}
+    assert data == {"schema": "stroute/tag-set/v1", "namespace": "default", "tag": "lobby", "service": "lobby-v2",
+                    "previous": None}
     assert store.get_tag("default", "lobby") == "lobby-v2"
     code, data, _ = tag(url, "get", "lobby")
-    assert (code, data) == (0, {"namespace": "default", "tag": "lobby", "service": "lobby-v2"})
+    assert (code, data) == (0, {"schema": "stroute/tag-get/v1", "namespace": "default", "tag": "lobby",
+                                "service": "lobby-v2"})
 
 
 def test_set_again_reports_previous(url):
@@ -31,7 +33,7 @@ def test_set_again_reports_previous(url):
 def test_get_unknown_tag_is_exit_3_with_null_service(url):
     code, data, err = tag(url, "get", "nothing")
     assert code == 3
-    assert data == {"namespace": "default", "tag": "nothing", "service": None}
+    assert data == {"schema": "stroute/tag-get/v1", "namespace": "default", "tag": "nothing", "service": None}
     assert error_lines(err) == ["stroute: error: tag 'nothing' is not set in namespace 'default'"]
 
 

@@ -14,8 +14,8 @@ from support import all_keys, check_invariant
 
 pytestmark = pytest.mark.usefixtures("isolated")
 
-FIELDS = ["namespace", "uid", "service", "pod", "persistent", "ttl"]
-REPORT_FIELDS = ["namespace", "imported", "unchanged", "kept", "rejected", "errors", "dry_run", "bad_keys"]
+FIELDS = ["schema", "namespace", "uid", "service", "pod", "persistent", "ttl_s"]
+REPORT_FIELDS = ["schema", "namespace", "imported", "unchanged", "kept", "rejected", "errors", "dry_run", "bad_keys"]
 TTL_TOLERANCE_MS = 3000
 ODD_UIDS = ["ü:x", 'quo"te', "back\\slash", "🎮", "a" * 256, "0", "-1"]
 
@@ -61,7 +61,8 @@ def ttls(client) -> dict[str, int]:
 
 
 def line(**fields) -> str:
-    base = {"namespace": "default", "uid": "u", "service": "game", "pod": 1, "persistent": True, "ttl": None}
+    base = {"schema": "stroute/export/v1", "namespace": "default", "uid": "u", "service": "game", "pod": 1,
+            "persistent": True, "ttl_s": None}
     base.update(fields)
     return json.dumps(base)
 
@@ -75,14 +76,14 @@ def test_export_lines_shape(url, store):
     assert len(lines) == 40 + 30 + len(ODD_UIDS)
     for rec in lines:
         assert list(rec) == FIELDS
-        assert rec["namespace"] == "default"
+        assert rec["schema"] == "stroute/export/v1" and rec["namespace"] == "default"
         assert isinstance(rec["uid"], str) and isinstance(rec["pod"], int)
-        assert (rec["ttl"] is None) == rec["persistent"]
+        assert (rec["ttl_s"] is None) == rec["persistent"]
         if not rec["persistent"]:
-            assert isinstance(rec["ttl"], (int, float)) and 0 < rec["ttl"] <= 640
+            assert isinstance(rec["ttl_s"], (int, float)) and 0 < rec["ttl_s"] <= 640
     by_key = {(r["uid"], r["service"]): r for r in lines}
     assert by_key[("p0", "game")]["pod"] == 65535 and by_key[("p0", "game")]["persistent"] is True
-    assert by_key[("u39", "game")]["ttl"] == pytest.approx(639, abs=3)
+    assert by_key[("u39", "game")]["ttl_s"] == pytest.approx(639, abs=3)
     assert {uid for uid, _ in by_key} >= set(ODD_UIDS)
 
 
@@ -125,7 +126,7 @@ def test_export_flush_import_gives_back_identical_data(url, store, tmp_path):
     code, data, stderr = importing(url, "links.jsonl")
     assert code == 0, stderr
     assert list(data) == REPORT_FIELDS
-    assert data == {"namespace": "default", "imported": 77, "unchanged": 0, "kept": 0, "rejected": 0, "errors": [],
+    assert data == {"schema": "stroute/import/v1", "namespace": "default", "imported": 77, "unchanged": 0, "kept": 0, "rejected": 0, "errors": [],
                     "dry_run": False, "bad_keys": {"count": 0, "keys": []}}
     # Same keys, same values, same persistent-or-not (all_keys), the index hashes restored...
     assert all_keys(store.client) == before
@@ -184,7 +185,7 @@ def test_a_different_existing_link_is_kept_unless_overwrite(url, store, tmp_path
     (tmp_path / "f").write_text("\n".join([
         line(uid="a", pod=1),  # exists, another pod
         line(uid="b", pod=2),  # exists temporary: another kind
-        line(uid="c", pod=3, persistent=False, ttl=60),  # exists persistent: another kind
+        line(uid="c", pod=3, persistent=False, ttl_s=60),  # exists persistent: another kind
         line(uid="d", pod=4),  # new
     ]) + "\n")
     store.set("default", "a", "game", 7)
@@ -244,12 +245,18 @@ BAD_LINES = [
     (line(pod=True), "invalid pod True"),
     (line(pod=None), "invalid pod None"),
     (line(persistent="yes"), "invalid persistent 'yes'"),
-    (line(ttl=30), "a persistent link has \"ttl\": null"),
-    (line(persistent=False, ttl=None), "invalid ttl None"),
-    (line(persistent=False, ttl=0), "invalid ttl 0"),
-    (line(persistent=False, ttl=-5), "invalid ttl -5"),
-    (line(persistent=False, ttl="60"), "invalid ttl '60'"),
-    (line(persistent=False, ttl=1e300), "invalid ttl 1e+300"),
+    (line(ttl_s=30), "a persistent link has \"ttl_s\": null"),
+    (line(persistent=False, ttl_s=None), "invalid ttl_s None"),
+    (line(persistent=False, ttl_s=0), "invalid ttl_s 0"),
+    (line(persistent=False, ttl_s=-5), "invalid ttl_s -5"),
+    (line(persistent=False, ttl_s="60"), "invalid ttl_s '60'"),
+    (line(persistent=False, ttl_s=1e300), "invalid ttl_s 1e+300"),
+    (line(schema="stroute/export/v2"), "schema 'stroute/export/v2' is not 'stroute/export/v1'"),
+    (line(schema=None), "schema None is not 'stroute/export/v1'"),
+    (json.dumps({k: v for k, v in json.loads(line()).items() if k != "ttl_s"}), "missing field 'ttl_s'"),
+    (json.dumps({**json.loads(line()), "ttl": None}), "unknown field 'ttl'"),
+    (json.dumps({k: v for k, v in json.loads(line()).items() if k != "schema"}),
+     'missing field \'ttl\' (a line without "schema": \'stroute/export/v1\' is read as an export made before it)'),
     ('{"namespace": "default", "uid": "u", "service": "game", "pod": 1, "persistent": false, "ttl": NaN}',
      "NaN is no JSON number"),
 ]
@@ -263,7 +270,7 @@ def test_each_bad_line_is_rejected_with_a_reason(text, message):
 
 
 def test_bad_lines_are_reported_by_number_and_the_good_ones_imported(url, store, tmp_path):
-    good = [line(uid="g1", pod=1), line(uid="g2", pod=2, persistent=False, ttl=90.5)]
+    good = [line(uid="g1", pod=1), line(uid="g2", pod=2, persistent=False, ttl_s=90.5)]
     bad = [text for text, _ in BAD_LINES]
     lines = [good[0], *bad[:10], "", "   ", good[1], *bad[10:], line(uid="g1", pod=5)]
     (tmp_path / "f").write_text("\n".join(lines) + "\n")
@@ -276,12 +283,26 @@ def test_bad_lines_are_reported_by_number_and_the_good_ones_imported(url, store,
     assert data["errors"][-1]["error"] == "uid 'g1' of service 'game' is already on line 1 with another pod or kind"
     assert "stroute: line 2: not valid JSON at column 2" in stderr
     assert f"{len(BAD_LINES) + 1} of {len(BAD_LINES) + 3} lines rejected; nothing of them was written" in stderr
-    assert "... and 7 more rejected lines" in stderr
+    assert f"... and {len(BAD_LINES) + 1 - 20} more rejected lines" in stderr
     assert len(error_lines(stderr)) == 1
     # Nothing of a bad line was written: only the two good links exist.
     assert {(link.uid, link.pod) for link in store.scan_links("default")} == {("g1", 1), ("g2", 2)}
     assert 85_000 < store.get("default", "g2", "game").ttl_ms <= 90_500
     check_invariant(store.client)
+
+
+def test_an_export_made_before_the_json_contract_still_imports(url, store, tmp_path):
+    """Lines with no "schema" and "ttl" (not "ttl_s"): the backups made before v1."""
+    old = [{"namespace": "default", "uid": "a", "service": "game", "pod": 1, "persistent": True, "ttl": None},
+           {"namespace": "default", "uid": "b", "service": "game", "pod": 2, "persistent": False, "ttl": 90.5}]
+    (tmp_path / "old.jsonl").write_text("".join(json.dumps(o) + "\n" for o in old))
+    code, data, stderr = importing(url, "old.jsonl")
+    assert (code, data["imported"], data["rejected"]) == (0, 2, 0), stderr
+    assert store.get("default", "a", "game").persistent
+    assert 85_000 < store.get("default", "b", "game").ttl_ms <= 90_500
+    # and exported again, they come out in the v1 format
+    assert {(r["uid"], r["schema"], r["ttl_s"] is None) for r in export_lines(url)} == {
+        ("a", "stroute/export/v1", True), ("b", "stroute/export/v1", False)}
 
 
 def test_non_utf8_and_bom(url, store, tmp_path):
@@ -343,7 +364,7 @@ def test_a_file_that_opens_but_cannot_be_read_is_exit_2(real_url, store_real, tm
 
 
 def test_large_import_is_pipelined_in_batches(url, store):
-    lines = [line(uid=f"u{i}", pod=i % 7, persistent=bool(i % 2), ttl=None if i % 2 else 100) for i in range(1234)]
+    lines = [line(uid=f"u{i}", pod=i % 7, persistent=bool(i % 2), ttl_s=None if i % 2 else 100) for i in range(1234)]
     report = import_links(store, "default", lines)
     assert (report.imported, report.rejected) == (1234, 0)
     again = import_links(store, "default", lines)

@@ -22,7 +22,7 @@ def test_the_version_flag_prints_one_line():
 def test_version_names_the_libraries_and_starts_no_server_when_none_is_configured(tmp_path):
     code, data, stderr = cli_json("version")
     assert code == 0, stderr
-    assert data == {"stroute": stroute.__version__, "redis_py": metadata.version("redis"),
+    assert data == {"schema": "stroute/version/v1", "stroute": stroute.__version__, "redis_py": metadata.version("redis"),
                     "hiredis": metadata.version("hiredis"), "server": None}
     assert "embedded" not in stderr  # nothing was started to answer
 
