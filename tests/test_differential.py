@@ -130,16 +130,23 @@ def apply(store: Store, op: tuple):
 
 def outcome(store: Store, op: tuple):
     try:
-        return "ok", apply(store, op)
+        result = apply(store, op)
     except Exception as exc:
-        # The same error on both sides, where each store names itself; a real
-        # server adds where in the script it failed.
-        message = str(exc).replace(store.where, "<where>").split(" script: ")[0]
-        # Redis 7.0 puts it in front instead: "Error running script (call to f_<sha>): @user_script:8: ".
-        message = re.sub(r"Error running script \(call to f_[0-9a-f]+\): @user_script:\d+: ", "", message)
-        if op[0] == "scan_links":  # SCAN's order differs: which bad key comes first may too
-            message = re.sub(r"key '[^']*' holds '[^']*'", "key holds", message)
-        return "error", type(exc).__name__, message
+        return ("error", *_error(store, op, exc))
+    if isinstance(result, list):  # a batch reports a bad key in its place: compare it as an error
+        result = [_error(store, op, r) if isinstance(r, Exception) else r for r in result]
+    return "ok", result
+
+
+def _error(store: Store, op: tuple, exc: Exception) -> tuple[str, str]:
+    # The same error on both sides, where each store names itself; a real
+    # server adds where in the script it failed.
+    message = str(exc).replace(store.where, "<where>").split(" script: ")[0]
+    # Redis 7.0 puts it in front instead: "Error running script (call to f_<sha>): @user_script:8: ".
+    message = re.sub(r"Error running script \(call to f_[0-9a-f]+\): @user_script:\d+: ", "", message)
+    if op[0] == "scan_links":  # SCAN's order differs: which bad key comes first may too
+        message = re.sub(r"key '[^']*' holds '[^']*'", "key holds", message)
+    return type(exc).__name__, message
 
 
 def data(client) -> dict:
