@@ -106,9 +106,12 @@ def test_batch_get_is_one_mget_per_ten_thousand_uids(real_url, redis_server):
         # One pipelined round trip; each MGET is told not to be tracked (its
         # answers are not cached), in the same write. (Redis 6.2 counts
         # CLIENT's subcommands under one name.)
+        # The driver's invalidation listener PINGs on its own connection meanwhile
+        # (and, on a loaded machine, may reconnect): Redis counts those too.
         counts = counter.counts()
-        client_commands = {k: counts.pop(k) for k in list(counts) if k.startswith("client")}
-        assert counts == {"mget": 3} and sum(client_commands.values()) == 3, (counts, client_commands)
+        listener = {k: counts.pop(k) for k in list(counts) if k.startswith("client") or k in ("ping", "subscribe")}
+        assert counts == {"mget": 3}, (counts, listener)
+        assert sum(v for k, v in listener.items() if k.startswith("client")) >= 3, listener
         tracked = redis_server.client()
         assert int(tracked.info("stats")["tracking_total_keys"]) == 0  # Redis remembers none of the 25,000
         tracked.close()
