@@ -592,17 +592,7 @@ class Store:
                  for uid, expected, new in moves]
         if not calls:
             return []
-        out: list[tuple[bool, int | None] | CorruptData] = []
-        for (keys, _), reply in zip(calls, self.run_script_many("link_move", calls, keep_corrupt=True)):
-            if isinstance(reply, CorruptData):
-                out.append(reply)
-                continue
-            moved, current = reply
-            try:
-                out.append((bool(moved), _optional_pod(current, keys[0])))
-            except CorruptData as exc:
-                out.append(exc)
-        return out
+        return self._flag_and_pod_many("link_move", calls, removed_anyway=False)
 
     def remove(
         self, namespace: str, uid: str, service: str, *, after_ms: int = 0, if_pod: int | None = None
@@ -636,19 +626,24 @@ class Store:
         calls = [(ks.link_keys(uid, service), [service, 0, expected]) for uid in uids]
         if not calls:
             return []
+        return self._flag_and_pod_many("link_remove", calls, removed_anyway=True)
+
+    def _flag_and_pod_many(self, name: str, calls: list[tuple[list[str], list]], *,
+                           removed_anyway: bool) -> list[tuple[bool, int | None] | CorruptData]:
+        """A link script replying {done, pod} for many calls, in one pipelined round
+        trip: (done, pod in force) each, or the CorruptData of a bad key in its
+        place. `removed_anyway`: a done removal of a value that is no pod index
+        reads (True, None), as remove() says, instead of an error."""
         out: list[tuple[bool, int | None] | CorruptData] = []
-        for (keys, _), reply in zip(calls, self.run_script_many("link_remove", calls, keep_corrupt=True)):
+        for (keys, _), reply in zip(calls, self.run_script_many(name, calls, keep_corrupt=True)):
             if isinstance(reply, CorruptData):
                 out.append(reply)
                 continue
-            removed, current = reply
+            done, current = reply
             try:
-                out.append((bool(removed), _optional_pod(current, keys[0])))
+                out.append((bool(done), _optional_pod(current, keys[0])))
             except CorruptData as exc:
-                if not removed:
-                    out.append(exc)
-                else:  # unfenced: the value that is no pod index was removed, as remove says
-                    out.append((True, None))
+                out.append((True, None) if done and removed_anyway else exc)
         return out
 
     def batch_get(self, namespace: str, uids: list[str], service: str) -> dict[str, int | None]:
