@@ -16,7 +16,9 @@ from typing import Annotated, Any, Mapping, Optional
 
 import typer
 
+from stroute.cli import complete
 from stroute.cli.context import Globals
+from stroute.cli.help import examples
 from stroute.cli.output import Column, columns_wanted, emit, info, plain, wide_wanted
 
 BAR_WIDTH = 10
@@ -106,10 +108,11 @@ Watch = Annotated[
                  "per line and refresh (NDJSON; -o yaml: a '---' separated stream)."),
 ]
 Interval = Annotated[
-    Optional[float], typer.Option("--interval", "-i", help="Seconds between refreshes with --watch [default: 2].")
+    Optional[float], typer.Option("--interval", "-i", metavar="SECONDS",
+                                  help="Seconds between refreshes with --watch [default: 2].")
 ]
 WatchCount = Annotated[
-    Optional[int], typer.Option("--count", min=1, help="With --watch: stop after this many refreshes.")
+    Optional[int], typer.Option("--count", metavar="N", min=1, help="With --watch: stop after N refreshes.")
 ]
 
 
@@ -137,15 +140,17 @@ def _pods_sample(g: Globals, service: str, links: bool) -> Sample:
     return Sample(view.data, [view], [], bad, lambda trends: render([view], trends=trends))
 
 
+@examples("stroute pods -s lobby", "stroute pods -s lobby --count-links -o json", "stroute pods -s lobby --watch")
 def pods(
     ctx: typer.Context,
-    service: Annotated[str, typer.Option("-s", "--service", help="Service whose pods to show.")],
+    service: Annotated[str, typer.Option("-s", "--service", metavar="SVC", help="Service whose pods to show.",
+                                         autocompletion=complete.services)],
     links: CountLinks = False,
     watch: Watch = False,
     interval: Interval = None,
     count: WatchCount = None,
 ) -> None:
-    """One service's pods: state, load, heartbeat age, incarnation age."""
+    """One service's pods: state, load, heartbeat and incarnation age."""
     from stroute import names
     from stroute.errors import NotFound
 
@@ -249,6 +254,7 @@ def _top_sample(g: Globals, links: bool) -> Sample:
                   lambda trends: render(views, namespace=namespace, trends=trends, warnings=warnings))
 
 
+@examples("stroute top", "stroute top --watch --interval 1", "stroute -o json top --count-links")
 def top(
     ctx: typer.Context,
     watch: Watch = False,
@@ -256,7 +262,10 @@ def top(
     count: WatchCount = None,
     links: CountLinks = False,
 ) -> None:
-    """Every service of the namespace: one row per pod and a summary per service."""
+    """Every service of the namespace, a row per pod.
+
+    And a summary row per service.
+    """
     g: Globals = ctx.obj
     period = _watch_period(watch, interval, count)
     if period is not None:
