@@ -113,7 +113,7 @@ Interval = Annotated[
                                   help="Seconds between refreshes with --watch [default: 2].")
 ]
 WatchCount = Annotated[
-    Optional[int], typer.Option("--count", metavar="N", min=1, help="With --watch or --plot: stop after N refreshes.")
+    Optional[int], typer.Option("--count", metavar="N", min=1, help="Stop watching after N refreshes.")
 ]
 HistoryOption = Annotated[
     Optional[float],
