@@ -17,36 +17,27 @@ TIMEOUT_S = 0.5  # connect and read, per call
 SCAN_BUDGET_S = 1.0  # the tag SCAN stops after this, with what it found
 
 
-def _root_params(ctx: Any) -> dict[str, Any]:
-    return ctx.find_root().params if ctx is not None else {}
-
-
 def _open(ctx: Any):
     """(store, namespace) for the command line being completed, or None."""
     import dataclasses
 
     from stroute import backends
-    from stroute import config as config_module
+    from stroute.cli.context import Globals
     from stroute.store import Store
 
-    params = _root_params(ctx)
-    flags = {"redis.url": params.get("redis_url"), "namespace": params.get("namespace")}
-    config = config_module.load(params.get("config"), overrides=flags, overrides_origin="the command line")
-    options = dataclasses.replace(config.connect_options(), socket_timeout=TIMEOUT_S,
-                                  client_name="stroute-complete")
+    params = ctx.find_root().params
+    # The config the command itself would load: file, STROUTE_*, then these flags.
+    config = Globals(config_file=params.get("config"), redis_url=params.get("redis_url"),
+                     namespace=params.get("namespace")).config()
     parsed = backends.parse(config.redis_url)
     if parsed.scheme == "embedded":
-        import redis
-
         from stroute.embedded import EmbeddedServer
 
         server = EmbeddedServer(parsed.parts["data_file"], idle=parsed.parts["idle"])
         if server.pid() is None or not server.is_running():
             return None
-        client = redis.Redis(unix_socket_path=server.socket_path, socket_timeout=TIMEOUT_S,
-                             socket_connect_timeout=TIMEOUT_S, decode_responses=True,
-                             client_name=options.client_name, password=options.password, username=options.username)
-        return Store(client, prefix=config.prefix), config.namespace
+        return Store(server.client(timeout=TIMEOUT_S), prefix=config.prefix), config.namespace
+    options = dataclasses.replace(config.connect_options(), socket_timeout=TIMEOUT_S)
     return Store.from_url(config.redis_url, prefix=config.prefix, options=options), config.namespace
 
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from link_place_support import bin_env, publish, stroute_bin
+from link_place_support import bin_env, publish, run_bin, stroute_bin
 from stroute.config import Config
 from stroute.embedded import EmbeddedServer
 from stroute.testing import RedisServer
@@ -134,3 +134,17 @@ def test_a_bad_config_completes_nothing(tmp_path):
     (tmp_path / "stroute.yaml").write_text("redis: [not, a, mapping\n")
     code, found, stderr, _ = complete(tmp_path, "pods", "-s", "")
     assert (code, found, stderr) == (0, [], "")
+
+
+def test_with_no_url_the_running_embedded_server_completes(tmp_path):
+    env = {"XDG_DATA_HOME": str(tmp_path / "xdg-data")}
+    started = run_bin(tmp_path, "tag", "set", "front", "lobby", **env)  # no URL: starts the embedded server
+    assert started.returncode == 0, started.stderr
+    try:
+        code, found, stderr, _ = complete(tmp_path, "tag", "get", "")
+        assert (code, found, stderr) == (0, ["front"], "")
+    finally:
+        stopped = run_bin(tmp_path, "embedded", "stop", **env)
+        assert stopped.returncode == 0, stopped.stderr
+    assert complete(tmp_path, "tag", "get", "")[1] == []  # stopped: and a Tab does not start it again
+    assert not EmbeddedServer(tmp_path / "xdg-data" / "stroute" / "embedded.rdb").is_running()
