@@ -90,6 +90,20 @@ class KeySpace:
         uid = key[len(head):-1]
         return uid if uid and "}" not in uid else None
 
+    def tag_pattern(self) -> str:
+        """SCAN MATCH pattern for the namespace's tag keys."""
+        return f"{self.prefix}:{{{self.namespace}:tag:*}}"
+
+    def parse_tag(self, key: str) -> str | None:
+        """The tag of a tag key of this namespace, or None (a name stroute would not write)."""
+        head = f"{self.prefix}:{{{self.namespace}:tag:"
+        if not key.startswith(head) or not key.endswith("}"):
+            return None
+        try:
+            return names.tag(key[len(head):-1])
+        except InvalidInput:
+            return None
+
     def parse_state(self, key: str) -> tuple[str, bool] | None:
         """(service, is the control hash) of a state or control key of this namespace, or None."""
         head = f"{self.prefix}:{{{self.namespace}:state:"

@@ -1092,6 +1092,25 @@ class Store:
                 bad.append(member)
         return Registry(key, good, bad)
 
+    def state_pods(self, namespace: str, service: str) -> list[int]:
+        """The pods with a state field in the service's state hash (HKEYS, read
+        only), in order; fields that are no pod index are left out."""
+        pods = []
+        for field_ in self._call(self.client.hkeys, self.keys(namespace).state(names.service(service))):
+            try:
+                pods.append(names.pod(field_))
+            except InvalidInput:
+                continue
+        return sorted(pods)
+
+    def tags(self, namespace: str) -> Iterator[list[str]]:
+        """The namespace's tags, a SCAN page at a time (read only; the caller may stop early)."""
+        ks = self.keys(namespace)
+        for batch in self.scan_keys(ks.tag_pattern()):
+            found = [tag for tag in map(ks.parse_tag, batch) if tag is not None]
+            if found:
+                yield found
+
     def key_type(self, key: str) -> str:
         """Redis's TYPE of key ('none' when missing): to name a key of the wrong kind."""
         return self._call(self.client.type, key)

@@ -8,14 +8,17 @@ import typer
 
 from stroute.cli import inputs
 from stroute.cli.context import Globals
+from stroute.cli.help import examples
 from stroute.cli.output import emit, new_table
 
 
+@examples("stroute place 42 -s lobby", "stroute place 42 -s lobby --explain",
+          "seq 1 1000 | stroute place -s lobby - -o json")
 def place(
     ctx: typer.Context,
     uids: Annotated[
         list[str],
-        typer.Argument(help="User ids; '-' reads them from stdin (whitespace or newline separated).",
+        typer.Argument(metavar="UID...", help="User ids; '-' reads them from stdin (whitespace or newline separated).",
                        show_default=False),
     ],
     service: inputs.Service,
@@ -26,14 +29,15 @@ def place(
         bool, typer.Option("--explain", help="Show the pod states, the candidates and why the pod was chosen.")
     ] = False,
 ) -> None:
-    """Place users on pods, creating their links as a client driver does.
+    """Place users on pods, creating their links.
 
+    It does what a client driver does.
     An existing link to an alive pod stands; a new user goes to a routable pod
     chosen by the placement strategy. Several uids (or '-') are placed in one
     process over one connection. Exit 5 when a uid finds no available pod.
 
-    The JSON is one shape however many uids: "placements", a list of
-    {uid, pod, source}, and "failed", a list of {uid, error}.
+    The JSON is one shape however many uids: "placements", a list of objects
+    with uid, pod and source, and "failed", a list of objects with uid and error.
     """
     from stroute import names
     from stroute.errors import InvalidInput
