@@ -123,3 +123,98 @@ def balance(loads: list[int], placed: Counter) -> float:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# --- the figures ----------------------------------------------------------------------
+
+SKEWED = [0] + [100] * 9  # pod 0 just joined (or restarted); pods 1-9 hold 100 users each
+EQUAL = [100] * 10
+
+
+def _users(h) -> int:
+    return 2000 if h.quick else 10_000
+
+
+def burst_balance(h) -> "Figure":
+    from benchmarks.harness import SERVICE, Figure, publish_pods
+
+    n = _users(h)
+    f = Figure()
+    for key, loads, goal in (("burst_balance_gateways", SKEWED, 1.10), ("burst_balance_gateways_equal", EQUAL, 1.05)):
+        result, worst = {}, []
+        for g in (1, 4, 8):
+            h.reset()
+            publish_pods(h, 10, loads)
+            with Gateways(h.url, g) as gateways:
+                placed, seen = gateways.burst(SERVICE, n, "u")
+            result[str(g)] = round(balance(loads, placed), 3)
+            worst.append(f"G={g}: pod 0 {loads[0]}+{placed[0]}, others {min(loads[1:])}+"
+                         f"{min(placed[p] for p in range(1, 10))}..{max(placed[p] for p in range(1, 10))}"
+                         f" (gateways seen {min(seen)}..{max(seen)})")
+        f.values[key] = result
+        f.rows.append((key, " ".join(f"{g}:{v}" for g, v in result.items()), f"<= {goal:.2f}",
+                       f"max/mean of load + placed, {n:,} new users over G processes on 10 pods; " + "; ".join(worst)))
+    return f
+
+
+def commands_per_new_user(h) -> "Figure":
+    from benchmarks.harness import SERVICE, Figure, publish_pods
+
+    n, g = _users(h), 8
+    publish_pods(h, 10, SKEWED)
+    burst: list[int] = []
+    names: Counter[str] = Counter()
+
+    def run() -> None:
+        with Gateways(h.url, g) as gateways:
+            burst.append(h.count_commands(lambda: gateways.burst(SERVICE, n, "c")))
+
+    # The gateways' whole lives (connecting, the invalidation channel, the
+    # first read, leaving), and the burst alone within them.
+    total = h.count_commands(run, names)
+    f = Figure()
+    shown = ", ".join(f"{name} {count:,}" for name, count in names.most_common())
+    f.add("commands_per_new_user_gateways", round(total / n, 3), "<= 1.2",
+          f"MONITOR, {g} gateway processes placing {n:,} new users: {total:,} commands from start to exit "
+          f"({shown}), {burst[0]:,} during the burst")
+    return f
+
+
+def slow_start_share(h) -> "Figure":
+    """The new pod's share of new users in each tenth of its slow-start window.
+
+    Time is the driver's injectable clock, so each tenth gets the same number
+    of new users whatever the machine's speed: the window is 60 s of that clock.
+    """
+    from benchmarks.harness import SERVICE, Figure, publish_pods
+    from stroute.client import ClientDriver
+    from stroute.podstate import RoutingState
+
+    n = 2000 if h.quick else 10_000  # per tenth
+    window = 60.0
+    publish_pods(h, 10, [100] * 10)  # pods 1-9: warm (no epoch: an original driver, or long up)
+    store = h.store()
+    store.publish_state("default", SERVICE, 0, load=0, state=RoutingState.READY, epoch=1,
+                        expire_ms=3_600_000, claim="force")
+    store.close()
+    now = [0.0]
+    client = ClientDriver(h.config(**{"placement.slow_start": window}), clock=lambda: now[0], coherent=False)
+    shares = []
+    # Batches of 50 (one round trip each) with the clock moved between them:
+    # the share is a proportion, so it takes many users per tenth to show.
+    per_tenth, batch = n, 50
+    for tenth in range(10):
+        new = 0
+        for start in range(0, per_tenth, batch):
+            now[0] = (tenth + start / per_tenth) * window / 10
+            placed = client.place_many([f"s{tenth}-{i}" for i in range(start, start + batch)], SERVICE)
+            new += sum(1 for p in placed.values() if p.pod == 0)
+        shares.append(round(new / per_tenth, 4))
+    client.close()
+    f = Figure()
+    f.values["slow_start_share"] = shares
+    ramps = all(a <= b for a, b in zip(shares, shares[1:]))
+    f.rows.append(("slow_start_share", "ramps" if ramps else "NOT monotonic", "ramps",
+                   f"new pod (load 0) among 10 at 100, {per_tenth:,} new users per tenth of a {window:g} s window: "
+                   + " ".join(f"{s:.3f}" for s in shares)))
+    return f

@@ -72,6 +72,14 @@ GATEWAY_EXPIRE_MIN_S = 1.0
 SLOW_START_MIN_WEIGHT = 0.01
 
 
+def slow_start_window_ms(config) -> int:
+    """placement.slow_start in ms, as placement applies it: 0 when off, and for
+    a static strategy, which slow start leaves alone."""
+    if config.placement.strategy == RendezvousHash.name:
+        return 0
+    return round(config.placement.slow_start * 1000)
+
+
 def gateway_expire_ms(refresh: float) -> int:
     """How long after its last snapshot read a client driver is still counted as a live gateway."""
     return round(max(GATEWAY_EXPIRE_REFRESHES * refresh, GATEWAY_EXPIRE_MIN_S) * 1000)
