@@ -50,14 +50,17 @@ def place(
     # One command, one process: nothing cached would be asked for twice, so no
     # invalidation channel (a thread and a connection) is opened.
     driver = ClientDriver(config, store=g.store(), coherent=False)
-    if explain:
-        _explained(g, driver, wanted[0], service, persist)
-        return
-    if several:
-        results = _place_many(driver, wanted, service, persist, from_file="-" in uids and _stdin_is_a_file())
-    else:
-        results = {wanted[0]: _place_one(driver, wanted[0], service, persist)}
-    _report(g, driver, wanted, service, results, several)
+    try:
+        if explain:
+            _explained(g, driver, wanted[0], service, persist)
+            return
+        if several:
+            results = _place_many(driver, wanted, service, persist, from_file="-" in uids and _stdin_is_a_file())
+        else:
+            results = {wanted[0]: _place_one(driver, wanted[0], service, persist)}
+        _report(g, driver, wanted, service, results, several)
+    finally:
+        driver.close()  # leaves the service's live gateways now, not when its registration expires
 
 
 def _place_one(driver: Any, uid: str, service: str, persist: bool) -> Any:

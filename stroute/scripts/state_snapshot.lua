@@ -8,7 +8,8 @@
 -- KEYS[2] control hash   P:{ns:state:svc}:ctl
 -- KEYS[3] notes hash     P:{ns:state:svc}:notes     ('POD:epochs': when each epoch first reached the field)
 -- KEYS[4] gateways zset  P:{ns:state:svc}:gateways  gateway id -> last snapshot read, Redis ms
--- ARGV[1] gateway id ('': a reader that places nothing; neither registered nor counted)
+-- ARGV[1] gateway id ('': a reader that places nothing; neither registered nor counted;
+--         nor is anyone while the service has no pod: nothing is placed, and nothing written)
 -- ARGV[2] ms after its last read that a gateway stops being counted
 -- Reply   {state fields (flat HGETALL), control fields (flat), seconds, microseconds,
 --          notes fields (flat), live gateways (0 when ARGV[1] is '')}
@@ -21,7 +22,7 @@ if notes.err then
   notes = {}
 end
 local gateways = 0
-if ARGV[1] ~= '' then
+if ARGV[1] ~= '' and #states > 0 then
   local millis = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
   if type(redis.pcall('ZADD', KEYS[4], millis, ARGV[1])) == 'number' then
     redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. string.format('%d', millis - tonumber(ARGV[2])))
