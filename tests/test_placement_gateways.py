@@ -255,3 +255,12 @@ def test_pods_and_place_explain_show_the_window(real_url):
     result = CliRunner().invoke(app, ["-o", "json", "pods", "-s", "game"],
                                 env={**env, "STROUTE_PLACEMENT_SLOW_START": "0"})
     assert all(row["slow_start"] is None for row in json.loads(result.stdout)["pods"])
+
+
+@pytest.mark.parametrize("value", [-1, 86401])
+def test_a_slow_start_out_of_range_is_refused_naming_the_key(value):
+    from stroute.config import validate
+    from stroute.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"placement\.slow_start .*must be 0 \(off\) to 86400 seconds"):
+        validate(Config().with_overrides(**{"placement.slow_start": value}))
