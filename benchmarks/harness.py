@@ -86,7 +86,9 @@ class Harness:
 
         def watch() -> None:
             nonlocal sent
-            monitor_client = redis.Redis.from_url(self.url, decode_responses=True)
+            # redis-py's default read timeout would end a MONITOR that sees
+            # nothing for a few seconds (processes starting on a busy machine).
+            monitor_client = redis.Redis.from_url(self.url, decode_responses=True, socket_timeout=600)
             with monitor_client.monitor() as monitor:
                 ready.set()
                 for entry in monitor.listen():

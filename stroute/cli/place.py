@@ -260,7 +260,7 @@ def _explain_table(data: dict):
             notes.append(f"slow start: weight {row['slow_start']['weight']:.2f}, "
                          f"{row['slow_start']['remaining_ms'] / 1000:.0f} s left")
         if row["pod"] in explain["left_out"]:
-            notes.append("left out of this draw (slow start)")
+            notes.append("left out of this draw")
         if row["pod"] == explain["choice"]:
             notes.append("chosen")
         elif row["pod"] in considered and len(considered) < len(candidates):
