@@ -34,6 +34,8 @@ def main() -> int:
 
     service = os.environ.get("STROUTE_BENCH_SERVICE", "bench")
     with ClientDriver(config_module.load()) as driver:
+        if os.environ.get("STROUTE_BENCH_LOCAL_ONLY") == "1":
+            driver.gateway_id = ""  # the baseline: registers nowhere, counts only its own placements
         snap = driver.snapshot(service)
         print(json.dumps({"ready": True, "gateways": snap.gateways}), flush=True)
         for line in sys.stdin:
@@ -56,11 +58,12 @@ def main() -> int:
 class Gateways:
     """G gateway processes; stopped (and waited for) on exit."""
 
-    def __init__(self, url: str, count: int, *, service: str = "bench", env: dict[str, str] | None = None) -> None:
+    def __init__(self, url: str, count: int, *, service: str = "bench", env: dict[str, str] | None = None,
+                 local_only: bool = False) -> None:
         self.env = {**os.environ, "STROUTE_REDIS_URL": url, "STROUTE_STATE_REFRESH": "3600",
                     "STROUTE_STATE_EXPIRE": "3600", "STROUTE_BENCH_SERVICE": service,
                     "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-                    **(env or {})}
+                    "STROUTE_BENCH_LOCAL_ONLY": "1" if local_only else "0", **(env or {})}
         self.count = count
         self.procs: list[subprocess.Popen] = []
 
@@ -154,6 +157,17 @@ def burst_balance(h) -> "Figure":
         f.values[key] = result
         f.rows.append((key, " ".join(f"{g}:{v}" for g, v in result.items()), f"<= {goal:.2f}",
                        f"max/mean of load + placed, {n:,} new users over G processes on 10 pods; " + "; ".join(worst)))
+    # The baseline: the same skewed burst with each gateway counting only its own placements.
+    baseline = {}
+    for g in (4, 8):
+        h.reset()
+        publish_pods(h, 10, SKEWED)
+        with Gateways(h.url, g, local_only=True) as gateways:
+            placed, _ = gateways.burst(SERVICE, n, "b")
+        baseline[str(g)] = round(balance(SKEWED, placed), 3)
+    f.values["burst_balance_gateways_local_only"] = baseline
+    f.rows.append(("burst_balance_gateways_local_only", " ".join(f"{g}:{v}" for g, v in baseline.items()), "report",
+                   "the skewed burst with each gateway counting only its own placements (before the gateway count)"))
     return f
 
 
