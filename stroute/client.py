@@ -155,7 +155,7 @@ class ClientDriver:
         # readable in Redis, unique even for two drivers in one process.
         self.gateway_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._gateway_expire_ms = placement.gateway_expire_ms(self._refresh)
-        self._slow_start_ms = 0 if getattr(self.strategy, "static", False) else placement.slow_start_window_ms(self.config)
+        self._slow_start_ms = placement.slow_start_window_ms(self.config)
         self._random = random.Random().random
         self.cache = LinkCache(lifetime=self.config.links.cache_seconds, max_entries=cache_max_entries, clock=clock)
         self._views: dict[str, _ServiceView] = {}

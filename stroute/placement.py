@@ -72,10 +72,15 @@ GATEWAY_EXPIRE_MIN_S = 1.0
 SLOW_START_MIN_WEIGHT = 0.01
 
 
+# Strategies whose answer for a uid depends on the pod set only: slow start
+# would move a uid's pod at random, so it is not applied to them.
+STATIC = ("hash",)
+
+
 def slow_start_window_ms(config) -> int:
     """placement.slow_start in ms, as placement applies it: 0 when off, and for
-    a static strategy, which slow start leaves alone."""
-    if config.placement.strategy == RendezvousHash.name:
+    a static strategy."""
+    if config.placement.strategy in STATIC:
         return 0
     return round(config.placement.slow_start * 1000)
 
@@ -223,7 +228,6 @@ class RendezvousHash:
     """Highest-random-weight hashing of the uid: stable while the pod set is."""
 
     name = "hash"
-    static = True  # a uid's pod depends on the pod set only: slow start does not apply
 
     def choose(self, uid: str, pods: Sequence[PodView], extra: Mapping[int, int]) -> PodView:
         return max(pods, key=lambda v: (_weight(uid, v.pod), v.pod))
