@@ -170,7 +170,9 @@ def test_a_pod_in_slow_start_is_drawable_in_proportion_to_its_weight():
 def test_slow_start_ramps_a_new_pods_share_of_new_users(url):
     window = 100.0
     store = _config(url).open_store()
-    _publish(store, [0] + [100] * 9, epochs={0: 1})  # pod 0 just started, at load 0; pods 1-9 warm
+    # Pod 0 just started, at load 0; pods 1-9 are warm and far busier, so pod 0
+    # wins every draw it is in, during the window and after it.
+    _publish(store, [0] + [1000] * 9, epochs={0: 1})
     store.close()
     now = [0.0]
     shares = []
@@ -188,16 +190,16 @@ def test_slow_start_ramps_a_new_pods_share_of_new_users(url):
     assert shares[0] < 0.03, shares
     assert sum(shares[:3]) < sum(shares[3:7]) * 3 / 4 < sum(shares[7:]), shares
     assert shares[9] > 0.14, shares
-    assert sum(p.pod == 0 for p in after.values()) / 1000 > 0.16
+    assert sum(p.pod == 0 for p in after.values()) / 1000 > 0.15
 
 
 def test_without_slow_start_a_new_pod_at_load_zero_takes_its_p2c_share_at_once(url):
     store = _config(url).open_store()
-    _publish(store, [0] + [100] * 9, epochs={0: 1})
+    _publish(store, [0] + [1000] * 9, epochs={0: 1})
     store.close()
     with ClientDriver(_config(url), coherent=False) as client:
         placed = client.place_many([f"u{i}" for i in range(1000)], "game")
-    assert sum(p.pod == 0 for p in placed.values()) / 1000 > 0.16
+    assert sum(p.pod == 0 for p in placed.values()) / 1000 > 0.15  # p2c's 2/N = 0.2: it wins every draw it is in
 
 
 def test_slow_start_leaves_hash_placement_alone(url):
