@@ -88,7 +88,7 @@ def test_a_gateway_that_dies_leaves_the_count_within_the_gateway_expiry(real_url
         killed = time.monotonic()
         wait_until(lambda: me.snapshot("game", refresh=True).gateways == 1, timeout=expire_s + 5,
                    what="the dead gateway leaves the count")
-        assert time.monotonic() - killed <= expire_s + 1.0
+        assert time.monotonic() - killed <= expire_s + 2.0  # the expiry, and slack for a busy machine
     store.close()
 
 
