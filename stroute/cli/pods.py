@@ -41,15 +41,19 @@ class ServiceView:
 
 
 def service_view(namespace: str, snap, links: Mapping[int, int] | None = None,
-                 notes: Mapping[int, Any] | None = None) -> ServiceView:
+                 notes: Mapping[int, Any] | None = None, slow_start_ms: int = 0) -> ServiceView:
     """`links` (pod -> links counted) adds "links" to each pod, and the
     service's "links_total" and "links_to_unknown_pods" (pods with links but no state).
     `notes` (pod -> PodNotes) gives each pod its "reason" (why it publishes
     what it does, or null), "recent_epochs" (epochs first seen in the last
-    10 minutes) and "flapping" (its epoch keeps changing)."""
+    10 minutes) and "flapping" (its epoch keeps changing). `slow_start_ms`
+    (placement.slow_start_window_ms) gives each pod its "slow_start": its
+    current weight and the ms left of its window, or null when it is not in one."""
+    from stroute.placement import slow_start
     from stroute.podstate import PodNotes
 
     notes = notes or {}
+    warming = slow_start(snap, snap.now_ms, slow_start_ms)
     data = {
         "namespace": namespace,
         "service": snap.service,
@@ -67,6 +71,8 @@ def service_view(namespace: str, snap, links: Mapping[int, int] | None = None,
                 "reason": notes.get(v.pod, PodNotes()).reason,
                 "recent_epochs": notes.get(v.pod, PodNotes()).recent_epochs(snap.now_ms),
                 "flapping": notes.get(v.pod, PodNotes()).flapping(snap.now_ms),
+                "slow_start": (None if v.pod not in warming else
+                               {"weight": warming[v.pod].weight, "remaining_ms": warming[v.pod].remaining_ms}),
             }
             for v in snap.pods.values()
         ],
@@ -140,12 +146,15 @@ class Sample:
 
 
 def _pods_sample(g: Globals, service: str, links: bool) -> Sample:
+    from stroute.placement import slow_start_window_ms
+
     config = g.config()
     store = g.store()
     snap = store.snapshot(config.namespace, service, expire_ms=config.state.expire_ms)
     bad = _bad_keys() if links else None
     counts = count_links(store, config.namespace, service, bad).get(service, Counter()) if links else None
-    view = service_view(config.namespace, snap, counts, store.pod_notes(config.namespace, service))
+    view = service_view(config.namespace, snap, counts, store.pod_notes(config.namespace, service),
+                        slow_start_window_ms(config))
     if bad is not None:
         view.data["bad_keys"] = bad.to_dict()
     return Sample(view.data, [view], [], bad, lambda trends: render([view], trends=trends))
@@ -207,6 +216,7 @@ def _top_views(g: Globals, links: bool = False, bad=None) -> tuple[list[ServiceV
     data to show, not a reason to fail the whole table. Link keys that are no
     readable link are collected in `bad` (--count-links)."""
     from stroute.errors import InvalidInput, PermissionDenied, RedisUnavailable, StoreError
+    from stroute.placement import slow_start_window_ms
 
     config = g.config()
     store = g.store()
@@ -244,7 +254,7 @@ def _top_views(g: Globals, links: bool = False, bad=None) -> tuple[list[ServiceV
                                                             "not a hash"})
             continue
         views.append(service_view(ns, snap, None if counts is None else counts.get(service, Counter()),
-                                  store.pod_notes(ns, service)))
+                                  store.pod_notes(ns, service), slow_start_window_ms(config)))
     return views, warnings
 
 
@@ -595,6 +605,9 @@ def render(views: list[ServiceView], namespace: str | None = None, trends: Mappi
             where = f"pod {row['pod']} of {view.data['service']}"
             if row.get("reason"):
                 notes.append(f"{where} ({row['state']}): {_printable(row['reason'])}")
+            if row.get("slow_start"):
+                notes.append(f"{where}: slow start, weight {row['slow_start']['weight']:.2f} of a warm pod's, "
+                             f"{_age(row['slow_start']['remaining_ms'])} left")
             if row.get("flapping"):
                 notes.append(f"{where}: {row['recent_epochs']} epochs in the last "
                              f"{EPOCH_FLAP_WINDOW_MS // 60000} min (restarting, or two instances taking it in turn)")
