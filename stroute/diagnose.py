@@ -574,7 +574,7 @@ def check_index(store: Store, ns: str, links: list[Link], sample: int) -> Check:
     for (uid, service), reply in zip(ordered, _read_pairs(store, ns, ordered, atomic=False)):
         if any(isinstance(r, Exception) for r in reply):  # WRONGTYPE: reported by the links check or above
             problem = f"the keys of {uid} -> {service} are not of the types stroute writes"
-            if not any(f"lk:{uid}}}" in w for w in wrong_type):
+            if not any(f" {store.keys(ns).index(uid)} " in w for w in wrong_type):
                 wrong_type.append(problem)
         elif _problem(uid, service, *reply) is not None:
             suspects.append((uid, service))

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple
 
 from stroute import direct, names
-from stroute.errors import CorruptData, InvalidInput, PermissionDenied, RedisUnavailable, StoreError
-from stroute.keys import KeySpace
+from stroute.errors import ConfigError, CorruptData, InvalidInput, PermissionDenied, RedisUnavailable, StoreError
+from stroute.keys import DEFAULT_LAYOUT, KeySpace, keyspace, layout_class
 
 if TYPE_CHECKING:
     # Imported where used: a command that reads links never loads pod states.
@@ -257,12 +257,20 @@ class Store:
     `where` is the redacted URL, used in error messages.
     """
 
-    def __init__(self, client: Any, *, prefix: str = "sf", where: str = "redis") -> None:
+    def __init__(self, client: Any, *, prefix: str | None = None, where: str = "redis",
+                 layout: str = DEFAULT_LAYOUT) -> None:
         self.client = client
-        self.prefix = names.prefix(prefix)
+        self.layout = layout
+        self.prefix = names.prefix(prefix or layout_class(layout).default_prefix)
         self.where = where
         self._cluster_scripts: dict[str, Any] = {}  # redis-py script objects, made on first use
         self.cluster = _is_cluster(client)
+        if self.cluster and not layout_class(layout).one_slot:
+            raise ConfigError(
+                f"layout {layout} does not run on Redis Cluster ({where}): it keeps a user's link and "
+                "link index under different hash tags, so no script can change both at once there "
+                "(the original Java driver's scripts fail there too); use a single Redis or Sentinel, "
+                "or layout homo-go")
         self._direct = direct.for_client(client)  # None on a cluster
         if self._direct is None and not self.cluster:
             raise TypeError(f"a Store needs a redis-py (or fakeredis) client, not {type(client).__name__}")
@@ -275,10 +283,17 @@ class Store:
         self.on_topology_change: Any = None  # called with a reason on MOVED/ASK
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = "sf", options: Any = None) -> "Store":
+    def from_url(cls, url: str, *, prefix: str | None = None, options: Any = None,
+                 layout: str = DEFAULT_LAYOUT) -> "Store":
         from stroute.backends import connect, redact
 
-        return cls(connect(url, options), prefix=prefix, where=redact(url))
+        layout_class(layout)  # a bad layout is refused before connecting
+        client = connect(url, options)
+        try:
+            return cls(client, prefix=prefix, where=redact(url), layout=layout)
+        except ConfigError:
+            client.close()
+            raise
 
     def close(self) -> None:
         if self._direct is not None:
@@ -293,7 +308,7 @@ class Store:
     def keys(self, namespace: str) -> KeySpace:
         ks = self._keyspaces.get(namespace)
         if ks is None:
-            ks = self._keyspaces[namespace] = KeySpace(self.prefix, names.namespace(namespace))
+            ks = self._keyspaces[namespace] = keyspace(self.layout, self.prefix, namespace)
         return ks
 
     # --- the border ---------------------------------------------------------
