@@ -33,6 +33,7 @@ SCRIPTS = (
     "state_snapshot",
     "state_publish",
     "link_import",
+    "state_cordon",
 )
 
 # How a heartbeat claims its pod's field (see state_publish.lua).
@@ -1112,12 +1113,14 @@ class Store:
         return self._call(self.client.type, key)
 
     def set_cordon(self, namespace: str, service: str, pod: int, cordoned: bool) -> bool:
-        """Set or clear the operator's cordon; returns whether anything changed."""
+        """Set or clear the operator's cordon; returns whether anything changed.
+
+        The pod's state field is withheld from the original drivers (or given
+        back) in the same step: see state_cordon.lua."""
         ks = self.keys(namespace)
-        key = ks.control(names.service(service))
-        if cordoned:
-            return bool(self._call(self.client.hset, key, names.pod(pod), "cordon"))
-        return bool(self._call(self.client.hdel, key, names.pod(pod)))
+        service = names.service(service)
+        keys = [ks.state(service), ks.control(service)]
+        return bool(self._script("state_cordon", keys, [names.pod(pod), int(bool(cordoned))]))
 
     # --- tags ---------------------------------------------------------------------
 
