@@ -119,13 +119,15 @@ class Snapshot:
 
     `now_ms` is Redis's own clock (TIME), so staleness does not depend on the
     reader's clock. `invalid` lists pods whose field could not be parsed:
-    they are treated as dead.
+    they are treated as dead; `unparseable` has their raw values (an
+    original Go server driver writes the literal `state`).
     """
 
     service: str
     now_ms: int
     pods: dict[int, PodView]
     invalid: tuple[int, ...] = ()
+    unparseable: tuple[tuple[int, str], ...] = ()  # (pod, raw value) of each invalid pod
 
     @classmethod
     def build(
@@ -137,7 +139,7 @@ class Snapshot:
         expire_ms: int,
     ) -> "Snapshot":
         pods: dict[int, PodView] = {}
-        invalid: list[int] = []
+        invalid: dict[int, str] = {}
         cordoned = {int(p) for p, v in controls.items() if _is_number(p) and v == "cordon"}
         for field_name, raw in states.items():
             if not _is_number(field_name):
@@ -145,7 +147,7 @@ class Snapshot:
             pod = int(field_name)
             parsed = PodState.decode(raw)
             if parsed is None:
-                invalid.append(pod)
+                invalid[pod] = raw
                 continue
             age = now_ms - parsed.heartbeat_ms
             pods[pod] = PodView(
@@ -158,7 +160,7 @@ class Snapshot:
                 stale=age > expire_ms,
                 heartbeat_age_ms=max(0, age),
             )
-        return cls(service, now_ms, dict(sorted(pods.items())), tuple(sorted(invalid)))
+        return cls(service, now_ms, dict(sorted(pods.items())), tuple(sorted(invalid)), tuple(sorted(invalid.items())))
 
     def __post_init__(self) -> None:
         # Placement asks these for every user: work them out once.

@@ -249,6 +249,9 @@ class Registry:
     services: list[str]
     invalid: list[str]
     wrong_type: str | None = None
+    # With discover: services found by their state keys that are not in the
+    # registry (an original driver's pods never add their service to it).
+    unregistered: tuple[str, ...] = ()
 
 
 class Store:
@@ -277,6 +280,7 @@ class Store:
             raise TypeError(f"a Store needs a redis-py (or fakeredis) client, not {type(client).__name__}")
         self._loaded: set[str] = set()  # scripts this Store has SCRIPT LOADed for its pipelines
         self._keyspaces: dict[str, KeySpace] = {}
+        self._discovered: dict[str, tuple[float, list[str]]] = {}  # namespace -> (when, services)
         # A cluster's scripts go to the node owning their keys on connections
         # kept per node (`_node_direct`), so client-side caching can track them.
         self._node_directs: dict[str, Any] = {}
@@ -1084,12 +1088,50 @@ class Store:
         """The registry's service names; entries that are none are left out (see registry())."""
         return self.registry(namespace).services
 
-    def registry(self, namespace: str) -> Registry:
-        """The services registry, its entries that are no service name apart.
+    # A discovery scans the whole keyspace: `top --watch` repeats it at most this often.
+    DISCOVERY_MAX_AGE_S = 30.0
+
+    def discover_services(self, namespace: str, *, max_age_s: float | None = None) -> list[str]:
+        """Services that have a state key in the namespace, found by SCAN (the
+        original drivers write no registry). Names that break the name rule are
+        left out. Kept for `max_age_s` (default DISCOVERY_MAX_AGE_S) per Store."""
+        import time
+
+        ks = self.keys(namespace)
+        max_age = self.DISCOVERY_MAX_AGE_S if max_age_s is None else max_age_s
+        cached = self._discovered.get(namespace)
+        if cached is not None and time.monotonic() - cached[0] < max_age:
+            return cached[1]
+        found = set()
+        for batch in self.scan_keys(ks.state_pattern(), count=1000):
+            for key in batch:
+                parsed = ks.parse_state(key)
+                if parsed is not None and not parsed[1]:
+                    try:
+                        found.add(names.service(parsed[0]))
+                    except InvalidInput:
+                        continue
+        services = sorted(found)
+        self._discovered[namespace] = (time.monotonic(), services)
+        return services
+
+    def registry(self, namespace: str, *, discover: bool = False) -> Registry:
+        """The services registry, its entries that are no service name apart;
+        with `discover`, also the services found by their state keys
+        (discover_services), in `services` and, when not registered, in `unregistered`.
 
         A foreign entry ('bad{name') or a key of another type is data to
         report, not a reason for a command to fail.
         """
+        found = self._registry(namespace)
+        if not discover:
+            return found
+        extra = [s for s in self.discover_services(namespace) if s not in found.services]
+        if not extra:
+            return found
+        return Registry(found.key, sorted([*found.services, *extra]), found.invalid, found.wrong_type, tuple(extra))
+
+    def _registry(self, namespace: str) -> Registry:
         key = self.keys(namespace).services()
         try:
             members = self._call(self.client.smembers, key)
