@@ -110,6 +110,8 @@ def test_go_commands_read_what_go_wrote(go_fleet, real_url):
     assert code == 3 and got["links"] == []  # Go's delayed removal removed it at once
 
     # The JSON link is a bad key: reported, every other link listed and exported, exit 7.
+    got = stroute(real_url, "homo-go", GO_NS, "link", "get", "uj", "-s", "game")
+    assert got.exit_code == 7 and go_link_key(GO_NS, "uj", "game") in got.stderr
     code, listed, err = stroute_json(real_url, "homo-go", GO_NS, "link", "list")
     assert code == 7 and go_link_key(GO_NS, "uj", "game") in err
     rows = listed["links"] if isinstance(listed, dict) else listed
