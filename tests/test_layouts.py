@@ -301,8 +301,31 @@ def test_commands_work_on_the_layout(isolated, lconfig, lstore, layout, real_url
     assert lstore.client.hgetall(expected(layout, "index", "keep")) == {"game": "0"}
     assert lstore.client.get(expected(layout, "link", "u1", "game")) == "1"
 
-    for pod in range(3):
+    for pod in range(3):  # the import above started from an empty database: the pods publish again
         lstore.publish_state(ns, "game", pod, load=pod, state=RoutingState.READY, epoch=None, expire_ms=60_000)
+    code, data, err = cli("link", "batch-get", "-s", "game", "keep", "u1", "nobody")
+    assert code == 0, err
+    assert json.dumps(data).count('"keep"') == 1 and "nobody" in json.dumps(data)
+    code, data, err = cli("link", "count")
+    assert code == 0 and data["total"] == 5, err
+    code, data, err = cli("tag", "set", "lobby", "game")
+    assert code == 0, err
+    code, data, err = cli("tag", "get", "lobby")
+    assert code == 0 and data["service"] == "game", err
+    code, data, err = cli("link", "remove", "u1", "-s", "game", "--after", "30")
+    assert code == 0, err
+    assert 0 < lstore.client.ttl(expected(layout, "link", "u1", "game")) <= 30
+    code, data, err = cli("doctor")
+    checks = {c["name"]: c["status"] for c in data["checks"]}
+    assert checks["write"] == "PASS" and checks["index"] == "PASS" and checks["links"] == "PASS", data["checks"]
+    assert checks["service:game"] == "PASS" and "services" not in checks, data["checks"]
+    lstore.publish_state(ns, "game", 7, load=0, state=RoutingState.DOWN, epoch=None, expire_ms=60_000)
+    lstore.set(ns, "gone", "game", 7, 60_000)
+    code, data, err = cli("link", "clear", "-s", "game", "--pod", "7")
+    assert code == 0 and not lstore.client.exists(expected(layout, "link", "gone", "game")), err
+    code, data, err = cli("pod", "forget", "game", "7")
+    assert code == 0 and not lstore.client.hexists(expected(layout, "state", "game"), "7"), err
+
     code, data, err = cli("pod", "drain", "game", "1", "--migrate")
     assert code == 0, err
     assert lstore.snapshot(ns, "game", expire_ms=60_000).pods[1].cordoned
