@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 
 import pytest
 
@@ -146,7 +147,7 @@ def _serve(url: str, layout: str, pod: int, load: int, tmp_path) -> subprocess.P
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
 
 
-def test_mixed_fleet_no_user_lands_on_a_draining_or_cordoned_pod(real_url, layout, lstore, tmp_path):
+def test_mixed_fleet_no_user_lands_on_a_draining_or_cordoned_pod(real_url, redis_server, layout, lstore, tmp_path):
     """serve pods 0-3 (1 cordoned, 2 DRAINING), original pods 4-5 (5 DOWN for Java);
     stroute places 1,000 users, an original-logic reader 1,000 more."""
     ns, client = NAMESPACE[layout], lstore.client
@@ -175,26 +176,49 @@ def test_mixed_fleet_no_user_lands_on_a_draining_or_cordoned_pod(real_url, layou
         raw = client.hgetall(lstore.keys(ns).state("game"))
         assert raw["1"].split("-")[2] == "0" and raw["2"].split("-")[2] == "0"
 
+        # The original-logic reader places its 1,000 users in a thread while stroute places its own,
+        # 100 at a time, and the serve pods keep publishing.
+        theirs: list = []
+        reader_failed: list = []
+
+        def original_reader():
+            own = redis_server.client()
+            try:
+                if layout == JAVA:
+                    java = JavaReader(own, ns)
+                    theirs.extend(java.compute_linked_pod(f"j{i}", "game") for i in range(1000))
+                else:
+                    go = GoReader(own, ns)
+                    for i in range(1000):
+                        try:
+                            theirs.append(go.place(f"g{i}", "game"))
+                        except LookupError as exc:  # Go routes only the literal READY, which nobody writes
+                            reader_failed.append(str(exc))
+            except BaseException as exc:  # reported by the main thread
+                reader_failed.append(repr(exc))
+            finally:
+                own.close()
+
+        thread = threading.Thread(target=original_reader)
+        thread.start()
         driver = ClientDriver(make_config(real_url, layout), store=lstore, coherent=False)
+        ours: dict = {}
         try:
-            ours = driver.place_many([f"s{i}" for i in range(1000)], "game")
+            for batch in range(10):
+                ours.update(driver.place_many([f"s{batch * 100 + i}" for i in range(100)], "game"))
         finally:
             driver.close()
-        assert not [r for r in ours.values() if isinstance(r, Exception)]
+            thread.join(timeout=120)
+        assert not thread.is_alive()
+        assert len(ours) == 1000 and not [r for r in ours.values() if isinstance(r, Exception)]
         ours_pods = {r.pod for r in ours.values()}
         # Java's pod 4 is READY to stroute too; Go's pod 4 wrote 'state', which stroute reads as dead.
         assert ours_pods == ({0, 3, 4} if layout == JAVA else {0, 3})
-
         if layout == JAVA:
-            java = JavaReader(client, ns)
-            theirs = [java.compute_linked_pod(f"j{i}", "game") for i in range(1000)]
-            assert None not in theirs
+            assert not reader_failed and len(theirs) == 1000 and None not in theirs
             assert set(theirs) == {0, 3, 4}  # round robin over every pod within min load + 500
         else:
-            go = GoReader(client, ns)
-            with pytest.raises(LookupError, match="service not ready"):
-                go.place("g1", "game")  # Go's reader routes only the literal READY, which nobody writes
-            theirs = []
+            assert theirs == [] and reader_failed == ["service not ready"] * 1000
         landed = {pod for pod in (*ours_pods, *theirs)}
         assert not landed & {1, 2, 5}
         # stroute reads the originals' pods as they are.
