@@ -21,9 +21,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from stroute import names
-from stroute.keys import DEFAULT_LAYOUT, keyspace
 from stroute.errors import InvalidInput, PermissionDenied, StoreError
+from stroute.keys import DEFAULT_LAYOUT, keyspace
 
 # What stroute sends, found by running the test suite as a user with nothing
 # else (tests/test_acl.py). Subcommands are allowed one by one.

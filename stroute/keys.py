@@ -62,7 +62,7 @@ def layout(value: object) -> str:
 class KeySpace:
     """The keys of one namespace under one layout (this base: what every layout shares)."""
 
-    __slots__ = ("prefix", "namespace", "_link_head", "_index_head")
+    __slots__ = ("prefix", "namespace", "_link_head")
 
     layout: str = ""
     default_prefix: str = ""

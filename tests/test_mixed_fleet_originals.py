@@ -80,8 +80,6 @@ def go_fleet(real_url, redis_server, isolated):
 
 
 def test_go_commands_read_what_go_wrote(go_fleet, real_url):
-    client = go_fleet
-
     code, top, err = stroute_json(real_url, "homo-go", GO_NS, "top")
     assert code == 0, err
     services = {s["service"]: s for s in top["services"]}
