@@ -249,3 +249,19 @@ def test_stroute_places_around_original_pods_when_none_is_routable(real_url, lst
     if layout == JAVA:
         with pytest.raises(LookupError):
             JavaReader(client, ns).compute_linked_pod("j1", "game")
+
+
+@pytest.mark.parametrize("state, cordoned", [(RoutingState.DRAINING, False), (RoutingState.READY, True)])
+def test_a_withheld_field_still_names_its_epoch_to_the_claim_check(lstore, layout, state, cordoned):
+    """The five-field form keeps the epoch where state_publish.lua looks for it: a second
+    instance cannot start over an alive withheld pod, the owner continues."""
+    ns = NAMESPACE[layout]
+    if cordoned:
+        lstore.set_cordon(ns, "game", 1, True)
+    first = lstore.publish_state(ns, "game", 1, load=1, state=state, epoch=111, expire_ms=5000, claim="start")
+    assert first.written
+    other = lstore.publish_state(ns, "game", 1, load=1, state=RoutingState.READY, epoch=222, expire_ms=5000,
+                                 claim="start")
+    assert not other.written and other.previous.epoch == 111 and other.previous.state is state
+    again = lstore.publish_state(ns, "game", 1, load=2, state=state, epoch=111, expire_ms=5000, claim="continue")
+    assert again.written and PodState.decode(lstore.client.hget(lstore.keys(ns).state("game"), "1")).load == 2
