@@ -259,6 +259,17 @@ def test_server_publishes_and_client_places_on_the_layout(lconfig, lstore, layou
             server.close()
 
 
+def test_a_java_driver_refuses_another_java_namespace_as_a_mismatch(lconfig, lstore, layout):
+    from stroute.errors import NamespaceMismatch
+
+    driver = ClientDriver(lconfig, store=lstore, coherent=False)
+    try:
+        with pytest.raises(NamespaceMismatch, match="refused: this driver is bound to namespace"):
+            driver.get_linked_pod("app:us:state", "u1", "game")
+    finally:
+        driver.close()
+
+
 # --- the commands -----------------------------------------------------------------------------------
 
 
