@@ -82,7 +82,9 @@ class KeySpace:
         return f"{type(self).__name__}({self.prefix!r}, {self.namespace!r})"
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and (self.prefix, self.namespace) == (other.prefix, other.namespace)  # type: ignore[attr-defined]
+        if type(other) is not type(self):
+            return NotImplemented
+        return (self.prefix, self.namespace) == (other.prefix, other.namespace)  # type: ignore[attr-defined]
 
     def __hash__(self) -> int:
         return hash((type(self), self.prefix, self.namespace))
@@ -163,9 +165,19 @@ class KeySpace:
             return f"names service {names.show(service)}, which breaks the name rule ({names.NAME_RULE})"
         return None
 
-    # Per layout: state(), control(), notes(), workload(), tag(), services(),
-    # probe(), link_pattern(), index_pattern(), state_pattern(), parse_index(),
-    # parse_state(), acl_patterns().
+    def state(self, service: str) -> str:
+        raise NotImplementedError
+
+    # The operator's and the pods' own hashes share the state key's hash tag:
+    # one script reads or writes them together.
+    def control(self, service: str) -> str:
+        return f"{self.state(service)}:ctl"
+
+    def notes(self, service: str) -> str:
+        return f"{self.state(service)}:notes"
+
+    # Per layout too: workload(), tag(), services(), probe(), acl_patterns(),
+    # link_pattern(), index_pattern(), state_pattern(), parse_index(), parse_state().
 
 
 class HomoGoKeys(KeySpace):
@@ -198,12 +210,6 @@ class HomoGoKeys(KeySpace):
 
     def state(self, service: str) -> str:
         return f"{self.prefix}:{{{self.namespace}:state:{service}}}"
-
-    def control(self, service: str) -> str:
-        return f"{self.state(service)}:ctl"
-
-    def notes(self, service: str) -> str:
-        return f"{self.state(service)}:notes"
 
     def workload(self, service: str) -> str:
         return f"{self.prefix}:{{{self.namespace}:workload:{service}}}"
@@ -322,12 +328,6 @@ class HomoJavaKeys(KeySpace):
 
     def state(self, service: str) -> str:
         return f"{self.prefix}-state:{{{self.namespace}:{service}}}"
-
-    def control(self, service: str) -> str:
-        return f"{self.state(service)}:ctl"
-
-    def notes(self, service: str) -> str:
-        return f"{self.state(service)}:notes"
 
     def workload(self, service: str) -> str:
         return f"{self.prefix}-workload:{{{self.namespace}:{service}}}"
