@@ -171,7 +171,9 @@ def bound_namespace(bound: str, asked: object) -> str:
     from stroute.errors import NamespaceMismatch
 
     if asked != bound:
-        namespace(asked)
+        from stroute.keys import any_namespace  # keys builds on this module
+
+        any_namespace(asked)  # a homo-java namespace (APP:REGION:LOGICTYPE) is a namespace too
         raise NamespaceMismatch(
             f"namespace {asked!r} refused: this driver is bound to namespace {bound!r} "
             f"(open a driver for {asked!r} instead)"

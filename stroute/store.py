@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple
 
 from stroute import direct, names
-from stroute.errors import CorruptData, InvalidInput, PermissionDenied, RedisUnavailable, StoreError
-from stroute.keys import KeySpace
+from stroute.errors import ConfigError, CorruptData, InvalidInput, PermissionDenied, RedisUnavailable, StoreError
+from stroute.keys import DEFAULT_LAYOUT, KeySpace, keyspace, layout_class
 
 if TYPE_CHECKING:
     # Imported where used: a command that reads links never loads pod states.
@@ -33,6 +33,7 @@ SCRIPTS = (
     "state_snapshot",
     "state_publish",
     "link_import",
+    "state_cordon",
 )
 
 # How a heartbeat claims its pod's field (see state_publish.lua).
@@ -248,6 +249,9 @@ class Registry:
     services: list[str]
     invalid: list[str]
     wrong_type: str | None = None
+    # With discover: services found by their state keys that are not in the
+    # registry (an original driver's pods never add their service to it).
+    unregistered: tuple[str, ...] = ()
 
 
 class Store:
@@ -257,17 +261,26 @@ class Store:
     `where` is the redacted URL, used in error messages.
     """
 
-    def __init__(self, client: Any, *, prefix: str = "sf", where: str = "redis") -> None:
+    def __init__(self, client: Any, *, prefix: str | None = None, where: str = "redis",
+                 layout: str = DEFAULT_LAYOUT) -> None:
         self.client = client
-        self.prefix = names.prefix(prefix)
+        self.layout = layout
+        self.prefix = names.prefix(prefix or layout_class(layout).default_prefix)
         self.where = where
         self._cluster_scripts: dict[str, Any] = {}  # redis-py script objects, made on first use
         self.cluster = _is_cluster(client)
+        if self.cluster and not layout_class(layout).one_slot:
+            raise ConfigError(
+                f"layout {layout} does not run on Redis Cluster ({where}): it keeps a user's link and "
+                "link index under different hash tags, so no script can change both at once there "
+                "(the original Java driver's scripts fail there too); use a single Redis or Sentinel, "
+                "or layout homo-go")
         self._direct = direct.for_client(client)  # None on a cluster
         if self._direct is None and not self.cluster:
             raise TypeError(f"a Store needs a redis-py (or fakeredis) client, not {type(client).__name__}")
         self._loaded: set[str] = set()  # scripts this Store has SCRIPT LOADed for its pipelines
         self._keyspaces: dict[str, KeySpace] = {}
+        self._discovered: dict[str, tuple[float, list[str]]] = {}  # namespace -> (when, services)
         # A cluster's scripts go to the node owning their keys on connections
         # kept per node (`_node_direct`), so client-side caching can track them.
         self._node_directs: dict[str, Any] = {}
@@ -275,10 +288,17 @@ class Store:
         self.on_topology_change: Any = None  # called with a reason on MOVED/ASK
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = "sf", options: Any = None) -> "Store":
+    def from_url(cls, url: str, *, prefix: str | None = None, options: Any = None,
+                 layout: str = DEFAULT_LAYOUT) -> "Store":
         from stroute.backends import connect, redact
 
-        return cls(connect(url, options), prefix=prefix, where=redact(url))
+        layout_class(layout)  # a bad layout is refused before connecting
+        client = connect(url, options)
+        try:
+            return cls(client, prefix=prefix, where=redact(url), layout=layout)
+        except ConfigError:
+            client.close()
+            raise
 
     def close(self) -> None:
         if self._direct is not None:
@@ -293,7 +313,7 @@ class Store:
     def keys(self, namespace: str) -> KeySpace:
         ks = self._keyspaces.get(namespace)
         if ks is None:
-            ks = self._keyspaces[namespace] = KeySpace(self.prefix, names.namespace(namespace))
+            ks = self._keyspaces[namespace] = keyspace(self.layout, self.prefix, namespace)
         return ks
 
     # --- the border ---------------------------------------------------------
@@ -1081,12 +1101,50 @@ class Store:
         """The registry's service names; entries that are none are left out (see registry())."""
         return self.registry(namespace).services
 
-    def registry(self, namespace: str) -> Registry:
-        """The services registry, its entries that are no service name apart.
+    # A discovery scans the whole keyspace: `top --watch` repeats it at most this often.
+    DISCOVERY_MAX_AGE_S = 30.0
+
+    def discover_services(self, namespace: str, *, max_age_s: float | None = None) -> list[str]:
+        """Services that have a state key in the namespace, found by SCAN (the
+        original drivers write no registry). Names that break the name rule are
+        left out. Kept for `max_age_s` (default DISCOVERY_MAX_AGE_S) per Store."""
+        import time
+
+        ks = self.keys(namespace)
+        max_age = self.DISCOVERY_MAX_AGE_S if max_age_s is None else max_age_s
+        cached = self._discovered.get(namespace)
+        if cached is not None and time.monotonic() - cached[0] < max_age:
+            return cached[1]
+        found = set()
+        for batch in self.scan_keys(ks.state_pattern(), count=1000):
+            for key in batch:
+                parsed = ks.parse_state(key)
+                if parsed is not None and not parsed[1]:
+                    try:
+                        found.add(names.service(parsed[0]))
+                    except InvalidInput:
+                        continue
+        services = sorted(found)
+        self._discovered[namespace] = (time.monotonic(), services)
+        return services
+
+    def registry(self, namespace: str, *, discover: bool = False) -> Registry:
+        """The services registry, its entries that are no service name apart;
+        with `discover`, also the services found by their state keys
+        (discover_services), in `services` and, when not registered, in `unregistered`.
 
         A foreign entry ('bad{name') or a key of another type is data to
         report, not a reason for a command to fail.
         """
+        found = self._registry(namespace)
+        if not discover:
+            return found
+        extra = [s for s in self.discover_services(namespace) if s not in found.services]
+        if not extra:
+            return found
+        return Registry(found.key, sorted([*found.services, *extra]), found.invalid, found.wrong_type, tuple(extra))
+
+    def _registry(self, namespace: str) -> Registry:
         key = self.keys(namespace).services()
         try:
             members = self._call(self.client.smembers, key)
@@ -1129,12 +1187,14 @@ class Store:
         return self._call(self.client.type, key)
 
     def set_cordon(self, namespace: str, service: str, pod: int, cordoned: bool) -> bool:
-        """Set or clear the operator's cordon; returns whether anything changed."""
+        """Set or clear the operator's cordon; returns whether anything changed.
+
+        The pod's state field is withheld from the original drivers (or given
+        back) in the same step: see state_cordon.lua."""
         ks = self.keys(namespace)
-        key = ks.control(names.service(service))
-        if cordoned:
-            return bool(self._call(self.client.hset, key, names.pod(pod), "cordon"))
-        return bool(self._call(self.client.hdel, key, names.pod(pod)))
+        service = names.service(service)
+        keys = [ks.state(service), ks.control(service)]
+        return bool(self._script("state_cordon", keys, [names.pod(pod), int(bool(cordoned))]))
 
     # --- tags ---------------------------------------------------------------------
 

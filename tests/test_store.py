@@ -480,7 +480,8 @@ def test_publish_state(store, raw):
     now = redis_millis(raw)
     assert now - 1000 < published.heartbeat_ms <= now
     assert published.snapshot is None and not published.cordoned
-    assert raw.hget("sf:{default:state:lobby}", "2") == f"42-{published.heartbeat_ms}-2-1234"
+    # DRAINING is withheld from the original drivers: 0 where they read the state (see podstate.py).
+    assert raw.hget("sf:{default:state:lobby}", "2") == f"42-{published.heartbeat_ms}-0-1234-2"
     assert raw.smembers("sf:{default}:services") == {"lobby"}
     assert raw.exists("sf:{default:workload:lobby}") == 0  # only a summarising pod writes it
     store.publish_state(NS, "chat", 0, load=0, state=RoutingState.READY, epoch=None, expire_ms=1000)
