@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
+from itertools import repeat as _repeat
 from typing import Any
 
 # Bumped in a forked child: connections made before the fork belong to the parent.
@@ -36,6 +37,21 @@ try:
     from hiredis import pack_command as _pack_command
 except ImportError:  # redis-py's own packer then
     _pack_command = None
+
+# The bulk reply reader (_read_bulk) reads a connection's hiredis reader
+# itself, where the connection class reads replies redis-py's plain way.
+try:
+    import hiredis as _hiredis
+    from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
+    from redis._parsers.hiredis import _HiredisParser as _HIREDIS_PARSER
+    from redis.connection import AbstractConnection as _AbstractConnection
+
+    _PLAIN_READ_RESPONSE = _AbstractConnection.read_response
+    _PUSH = getattr(_hiredis, "PushNotification", None)
+except ImportError:  # no hiredis, or a redis-py laid out otherwise: replies one by one
+    _HIREDIS_PARSER = _PLAIN_READ_RESPONSE = _NOT_ENOUGH_DATA = _PUSH = None
+# What the bulk reader looks at twice: error replies, and RESP3 pushes.
+_SPECIAL = (Exception,) if _PUSH is None else (Exception, _PUSH)
 
 _CACHING_NO = ("CLIENT", "CACHING", "NO")
 
@@ -222,6 +238,22 @@ def _pack(commands: list[tuple[Any, ...]]) -> list[bytes]:
 
 
 def _read_replies(conn: Any, count: int, keep_errors: bool) -> list[Any]:
+    """The next `count` replies on conn. An error reply is returned in its place
+    with `keep_errors`, else the first one raises once all `count` are read (so
+    the connection stays in step)."""
+    parser = getattr(conn, "_parser", None)
+    if type(parser) is _HIREDIS_PARSER and type(conn).read_response is _PLAIN_READ_RESPONSE:
+        replies = _read_bulk(conn, parser, count)
+    else:
+        replies = _read_one_by_one(conn, count)
+    if not keep_errors:
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+    return replies
+
+
+def _read_one_by_one(conn: Any, count: int) -> list[Any]:
     from redis.exceptions import ResponseError
 
     replies: list[Any] = []
@@ -230,10 +262,68 @@ def _read_replies(conn: Any, count: int, keep_errors: bool) -> list[Any]:
         try:
             replies.append(read())
         except ResponseError as exc:
-            if not keep_errors:
-                raise
             replies.append(exc)
     return replies
+
+
+def _read_bulk(conn: Any, parser: Any, count: int) -> list[Any]:
+    """`count` replies straight from the connection's hiredis reader: each recv
+    is drained of every reply it completed, in a loop that does nothing else.
+
+    Going through conn.read_response costs a few microseconds of Python per
+    reply; a listing reads a PTTL reply per link. What read_response does per
+    reply is done here per batch: an error reply stays in place (a
+    ResponseError, as hiredis's reader builds it for redis-py), a connection
+    error among the replies is raised, a RESP3 push is handed to the parser's
+    handler and not counted, and a socket error is raised as redis-py's
+    ConnectionError or TimeoutError. The caller closes the connection on any
+    exception but a ResponseError, as it does for read_response's.
+    """
+    import redis
+
+    reader = parser._reader
+    if reader is None:
+        raise redis.ConnectionError("Connection closed by server.")
+    gets, more = reader.gets, parser.read_from_socket
+    replies: list[Any] = []
+    append = replies.append
+    try:
+        while True:
+            for _ in range(count - len(replies)):
+                reply = gets()
+                if reply is _NOT_ENOUGH_DATA:
+                    more()
+                    break
+                append(reply)
+            else:
+                if not any(map(isinstance, replies, _repeat(_SPECIAL))):
+                    return replies
+                replies = _special_replies(parser, replies)
+                if len(replies) == count:
+                    return replies
+                append = replies.append
+    except OSError as exc:  # what read_response turns a socket error into
+        if isinstance(exc, TimeoutError):
+            raise redis.TimeoutError(f"Timeout reading from {conn._host_error()}") from None
+        raise redis.ConnectionError(f"Error while reading from {conn._host_error()} : {exc.args}") from None
+
+
+def _special_replies(parser: Any, replies: list[Any]) -> list[Any]:
+    """replies without RESP3 pushes (handed to the parser's handler); a
+    connection error raises, as read_response does."""
+    import redis
+
+    kept = []
+    for reply in replies:
+        if _PUSH is not None and isinstance(reply, _PUSH):
+            parser.handle_push_response(reply)
+            continue
+        if isinstance(reply, redis.ConnectionError):
+            raise reply
+        if isinstance(reply, list) and reply and isinstance(reply[0], redis.ConnectionError):
+            raise reply[0]
+        kept.append(reply)
+    return kept
 
 
 def _disconnect(conn: Any) -> None:
