@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import threading
 from itertools import repeat as _repeat
-from typing import Any
+from typing import Any, Callable, Iterator, NamedTuple
 
 # Bumped in a forked child: connections made before the fork belong to the parent.
 _generation = 0
@@ -110,6 +110,73 @@ class DirectCommands:
             return self._run(_pack(commands), len(commands), keep_errors=True)
         mixed = [part for command in commands for part in (_CACHING_NO, command)]
         return self._run(_pack(mixed), len(mixed), keep_errors=True)[1::2]
+
+    def chain(
+        self, commands: list[Any], follow: Callable[[list[Any]], list[Any] | None]
+    ) -> Iterator[list[Any]]:
+        """Pipelines of reads back to back on one connection, each pipeline's
+        replies yielded in turn; `follow(replies)` gives the next pipeline from
+        the last one's replies (None: the chain ends). A pipeline is a list
+        of command tuples and Packed commands.
+
+        The next pipeline is written before the last one's replies are
+        yielded, so Redis answers it while the caller works on those: a SCAN
+        walk overlaps Redis's work and this process's. An error reply raises
+        (redis-py's exception) once its pipeline is read. Closing the
+        iterator early, or any exception, with a pipeline unanswered, closes
+        the connection: its late replies must not answer another command.
+        A broken connection is replaced and the unanswered pipeline sent once
+        more, as `_run` does.
+        """
+        import redis
+
+        conn = self._acquire()
+        unanswered: tuple[Any, int] | None = None
+        try:
+            packed = _pack(commands)
+            unanswered = (packed, _count(commands))
+            replies = self._send_retrying(conn, packed, unanswered[1])
+            unanswered = None
+            while True:
+                following = follow(replies)
+                if following is None:
+                    yield replies
+                    return
+                packed = _pack(following)
+                unanswered = (packed, _count(following))
+                try:
+                    conn.send_packed_command(packed)
+                    sent = True
+                except redis.ConnectionError:
+                    sent = False  # sent again below, once the caller has these replies
+                yield replies
+                try:
+                    if not sent:
+                        raise redis.ConnectionError("the pipeline was not sent")
+                    replies = _read_replies(conn, unanswered[1], False)
+                except redis.ConnectionError:
+                    conn.disconnect()
+                    conn.connect()
+                    replies = self._send(conn, packed, unanswered[1], False)
+                unanswered = None
+        except redis.exceptions.ResponseError:
+            unanswered = None  # raised once its pipeline was read in full: the connection is in step
+            raise
+        finally:
+            if unanswered is not None:
+                conn.disconnect()
+            self._release(conn)
+
+    def _send_retrying(self, conn: Any, packed: Any, count: int) -> list[Any]:
+        """_send, and on a broken connection once more on a fresh one (see _run)."""
+        import redis
+
+        try:
+            return self._send(conn, packed, count, False)
+        except redis.ConnectionError:
+            conn.disconnect()
+            conn.connect()
+            return self._send(conn, packed, count, False)
 
     def _run(self, packed: Any, count: int, *, keep_errors: bool = False) -> list[Any]:
         """Send packed commands and read their `count` replies.
@@ -220,12 +287,56 @@ class PooledCommands(DirectCommands):
         self._pool.release(conn)
 
 
-def _pack(commands: list[tuple[Any, ...]]) -> list[bytes]:
-    """The commands in Redis's protocol, packed before a connection is taken:
-    by hiredis in one pass (redis-py's packer walks every argument in Python
-    first), else by redis-py's own packer."""
+class Packed(NamedTuple):
+    """Commands already in Redis's protocol (see pack_per_key), and how many
+    they are; chain() takes them among its command tuples."""
+
+    data: bytes
+    count: int
+
+
+def pack_per_key(keys: list[str], *, together: tuple[str, ...] = (), each: tuple[str, ...] = ()) -> Packed:
+    """Commands over many keys, packed in one pass over the keys: each
+    command of `together` once with every key (MGET k1 k2 ...), then each
+    command of `each` once per key (PTTL k1, PTTL k2, ...). A listing sends
+    a PTTL per link; packing each through the general packer costs more than
+    the round trip's share."""
     import redis
 
+    try:
+        args = [b"$%d\r\n%s\r\n" % (len(key), key) for key in map(str.encode, keys)]
+    except UnicodeEncodeError as exc:
+        raise redis.DataError(f"cannot send {type(exc).__name__}: {exc}") from None
+    if not args:
+        return Packed(b"", 0)
+    parts = []
+    for command in together:
+        parts.append(b"*%d\r\n" % (len(args) + 1) + _bulk(command))
+        parts.extend(args)
+    for command in each:
+        lead = b"*2\r\n" + _bulk(command)
+        parts.append(lead)
+        parts.append(lead.join(args))
+    return Packed(b"".join(parts), len(together) + len(each) * len(args))
+
+
+def _bulk(text: str) -> bytes:
+    data = text.encode()
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+def _count(commands: list[Any]) -> int:
+    return sum(part.count if type(part) is Packed else 1 for part in commands)
+
+
+def _pack(commands: list[Any]) -> list[bytes]:
+    """The commands in Redis's protocol, packed before a connection is taken:
+    by hiredis in one pass (redis-py's packer walks every argument in Python
+    first), else by redis-py's own packer. A Packed part is taken as it is."""
+    import redis
+
+    if any(type(part) is Packed for part in commands):
+        return [b"".join(part.data if type(part) is Packed else _pack([part])[0] for part in commands)]
     try:
         if _pack_command is not None:
             return [b"".join(map(_pack_command, commands))]

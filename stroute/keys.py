@@ -115,7 +115,17 @@ class KeySpace:
         key was written by someone else, and guessing where its uid ends would
         give it to the wrong user (`a}b}game` is no link of uid 'a').
         """
+        return list(zip(*self.parse_link_columns(keys, unparseable)))
+
+    def parse_link_columns(
+        self, keys: list[str], unparseable: list[tuple[str, str]] | None = None
+    ) -> tuple[list[str], list[str], list[str]]:
+        """parse_links as three lists, the keys, their uids and their services:
+        a listing parses every page, and this builds no tuple per key."""
         head = f"{self.prefix}:{{{self.namespace}:lk:"
+        columns = _split_links(keys, head)
+        if columns is not None:
+            return columns
         start = len(head)
         out = []
         for key in keys:
@@ -125,20 +135,45 @@ class KeySpace:
                     out.append((key, uid, service))
                 elif unparseable is not None:
                     unparseable.append((key, "is no link key: it has no uid or no service"))
-        try:  # in bulk: this runs for every page of a scan
-            names.uids([uid for _, uid, _ in out])
-            for service in {service for _, _, service in out}:
-                names.service(service)
-        except InvalidInput:
-            good = []
-            for key, uid, service in out:
-                problem = _name_problem(uid, service)
-                if problem is None:
-                    good.append((key, uid, service))
-                elif unparseable is not None:
-                    unparseable.append((key, problem))
-            out = good
-        return out
+        good = []
+        for key, uid, service in out:
+            problem = _name_problem(uid, service)
+            if problem is None:
+                good.append((key, uid, service))
+            elif unparseable is not None:
+                unparseable.append((key, problem))
+        return [key for key, _, _ in good], [uid for _, uid, _ in good], [service for _, _, service in good]
+
+
+def _split_links(keys: list[str], head: str) -> tuple[list[str], list[str], list[str]] | None:
+    """parse_link_columns of a page whose keys are all good link keys, by
+    whole-page string operations (this runs for every page of a listing);
+    None when some key is not, for the key-by-key parse to sort out.
+
+    Joined by newlines (no good key holds one), every line starts with
+    `head`; what follows splits at '}' into uid and service, which must
+    rebuild the page (so each line held exactly one '}') and pass the
+    naming rules in bulk."""
+    if not keys:
+        return [], [], []
+    count = len(keys)
+    joined = "\n".join(keys)
+    if not joined.startswith(head) or joined.count("\n") != count - 1 or joined.count("\n" + head) != count - 1:
+        return None
+    body = joined[len(head):].replace("\n" + head, "\n")
+    parts = body.replace("}", "\n").split("\n")
+    if len(parts) != 2 * count:
+        return None
+    uids, services = parts[0::2], parts[1::2]
+    if "\n".join(map("}".join, zip(uids, services))) != body:
+        return None
+    try:
+        names.uids(uids)
+        for service in set(services):
+            names.service(service)
+    except InvalidInput:
+        return None
+    return keys, uids, services
 
 
 def _name_problem(uid: str, service: str) -> str | None:
