@@ -206,3 +206,111 @@ def test_a_cluster_client_keeps_its_own_path(redis_cluster, cluster_url):
     client = connect(cluster_url)
     assert direct.for_client(client) is None
     client.close()
+
+
+# --- replies read in bulk, and chains of pipelines ------------------------------------------------
+
+
+def test_a_pipeline_of_many_replies_is_read_whole_with_its_errors_in_place(raw, real_url):
+    """Thousands of replies arrive over many socket reads; each is in its place."""
+    commands = _commands(real_url, "direct-bulk")
+    raw.mset({f"k{i}": str(i) for i in range(3000)})
+    raw.hset("h", "f", "v")
+    pipeline = [("GET", f"k{i}") for i in range(3000)]
+    pipeline[1500] = ("GET", "h")
+    replies = commands.pipeline(pipeline)
+    assert isinstance(replies[1500], redis.ResponseError) and "WRONGTYPE" in str(replies[1500])
+    assert replies[:1500] + replies[1501:] == [str(i) for i in range(3000) if i != 1500]
+    assert commands.call("GET", "k7") == "7"
+    commands.close()
+
+
+def test_a_push_between_replies_is_not_taken_for_one(raw, real_url, monkeypatch):
+    """RESP3: an invalidation pushed on the connection itself (tracking without
+    a redirect) comes before the next pipeline's replies; it goes to redis-py's
+    push handler and is not counted as a reply."""
+    from redis._parsers.hiredis import _HiredisParser
+
+    pushed = []
+    real = _HiredisParser.handle_push_response
+    monkeypatch.setattr(_HiredisParser, "handle_push_response",
+                        lambda self, response, **kw: (pushed.append(response), real(self, response, **kw))[1])
+    commands = _commands(real_url, "direct-push")
+    raw.set("watched", "1")
+    assert commands.call("CLIENT", "TRACKING", "ON") == "OK"
+    assert commands.call("GET", "watched") == "1"
+    raw.set("watched", "2")  # the invalidation is queued on the connection before anything sent after this
+    assert commands.pipeline([("GET", "watched"), ("PTTL", "watched")]) == ["2", -1]
+    assert [p[0] for p in pushed] == ["invalidate"]
+    assert commands.call("ECHO", "in step") == "in step"
+    commands.close()
+
+
+def test_a_chain_overlaps_writes_and_keeps_its_connection_in_step(raw, real_url):
+    commands = _commands(real_url, "direct-chain")
+    raw.mset({"a": "1", "b": "2", "c": "3"})
+    sent = []
+
+    def follow(replies):
+        sent.append(replies)
+        return None if len(sent) == 3 else [("GET", "abc"[len(sent)]), ("CLIENT", "ID")]
+
+    chain = commands.chain([("GET", "a"), ("CLIENT", "ID")], follow)
+    first = next(chain)
+    assert first[0] == "1" and len(sent) == 1  # the second pipeline is already written
+    assert [replies[0] for replies in chain] == ["2", "3"]
+    assert len({first[1], *(replies[1] for replies in sent)}) == 1  # one connection throughout
+    assert commands.call("CLIENT", "ID") == first[1]  # handed back in step
+    commands.close()
+
+
+def test_a_chain_closed_with_a_pipeline_unanswered_closes_its_connection(raw, real_url):
+    """A late reply must not answer the next command: the connection goes."""
+    commands = _commands(real_url, "direct-chain-closed")
+    raw.set("a", "1")
+    chain = commands.chain([("CLIENT", "ID")], lambda replies: [("GET", "a")])
+    used = next(chain)[0]
+    chain.close()
+    assert commands.call("GET", "a") == "1"
+    assert commands.call("CLIENT", "ID") != used
+    wait_until(lambda: used not in _client_ids(raw, "direct-chain-closed"), what="the chain's connection to close")
+    commands.close()
+
+
+def test_a_chain_whose_connection_breaks_sends_the_unanswered_pipeline_again(raw, real_url):
+    commands = _commands(real_url, "direct-chain-killed")
+    raw.set("a", "1")
+    ids = []
+
+    def follow(replies):
+        ids.append(replies[-1])
+        if len(ids) == 1:
+            raw.client_kill_filter(_id=replies[-1])  # before the second pipeline is written
+            return [("GET", "a"), ("CLIENT", "ID")]
+        return None
+
+    replies = list(commands.chain([("CLIENT", "ID")], follow))
+    assert replies[1][0] == "1" and replies[1][1] != ids[0]
+    commands.close()
+
+
+def test_an_error_reply_in_a_chain_raises_and_keeps_the_connection(raw, real_url):
+    commands = _commands(real_url, "direct-chain-error")
+    raw.hset("h", "f", "v")
+    chain = commands.chain([("CLIENT", "ID")], lambda replies: [("GET", "h"), ("PING",)] if replies[0] != "PONG" else None)
+    used = next(chain)[0]
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        next(chain)
+    assert commands.call("CLIENT", "ID") == used  # every reply was read: in step
+    commands.close()
+
+
+def test_commands_packed_per_key_are_packed_as_one_by_one(raw, real_url):
+    keys = ["sf:{d:lk:用户}s", "k", "sf:{d:lk:a}b"]
+    packed = direct.pack_per_key(keys, together=("MGET",), each=("PTTL", "TYPE"))
+    assert packed.count == 1 + 2 * 3
+    assert packed.data == direct._pack([("MGET", *keys), *[("PTTL", k) for k in keys],
+                                        *[("TYPE", k) for k in keys]])[0]
+    assert direct.pack_per_key([], together=("MGET",), each=("PTTL",)) == (b"", 0)
+    with pytest.raises(redis.DataError):
+        direct.pack_per_key(["a\ud800b"], each=("PTTL",))
