@@ -119,7 +119,7 @@ def publish_pods(h: Harness, count: int, loads: list[int] | None = None) -> None
 
 def count_round_trips(store: Store, fn: Callable[[], object]) -> int:
     """Round trips the store made while fn ran: each single command and each
-    pipeline it sent on its own connections (not on a cluster)."""
+    pipeline it sent on its own connections, a chain's too (not on a cluster)."""
     commands = store._direct
     if commands is None:
         raise RuntimeError("round trips are counted on a single Redis only")
@@ -132,11 +132,20 @@ def count_round_trips(store: Store, fn: Callable[[], object]) -> int:
             return method(*args, **kwargs)
         return run
 
+    def counted_chain(method):
+        def run(*args, **kwargs):
+            nonlocal trips
+            for replies in method(*args, **kwargs):
+                trips += 1  # each pipeline of a chain
+                yield replies
+        return run
+
     commands.call, commands.pipeline = counted(commands.call), counted(commands.pipeline)
+    commands.chain = counted_chain(commands.chain)
     try:
         fn()
     finally:
-        del commands.call, commands.pipeline  # back to the class's methods
+        del commands.call, commands.pipeline, commands.chain  # back to the class's methods
     return trips
 
 

@@ -38,20 +38,36 @@ try:
 except ImportError:  # redis-py's own packer then
     _pack_command = None
 
-# The bulk reply reader (_read_bulk) reads a connection's hiredis reader
-# itself, where the connection class reads replies redis-py's plain way.
-try:
-    import hiredis as _hiredis
-    from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
-    from redis._parsers.hiredis import _HiredisParser as _HIREDIS_PARSER
-    from redis.connection import AbstractConnection as _AbstractConnection
+# What the bulk reply reader (_read_bulk) needs of redis-py and hiredis,
+# looked up on first use (importing redis here would slow every command's
+# start): it reads a connection's hiredis reader itself, where the
+# connection class reads replies redis-py's plain way.
+_bulk_found: Any = None
 
-    _PLAIN_READ_RESPONSE = _AbstractConnection.read_response
-    _PUSH = getattr(_hiredis, "PushNotification", None)
-except ImportError:  # no hiredis, or a redis-py laid out otherwise: replies one by one
-    _HIREDIS_PARSER = _PLAIN_READ_RESPONSE = _NOT_ENOUGH_DATA = _PUSH = None
-# What the bulk reader looks at twice: error replies, and RESP3 pushes.
-_SPECIAL = (Exception,) if _PUSH is None else (Exception, _PUSH)
+
+class _BulkNeeds(NamedTuple):
+    parser: Any  # redis-py's hiredis parser class
+    read_response: Any  # the plain Connection.read_response
+    not_enough_data: Any  # what the reader returns when a reply is incomplete
+    push: Any  # hiredis's RESP3 push type, or None
+    special: tuple[type, ...]  # what the reader looks at twice: error replies and pushes
+
+
+def _bulk_needs() -> _BulkNeeds | None:
+    global _bulk_found
+    if _bulk_found is None:
+        try:
+            import hiredis
+            from redis._parsers.hiredis import NOT_ENOUGH_DATA, _HiredisParser
+            from redis.connection import AbstractConnection
+
+            push = getattr(hiredis, "PushNotification", None)
+            _bulk_found = _BulkNeeds(_HiredisParser, AbstractConnection.read_response, NOT_ENOUGH_DATA, push,
+                               (Exception,) if push is None else (Exception, push))
+        except ImportError:  # no hiredis, or a redis-py laid out otherwise: replies one by one
+            _bulk_found = False
+    return _bulk_found or None
+
 
 _CACHING_NO = ("CLIENT", "CACHING", "NO")
 
@@ -311,16 +327,16 @@ def pack_per_key(keys: list[str], *, together: tuple[str, ...] = (), each: tuple
         return Packed(b"", 0)
     parts = []
     for command in together:
-        parts.append(b"*%d\r\n" % (len(args) + 1) + _bulk(command))
+        parts.append(b"*%d\r\n" % (len(args) + 1) + _bulk_string(command))
         parts.extend(args)
     for command in each:
-        lead = b"*2\r\n" + _bulk(command)
+        lead = b"*2\r\n" + _bulk_string(command)
         parts.append(lead)
         parts.append(lead.join(args))
     return Packed(b"".join(parts), len(together) + len(each) * len(args))
 
 
-def _bulk(text: str) -> bytes:
+def _bulk_string(text: str) -> bytes:
     data = text.encode()
     return b"$%d\r\n%s\r\n" % (len(data), data)
 
@@ -353,8 +369,9 @@ def _read_replies(conn: Any, count: int, keep_errors: bool) -> list[Any]:
     with `keep_errors`, else the first one raises once all `count` are read (so
     the connection stays in step)."""
     parser = getattr(conn, "_parser", None)
-    if type(parser) is _HIREDIS_PARSER and type(conn).read_response is _PLAIN_READ_RESPONSE:
-        replies = _read_bulk(conn, parser, count)
+    needs = _bulk_needs()
+    if needs is not None and type(parser) is needs.parser and type(conn).read_response is needs.read_response:
+        replies = _read_bulk(conn, parser, count, needs)
     else:
         replies = _read_one_by_one(conn, count)
     if not keep_errors:
@@ -377,7 +394,7 @@ def _read_one_by_one(conn: Any, count: int) -> list[Any]:
     return replies
 
 
-def _read_bulk(conn: Any, parser: Any, count: int) -> list[Any]:
+def _read_bulk(conn: Any, parser: Any, count: int, needs: _BulkNeeds) -> list[Any]:
     """`count` replies straight from the connection's hiredis reader: each recv
     is drained of every reply it completed, in a loop that does nothing else.
 
@@ -395,21 +412,21 @@ def _read_bulk(conn: Any, parser: Any, count: int) -> list[Any]:
     reader = parser._reader
     if reader is None:
         raise redis.ConnectionError("Connection closed by server.")
-    gets, more = reader.gets, parser.read_from_socket
+    gets, more, not_enough_data, special = reader.gets, parser.read_from_socket, needs.not_enough_data, needs.special
     replies: list[Any] = []
     append = replies.append
     try:
         while True:
             for _ in range(count - len(replies)):
                 reply = gets()
-                if reply is _NOT_ENOUGH_DATA:
+                if reply is not_enough_data:
                     more()
                     break
                 append(reply)
             else:
-                if not any(map(isinstance, replies, _repeat(_SPECIAL))):
+                if not any(map(isinstance, replies, _repeat(special))):
                     return replies
-                replies = _special_replies(parser, replies)
+                replies = _special_replies(parser, replies, needs.push)
                 if len(replies) == count:
                     return replies
                 append = replies.append
@@ -419,14 +436,14 @@ def _read_bulk(conn: Any, parser: Any, count: int) -> list[Any]:
         raise redis.ConnectionError(f"Error while reading from {conn._host_error()} : {exc.args}") from None
 
 
-def _special_replies(parser: Any, replies: list[Any]) -> list[Any]:
+def _special_replies(parser: Any, replies: list[Any], push: Any) -> list[Any]:
     """replies without RESP3 pushes (handed to the parser's handler); a
     connection error raises, as read_response does."""
     import redis
 
     kept = []
     for reply in replies:
-        if _PUSH is not None and isinstance(reply, _PUSH):
+        if push is not None and isinstance(reply, push):
             parser.handle_push_response(reply)
             continue
         if isinstance(reply, redis.ConnectionError):
