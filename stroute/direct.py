@@ -127,72 +127,74 @@ class DirectCommands:
         mixed = [part for command in commands for part in (_CACHING_NO, command)]
         return self._run(_pack(mixed), len(mixed), keep_errors=True)[1::2]
 
-    def chain(
-        self, commands: list[Any], follow: Callable[[list[Any]], list[Any] | None]
-    ) -> Iterator[list[Any]]:
-        """Pipelines of reads back to back on one connection, each pipeline's
-        replies yielded in turn; `follow(replies)` gives the next pipeline from
-        the last one's replies (None: the chain ends). A pipeline is a list
-        of command tuples and Packed commands.
+    def chain(self, commands: list[Any], follow: Callable[[Any], list[Any] | None]) -> Iterator[list[Any]]:
+        """Pipelines of reads on one connection, each one's replies yielded in
+        turn; `follow(first)` gives the next pipeline from the first reply of
+        the last one (None: the chain ends). A pipeline is a list of command
+        tuples and Packed commands.
 
-        The next pipeline is written before the last one's replies are
-        yielded, so Redis answers it while the caller works on those: a SCAN
-        walk overlaps Redis's work and this process's. An error reply raises
-        (redis-py's exception) once its pipeline is read. Closing the
+        The next pipeline is written as soon as that first reply is in, while
+        Redis still works on the rest of the last one, and before its replies
+        are yielded: Redis always has the next page of a SCAN walk to work
+        on while this process reads and builds the last one. An error reply
+        raises (redis-py's exception) once its pipeline is read. Closing the
         iterator early, or any exception, with a pipeline unanswered, closes
-        the connection: its late replies must not answer another command.
-        A broken connection is replaced and the unanswered pipeline sent once
+        the connection: its late replies must not answer another command. A
+        broken connection is replaced and the unanswered pipelines sent once
         more, as `_run` does.
         """
         import redis
 
         conn = self._acquire()
-        unanswered: tuple[Any, int] | None = None
+        # Pipelines written and not yet answered in full, oldest first:
+        # [packed, count, whether follow() has had its first reply].
+        flight: list[list[Any]] = []
         try:
-            packed = _pack(commands)
-            unanswered = (packed, _count(commands))
-            replies = self._send_retrying(conn, packed, unanswered[1])
-            unanswered = None
-            while True:
-                following = follow(replies)
-                if following is None:
-                    yield replies
-                    return
-                packed = _pack(following)
-                unanswered = (packed, _count(following))
+            try:
+                self._ready(conn)
+            except redis.ConnectionError:
+                conn.disconnect()
+                conn.connect()
+                self._ready(conn)
+            _write(conn, flight, commands)
+            retried = False
+            while flight:
+                oldest = flight[0]
                 try:
-                    conn.send_packed_command(packed)
-                    sent = True
+                    replies = _read_replies(conn, 1, True)
+                    if not oldest[2]:
+                        oldest[2] = True
+                        following = None if isinstance(replies[0], Exception) else follow(replies[0])
+                        if following is not None:
+                            _write(conn, flight, following)
+                    replies += _read_replies(conn, oldest[1] - 1, True)
                 except redis.ConnectionError:
-                    sent = False  # sent again below, once the caller has these replies
-                yield replies
-                try:
-                    if not sent:
-                        raise redis.ConnectionError("the pipeline was not sent")
-                    replies = _read_replies(conn, unanswered[1], False)
-                except redis.ConnectionError:
+                    if retried:
+                        raise
+                    retried = True
                     conn.disconnect()
-                    conn.connect()
-                    replies = self._send(conn, packed, unanswered[1], False)
-                unanswered = None
-        except redis.exceptions.ResponseError:
-            unanswered = None  # raised once its pipeline was read in full: the connection is in step
-            raise
+                    conn.connect()  # through connect(), so a Sentinel connection asks where the master is now
+                    self._ready(conn)
+                    conn.send_packed_command([part for packed, _, _ in flight for part in packed])
+                    continue
+                retried = False
+                flight.pop(0)
+                for reply in replies:
+                    if isinstance(reply, Exception):
+                        raise reply
+                yield replies
         finally:
-            if unanswered is not None:
+            if flight:
                 conn.disconnect()
             self._release(conn)
 
-    def _send_retrying(self, conn: Any, packed: Any, count: int) -> list[Any]:
-        """_send, and on a broken connection once more on a fresh one (see _run)."""
-        import redis
-
-        try:
-            return self._send(conn, packed, count, False)
-        except redis.ConnectionError:
-            conn.disconnect()
-            conn.connect()
-            return self._send(conn, packed, count, False)
+    def _ready(self, conn: Any) -> None:
+        """With tracking, a connection not yet redirected to the listener's
+        current id turns it on (see _send) before a chain writes on it."""
+        tracking = self.tracking
+        redirect = None if tracking is None else tracking.client_id
+        if redirect is not None and getattr(conn, "_stroute_redirect", None) != redirect:
+            self._send(conn, _pack([("PING",)]), 1, False)
 
     def _run(self, packed: Any, count: int, *, keep_errors: bool = False) -> list[Any]:
         """Send packed commands and read their `count` replies.
@@ -339,6 +341,19 @@ def pack_per_key(keys: list[str], *, together: tuple[str, ...] = (), each: tuple
 def _bulk_string(text: str) -> bytes:
     data = text.encode()
     return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+def _write(conn: Any, flight: list[list[Any]], commands: list[Any]) -> None:
+    """Write a chain's pipeline and count it in flight; a write that breaks
+    the connection is left for the read that follows to find and retry."""
+    import redis
+
+    packed = _pack(commands)
+    flight.append([packed, _count(commands), False])
+    try:
+        conn.send_packed_command(packed)
+    except redis.ConnectionError:
+        pass
 
 
 def _count(commands: list[Any]) -> int:

@@ -793,34 +793,33 @@ class Store:
         """(parsed keys, values, PTTLs) of each SCAN page, on one Redis.
 
         Redis has no command that reads many TTLs at once, so a page is one
-        MGET and a PTTL per key; they go in one write with the SCAN of the
-        next page, so each page costs one round trip. That write goes out
-        as soon as the previous one is answered, before this process turns
-        the previous page into links (DirectCommands.chain): Redis reads one
-        page while this process builds the other."""
+        MGET and a PTTL per key; they go in one write after the SCAN of the
+        next page, so each page costs one round trip. The next write goes
+        out as soon as that SCAN is answered (DirectCommands.chain), while
+        Redis still reads the page's values and TTLs: Redis always has a
+        page to read while this process builds the last one."""
         scan = ("SCAN", "MATCH", match, "COUNT", count)
         # What each write in flight carries, oldest first: the parsed keys of
-        # the page it reads (or the CorruptData their names raised, due when
-        # that page's turn comes), and whether it ends with a SCAN.
+        # the page it reads (None: none; or the CorruptData their names
+        # raised, due when that page's turn comes), and whether it starts
+        # with a SCAN.
         writes: list[tuple[Any, bool]] = [(None, True)]
 
-        def follow(replies: list[Any]) -> list[Any] | None:
+        def follow(first: Any) -> list[Any] | None:
             if not writes[-1][1]:
                 return None
-            cursor, keys = replies[-1]
+            cursor, keys = first
             try:
                 parsed = self._parse_page(ks, keys, bad) if keys else None
             except CorruptData as exc:
                 writes.append((exc, False))
                 return None
-            commands: list[Any] = []
-            if parsed and parsed[0]:
+            more = int(cursor) != 0
+            commands: list[Any] = [(scan[0], cursor, *scan[1:])] if more else []
+            if parsed is not None and parsed[0]:
                 commands.append(direct.pack_per_key(parsed[0], together=("MGET",), each=("PTTL",)))
             else:
                 parsed = None
-            more = int(cursor) != 0
-            if more:
-                commands.append((scan[0], cursor, *scan[1:]))
             writes.append((parsed, more))
             return commands or None
 
@@ -830,9 +829,10 @@ class Store:
                 replies = self._call(next, chain, None)
                 if replies is None:
                     break
-                parsed = writes.pop(0)[0]
+                parsed, scanned = writes.pop(0)
                 if parsed is not None:
-                    yield parsed, replies[0], replies[1:len(parsed[0]) + 1]
+                    reads = replies[1:] if scanned else replies
+                    yield parsed, reads[0], reads[1:]
             for parsed, _ in writes:  # a page whose keys were never read: its bad name is raised now
                 if isinstance(parsed, CorruptData):
                     raise parsed

@@ -246,21 +246,25 @@ def test_a_push_between_replies_is_not_taken_for_one(raw, real_url, monkeypatch)
     commands.close()
 
 
-def test_a_chain_overlaps_writes_and_keeps_its_connection_in_step(raw, real_url):
+def test_a_chain_writes_the_next_pipeline_once_the_first_reply_is_in(raw, real_url):
+    """The next pipeline goes out while Redis works on the rest of the last one,
+    on the same connection, which is handed back in step."""
     commands = _commands(real_url, "direct-chain")
     raw.mset({"a": "1", "b": "2", "c": "3"})
-    sent = []
+    firsts = []
 
-    def follow(replies):
-        sent.append(replies)
-        return None if len(sent) == 3 else [("GET", "abc"[len(sent)]), ("CLIENT", "ID")]
+    def follow(first):
+        firsts.append(first)
+        # Pipelines after the first start with the CLIENT ID the last one's
+        # follow saw, so the connection can be compared across them.
+        return None if len(firsts) == 3 else [("CLIENT", "ID"), ("GET", "abc"[len(firsts)])]
 
-    chain = commands.chain([("GET", "a"), ("CLIENT", "ID")], follow)
+    chain = commands.chain([("CLIENT", "ID"), ("GET", "a")], follow)
     first = next(chain)
-    assert first[0] == "1" and len(sent) == 1  # the second pipeline is already written
-    assert [replies[0] for replies in chain] == ["2", "3"]
-    assert len({first[1], *(replies[1] for replies in sent)}) == 1  # one connection throughout
-    assert commands.call("CLIENT", "ID") == first[1]  # handed back in step
+    assert first[1] == "1" and firsts == [first[0]]  # the second pipeline was written before this was yielded
+    assert [replies[1] for replies in chain] == ["2", "3"]
+    assert len(set(firsts)) == 1  # one connection throughout
+    assert commands.call("CLIENT", "ID") == first[0]  # handed back in step
     commands.close()
 
 
@@ -268,7 +272,7 @@ def test_a_chain_closed_with_a_pipeline_unanswered_closes_its_connection(raw, re
     """A late reply must not answer the next command: the connection goes."""
     commands = _commands(real_url, "direct-chain-closed")
     raw.set("a", "1")
-    chain = commands.chain([("CLIENT", "ID")], lambda replies: [("GET", "a")])
+    chain = commands.chain([("CLIENT", "ID")], lambda first: [("GET", "a")])
     used = next(chain)[0]
     chain.close()
     assert commands.call("GET", "a") == "1"
@@ -277,31 +281,38 @@ def test_a_chain_closed_with_a_pipeline_unanswered_closes_its_connection(raw, re
     commands.close()
 
 
-def test_a_chain_whose_connection_breaks_sends_the_unanswered_pipeline_again(raw, real_url):
-    commands = _commands(real_url, "direct-chain-killed")
-    raw.set("a", "1")
+@pytest.mark.parametrize("when", ["between pipelines", "with two in flight"])
+def test_a_chain_whose_connection_breaks_sends_the_unanswered_pipelines_again(raw, real_url, when):
+    commands = _commands(real_url, f"direct-chain-killed-{when[0]}")
+    raw.mset({"a": "1", "b": "2"})
     ids = []
 
-    def follow(replies):
-        ids.append(replies[-1])
+    def follow(first):
+        ids.append(first)
         if len(ids) == 1:
-            raw.client_kill_filter(_id=replies[-1])  # before the second pipeline is written
-            return [("GET", "a"), ("CLIENT", "ID")]
+            if when == "between pipelines":
+                raw.client_kill_filter(_id=first)  # before the second pipeline is written
+            return [("CLIENT", "ID"), ("GET", "a")]
+        if len(ids) == 2:
+            if when == "with two in flight":
+                raw.client_kill_filter(_id=first)  # the first pipeline's rest and the third unread
+            return [("CLIENT", "ID"), ("GET", "b")]
         return None
 
-    replies = list(commands.chain([("CLIENT", "ID")], follow))
-    assert replies[1][0] == "1" and replies[1][1] != ids[0]
+    pipelines = list(commands.chain([("CLIENT", "ID"), ("ECHO", "x")], follow))
+    assert [p[1] for p in pipelines] == ["x", "1", "2"]
+    assert len(set(p[0] for p in pipelines)) == 2  # one new connection, once
     commands.close()
 
 
-def test_an_error_reply_in_a_chain_raises_and_keeps_the_connection(raw, real_url):
+def test_an_error_reply_in_a_chain_raises_and_keeps_the_connection_in_step(raw, real_url):
     commands = _commands(real_url, "direct-chain-error")
     raw.hset("h", "f", "v")
-    chain = commands.chain([("CLIENT", "ID")], lambda replies: [("GET", "h"), ("PING",)] if replies[0] != "PONG" else None)
+    chain = commands.chain([("CLIENT", "ID")], lambda first: [("PING",), ("GET", "h")] if first != "PONG" else None)
     used = next(chain)[0]
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         next(chain)
-    assert commands.call("CLIENT", "ID") == used  # every reply was read: in step
+    assert commands.call("CLIENT", "ID") == used  # every reply was read
     commands.close()
 
 
