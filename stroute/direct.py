@@ -424,7 +424,7 @@ def _read_bulk(conn: Any, parser: Any, count: int, needs: _BulkNeeds) -> list[An
     """
     import redis
 
-    reader = parser._reader
+    reader = getattr(parser, "_reader", None)  # set once connected, None once closed
     if reader is None:
         raise redis.ConnectionError("Connection closed by server.")
     gets, more, not_enough_data, special = reader.gets, parser.read_from_socket, needs.not_enough_data, needs.special
@@ -463,8 +463,6 @@ def _special_replies(parser: Any, replies: list[Any], push: Any) -> list[Any]:
             continue
         if isinstance(reply, redis.ConnectionError):
             raise reply
-        if isinstance(reply, list) and reply and isinstance(reply[0], redis.ConnectionError):
-            raise reply[0]
         kept.append(reply)
     return kept
 

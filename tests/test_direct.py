@@ -325,3 +325,14 @@ def test_commands_packed_per_key_are_packed_as_one_by_one(raw, real_url):
     assert direct.pack_per_key([], together=("MGET",), each=("PTTL",)) == (b"", 0)
     with pytest.raises(redis.DataError):
         direct.pack_per_key(["a\ud800b"], each=("PTTL",))
+
+
+def test_a_refused_connection_raises_connection_error_from_a_chain_and_a_pipeline():
+    from stroute.testing import free_port
+
+    commands = direct.for_client(connect(f"redis://127.0.0.1:{free_port()}/0", ConnectOptions(socket_timeout=1)))
+    with pytest.raises(redis.ConnectionError):
+        list(commands.chain([("PING",)], lambda first: None))
+    with pytest.raises(redis.ConnectionError):
+        commands.pipeline([("PING",), ("PING",)])
+    commands.close()
