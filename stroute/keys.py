@@ -125,6 +125,16 @@ class KeySpace:
         key was written by someone else, and guessing where its uid ends would
         give it to the wrong user (`a}b}game` is no link of uid 'a').
         """
+        return list(zip(*self.parse_link_columns(keys, unparseable)))
+
+    def parse_link_columns(
+        self, keys: list[str], unparseable: list[tuple[str, str]] | None = None
+    ) -> tuple[list[str], list[str], list[str]]:
+        """parse_links as three lists, the keys, their uids and their services:
+        a listing parses every page, and this builds no tuple per key."""
+        columns = self._page_columns(keys)
+        if columns is not None:
+            return columns
         out = self._split_links(keys, unparseable)
         try:  # in bulk: this runs for every page of a scan
             names.uids([uid for _, uid, _ in out])
@@ -142,7 +152,12 @@ class KeySpace:
                 elif unparseable is not None:
                     unparseable.append((key, problem))
             out = good
-        return out
+        return [key for key, _, _ in out], [uid for _, uid, _ in out], [service for _, _, service in out]
+
+    def _page_columns(self, keys: list[str]) -> tuple[list[str], list[str], list[str]] | None:
+        """parse_link_columns of a page of good keys by whole-page string
+        operations, or None (then keys are parsed one by one)."""
+        return None
 
     def _split_links(self, keys: list[str], unparseable: list[tuple[str, str]] | None) -> list[tuple[str, str, str]]:
         raise NotImplementedError
@@ -282,6 +297,9 @@ class HomoGoKeys(KeySpace):
             return None
         return service, tail == ":ctl"
 
+    def _page_columns(self, keys: list[str]) -> tuple[list[str], list[str], list[str]] | None:
+        return _split_page(keys, self._link_head)
+
     def _split_links(self, keys: list[str], unparseable: list[tuple[str, str]] | None) -> list[tuple[str, str, str]]:
         head = self._link_head
         start = len(head)
@@ -294,6 +312,37 @@ class HomoGoKeys(KeySpace):
                 elif unparseable is not None:
                     unparseable.append((key, "is no link key: it has no uid or no service"))
         return out
+
+
+def _split_page(keys: list[str], head: str) -> tuple[list[str], list[str], list[str]] | None:
+    """parse_link_columns of a page whose keys are all good link keys, by
+    whole-page string operations (this runs for every page of a listing);
+    None when some key is not, for the key-by-key parse to sort out.
+
+    Joined by newlines (no good key holds one), every line starts with
+    `head`; what follows splits at '}' into uid and service, which must
+    rebuild the page (so each line held exactly one '}') and pass the
+    naming rules in bulk."""
+    if not keys:
+        return [], [], []
+    count = len(keys)
+    joined = "\n".join(keys)
+    if not joined.startswith(head) or joined.count("\n") != count - 1 or joined.count("\n" + head) != count - 1:
+        return None
+    body = joined[len(head):].replace("\n" + head, "\n")
+    parts = body.replace("}", "\n").split("\n")
+    if len(parts) != 2 * count:
+        return None
+    uids, services = parts[0::2], parts[1::2]
+    if "\n".join(map("}".join, zip(uids, services))) != body:
+        return None
+    try:
+        names.uids(uids)
+        for service in set(services):
+            names.service(service)
+    except InvalidInput:
+        return None
+    return keys, uids, services
 
 
 JAVA_NAMESPACE_RULE = f"APP:REGION:LOGICTYPE, three names joined by ':', each {names.NAME_RULE}"

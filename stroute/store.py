@@ -13,6 +13,7 @@ import hashlib
 import math
 import os
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple
 
 from stroute import direct, names
@@ -144,6 +145,10 @@ class Published:
 
 
 _POD_TEXT: dict[str, int] = {}  # "3" -> 3: replies repeat a few pod values
+
+# Builds a Link from a tuple of its fields in C: Link(...) runs the
+# NamedTuple's __new__, a Python function, and a listing builds one per link.
+_new_tuple = tuple.__new__
 
 
 def _pod_of(raw: Any, key: str) -> int:
@@ -804,43 +809,65 @@ class Store:
 
     def _link_pages(
         self, ks: KeySpace, match: str, count: int, bad: BadKeys | None
-    ) -> Iterator[tuple[list[tuple[str, str, str]], list[Any], list[Any]]]:
+    ) -> Iterator[tuple[tuple[list[str], list[str], list[str]], list[Any], list[Any]]]:
         """(parsed keys, values, PTTLs) of each SCAN page, on one Redis.
 
         Redis has no command that reads many TTLs at once, so a page is one
-        MGET and a PTTL per key; they go in one write with the SCAN of the
-        next page, so each page costs one round trip and Redis scans on while
-        this process turns the page into links."""
+        MGET and a PTTL per key; they go in one write after the SCAN of the
+        next page, so each page costs one round trip. The next write goes
+        out as soon as that SCAN is answered (DirectCommands.chain), while
+        Redis still reads the page's values and TTLs: Redis always has a
+        page to read while this process builds the last one."""
         scan = ("SCAN", "MATCH", match, "COUNT", count)
-        cursor, keys = self._call(self._direct.call, scan[0], 0, *scan[1:])
-        while True:
-            parsed = self._parse_page(ks, keys, bad) if keys else []
-            commands: list[tuple[Any, ...]] = []
-            if parsed:
-                page_keys = [key for key, _, _ in parsed]
-                commands.append(("MGET", *page_keys))
-                commands.extend([("PTTL", key) for key in page_keys])
+        # What each write in flight carries, oldest first: the parsed keys of
+        # the page it reads (None: none; or the CorruptData their names
+        # raised, due when that page's turn comes), and whether it starts
+        # with a SCAN.
+        writes: list[tuple[Any, bool]] = [(None, True)]
+
+        def follow(first: Any) -> list[Any] | None:
+            if not writes[-1][1]:
+                return None
+            cursor, keys = first
+            try:
+                parsed = self._parse_page(ks, keys, bad) if keys else None
+            except CorruptData as exc:
+                writes.append((exc, False))
+                return None
             more = int(cursor) != 0
-            if more:
-                commands.append((scan[0], cursor, *scan[1:]))
-            if not commands:
-                return
-            replies = self._pipeline(commands)
-            if parsed:
-                yield parsed, replies[0], replies[1:len(parsed) + 1]
-            if not more:
-                return
-            cursor, keys = replies[-1]
+            commands: list[Any] = [(scan[0], cursor, *scan[1:])] if more else []
+            if parsed is not None and parsed[0]:
+                commands.append(direct.pack_per_key(parsed[0], together=("MGET",), each=("PTTL",)))
+            else:
+                parsed = None
+            writes.append((parsed, more))
+            return commands or None
+
+        chain = self._direct.chain([(scan[0], 0, *scan[1:])], follow)
+        try:
+            while True:
+                replies = self._call(next, chain, None)
+                if replies is None:
+                    break
+                parsed, scanned = writes.pop(0)
+                if parsed is not None:
+                    reads = replies[1:] if scanned else replies
+                    yield parsed, reads[0], reads[1:]
+            for parsed, _ in writes:  # a page whose keys were never read: its bad name is raised now
+                if isinstance(parsed, CorruptData):
+                    raise parsed
+        finally:
+            chain.close()
 
     def _cluster_link_pages(
         self, ks: KeySpace, match: str, count: int, pod: int | None, bad: BadKeys | None
-    ) -> Iterator[tuple[list[tuple[str, str, str]], list[Any], list[Any]]]:
+    ) -> Iterator[tuple[tuple[list[str], list[str], list[str]], list[Any], list[Any]]]:
         """(parsed keys, values, PTTLs) of each SCAN page, node by node of a cluster."""
         for batch in self.scan_keys(match, count=count):
             parsed = self._parse_page(ks, batch, bad)
-            if not parsed:
+            keys = parsed[0]
+            if not keys:
                 continue
-            keys = [key for key, _, _ in parsed]
             if pod is None:
                 values, pttls = self._values_and_pttls(keys)
             else:
@@ -849,35 +876,42 @@ class Store:
                 values = self._values(keys)
                 wanted = [i for i, raw in enumerate(values)
                           if raw is not None and (raw is _WRONG_TYPE or parse_pod(raw) in (pod, None))]
-                parsed = [parsed[i] for i in wanted]
+                parsed = tuple([column[i] for i in wanted] for column in parsed)
                 values = [values[i] for i in wanted]
                 pttls = self._pttls([keys[i] for i in wanted]) if wanted else []
             yield parsed, values, pttls
 
     @staticmethod
-    def _parse_page(ks: KeySpace, keys: list[str], bad: BadKeys | None) -> list[tuple[str, str, str]]:
+    def _parse_page(ks: KeySpace, keys: list[str], bad: BadKeys | None) -> tuple[list[str], list[str], list[str]]:
+        """The link keys among keys, with their uids and services (three lists)."""
         unparseable: list[tuple[str, str]] = []
-        parsed = ks.parse_links(keys, unparseable)
+        parsed = ks.parse_link_columns(keys, unparseable)
         for key, problem in unparseable:
             _report(bad, key, problem)
         return parsed
 
     def _page_links(
-        self, namespace: str, parsed: list[tuple[str, str, str]], values: list[Any], pttls: list[Any],
+        self, namespace: str, parsed: tuple[list[str], list[str], list[str]], values: list[Any], pttls: list[Any],
         pod: int | None, kind: str | None, ttl_below_ms: int | None, bad: BadKeys | None,
     ) -> list[Link]:
         """The Links of one page that pass the filters. This runs for every
-        link of a listing: locals, one dict lookup per pod value, and the
-        filters as plain comparisons."""
-        known = _POD_TEXT
+        link of a listing. The common page (no filter, every value a pod
+        index seen before, every key with its TTL read) is built by whole-list
+        operations, a Link each without a Python call; any other page goes
+        link by link."""
+        keys, uids, services = parsed
+        pods = list(map(_POD_TEXT.get, values))
+        if pod is None and kind is None and ttl_below_ms is None and None not in pods \
+                and -2 not in pttls and 0 not in pttls:
+            ttls = [None if pttl < 0 else pttl for pttl in pttls]
+            return list(map(_new_tuple, repeat(Link), zip(repeat(namespace), uids, services, pods, ttls)))
         persistent_only = kind == "persistent"
         temporary_only = kind == "temporary" or ttl_below_ms is not None
         below = ttl_below_ms if ttl_below_ms is not None else 0
-        make = Link
         out: list[Link] = []
         append = out.append
         suspects = []
-        for (key, uid, svc), raw, pttl in zip(parsed, values, pttls):
+        for key, uid, svc, raw, linked, pttl in zip(keys, uids, services, values, pods, pttls):
             if raw is None:
                 if pttl != -2:
                     suspects.append(key)  # of another type, or written between the MGET and its PTTL
@@ -885,7 +919,6 @@ class Store:
             if raw is _WRONG_TYPE:
                 suspects.append(key)
                 continue
-            linked = known.get(raw)
             if linked is None:
                 try:
                     linked = _pod_of(raw, key)
@@ -899,9 +932,9 @@ class Store:
             if pttl < 0:
                 if temporary_only:
                     continue
-                append(make(namespace, uid, svc, linked, None))
+                append(_new_tuple(Link, (namespace, uid, svc, linked, None)))
             elif not persistent_only and (not below or pttl < below):
-                append(make(namespace, uid, svc, linked, pttl))
+                append(_new_tuple(Link, (namespace, uid, svc, linked, pttl)))
         if suspects:
             for key, kind_of in zip(suspects, self._types(suspects)):
                 if kind_of not in ("string", "none"):
