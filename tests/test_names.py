@@ -318,11 +318,11 @@ def test_a_page_split_whole_reads_as_the_key_by_key_parse(keys):
     space = KeySpace("sf", "default")
     whole: list[tuple[str, str]] = []
     found = space.parse_link_columns(keys, whole)
-    with mock.patch.object(keys_module, "_split_links", lambda keys, head: None):
+    with mock.patch.object(keys_module, "_split_page", lambda keys, head: None):
         one_by_one: list[tuple[str, str]] = []
         expected = space.parse_link_columns(keys, one_by_one)
     assert [list(column) for column in found] == [list(column) for column in expected]
     assert whole == one_by_one
     if list(expected[0]) == keys:  # every key a good link key: the page was split whole
-        assert keys_module._split_links(keys, "sf:{default:lk:") is not None
+        assert keys_module._split_page(keys, "sf:{default:lk:") is not None
     assert space.parse_links(keys) == list(zip(*expected))
