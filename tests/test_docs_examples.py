@@ -10,7 +10,8 @@ writers):
 - The blocks of one file run in order, as one session: one fresh
   redis-server (from stroute.testing, as the fixtures start) per file, its
   URL in STROUTE_REDIS_URL, a fresh working directory and HOME, the venv's
-  `stroute` first on PATH and `redis-cli` pointed at that server. Each
+  `stroute` first on PATH and `redis-cli` pointed at that server
+  (`$REDIS_URL` names it too, and `$REPO` the repository). Each
   command runs under `bash -c` on a pseudo-terminal, so tables are drawn as
   a person sees them; a pipe in the command makes stroute's stdout a pipe,
   as it would.
@@ -22,7 +23,9 @@ writers):
   `kill [-SIG] %N` signals the N-th background job of the file, `wait`
   waits for them all; whatever still runs at the end of the file is stopped.
 - `<!-- setup: ... -->` (the rest of the comment, one command a line) runs
-  before the next block; each must exit 0, its output is not compared.
+  before the next block; each must exit 0, its output is not compared. A
+  `stroute serve ... &` there is waited for until it logs its pod's first
+  state.
 - `<!-- not run: REASON -->` before a block marks an example that cannot
   run here (Kubernetes, a cluster or Sentinel, a TLS CA, a terminal
   animation); such blocks are listed by test_not_run_examples_say_why, so
@@ -47,6 +50,7 @@ before committing it.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pty
 import re
@@ -162,15 +166,27 @@ _WILD = {"<n>": r"[\d.,]+", "<pod>": r"\d+", "<any>": r"\S+"}
 _CSI = re.compile(r"\x1b\[([0-?]*)[ -/]*([@-~])")
 
 
-def clean(raw: bytes) -> str:
-    """What a terminal shows after these bytes: a progress bar that Rich erased is gone.
+def clean(raw: bytes, width: int = 80) -> str:
+    """What a terminal `width` columns wide shows after these bytes.
 
-    A small screen model: text overwrites at the cursor; newline, carriage
-    return, cursor up/down and erase-line move or clear; other escape
-    sequences (colour, cursor visibility) change nothing shown.
+    A small screen model: text overwrites at the cursor and wraps at the
+    right margin; newline, carriage return, cursor up/down and erase-line
+    move or clear within the screen's rows, as a terminal does (so a
+    progress bar that Rich erased is gone); other escape sequences (colour,
+    cursor visibility) change nothing shown. Rows a long line wrapped onto
+    are joined again, so a page shows such a line whole.
     """
     text = raw.decode("utf-8", "replace")
-    screen, row, col, i = [[]], 0, 0, 0
+    screen: list[list[str]] = [[]]
+    wrapped = [False]  # row i continues row i - 1
+    row = col = i = 0
+
+    def at(r: int) -> list[str]:
+        while r >= len(screen):
+            screen.append([])
+            wrapped.append(False)
+        return screen[r]
+
     while i < len(text):
         char = text[i]
         if char == "\x1b":
@@ -183,8 +199,8 @@ def clean(raw: bytes) -> str:
                 elif final == "B":
                     row += count
                 elif final == "K":
-                    line = screen[row] if row < len(screen) else []
-                    screen[row:row + 1] = [line[:col] if arg in ("", "0") else []] if row < len(screen) else []
+                    line = at(row)
+                    del line[col if arg in ("", "0") else 0:]
                 elif final == "G":
                     col = max(0, count - 1)
                 i = csi.end()
@@ -192,19 +208,28 @@ def clean(raw: bytes) -> str:
                 other = _ANSI.match(text, i)
                 i = other.end() if other else i + 1
             continue
-        while row >= len(screen):
-            screen.append([])
         if char == "\n":
             row, col = row + 1, 0
+            at(row)
         elif char == "\r":
             col = 0
         elif char >= " " or char == "\t":
-            line = screen[row]
+            if col >= width:
+                row, col = row + 1, 0
+                at(row)
+                wrapped[row] = True
+            line = at(row)
             line.extend(" " * (col - len(line)))
             line[col:col + 1] = [char]
             col += 1
         i += 1
-    lines = ["".join(line).rstrip() for line in screen]
+    lines: list[str] = []
+    for index, cells in enumerate(screen):
+        if wrapped[index] and lines:
+            lines[-1] += "".join(cells)
+        else:
+            lines.append("".join(cells))
+    lines = [line.rstrip() for line in lines]
     while lines and not lines[-1]:
         lines.pop()
     return "\n".join(lines) + ("\n" if lines else "")
@@ -285,7 +310,7 @@ class Session:
             HOME=str(self.dir), XDG_CONFIG_HOME=str(self.dir / ".config"),
             XDG_DATA_HOME=str(self.dir / ".local" / "share"), XDG_STATE_HOME=str(self.dir / ".local" / "state"),
             PATH=os.pathsep.join([str(bindir), str(Path(sys.executable).parent), env.get("PATH", "")]),
-            STROUTE_REDIS_URL=self.server.url, COLUMNS="80", LINES="24", NO_COLOR="1", TERM="xterm", TZ="UTC",
+            STROUTE_REDIS_URL=self.server.url, REDIS_URL=self.server.url, REPO=str(ROOT), COLUMNS="80", LINES="24", NO_COLOR="1", TERM="xterm", TZ="UTC",
             LC_ALL="C.UTF-8", PYTHONUNBUFFERED="1",
         )
         self.env = env
@@ -310,8 +335,11 @@ class Session:
         shown = re.fullmatch(r"cat (\S+)", command.strip())
         if shown and expected is not None and not (self.dir / shown.group(1)).exists():
             (self.dir / shown.group(1)).write_text("".join(row + "\n" for row in _rstrip_blank(expected)))
-        command = re.sub(r"%(\d+)", lambda m: str(self.jobs[int(m.group(1)) - 1][0].pid), command) \
-            if re.match(r"\s*kill\b", command) else command
+        if re.match(r"\s*kill\b", command):
+            numbers = [int(n) for n in re.findall(r"%(\d+)", command)]
+            if any(not 1 <= n <= len(self.jobs) for n in numbers):
+                return f"# no such job: {command} ({len(self.jobs)} jobs started)\n", -1
+            command = re.sub(r"%(\d+)", lambda m: str(self.jobs[int(m.group(1)) - 1][0].pid), command)
         return self._tty(command)
 
     def _tty(self, command: str) -> tuple[str, int]:
@@ -336,8 +364,9 @@ class Session:
                     break  # exited; a child it left running keeps the terminal open
             else:
                 os.killpg(proc.pid, signal.SIGKILL)
-                raise AssertionError(f"{command!r} did not finish in {COMMAND_TIMEOUT} s")
-            return clean(b"".join(chunks)), proc.wait(timeout=COMMAND_TIMEOUT)
+                proc.wait()
+                return clean(b"".join(chunks)) + f"# still running after {COMMAND_TIMEOUT} s: killed\n", -9
+            return clean(b"".join(chunks), int(self.env["COLUMNS"])), proc.wait(timeout=COMMAND_TIMEOUT)
         finally:
             os.close(master)
 
@@ -345,7 +374,8 @@ class Session:
         """Start `command` as a job; wait until it has printed the lines `wanted` (normalised)."""
         log = self.tmp / f"job-{len(self.jobs) + 1}.log"
         with open(log, "wb") as sink:
-            proc = subprocess.Popen(["bash", "-c", "exec " + command], stdin=subprocess.DEVNULL, stdout=sink,
+            # bash runs a lone command in its own process, so `kill %N` reaches it.
+            proc = subprocess.Popen(["bash", "-c", command], stdin=subprocess.DEVNULL, stdout=sink,
                                     stderr=subprocess.STDOUT, env=self.env, cwd=self.dir, start_new_session=True)
         self.jobs.append((proc, log))
         want = normalise("\n".join(wanted), str(self.dir))
@@ -388,6 +418,10 @@ def _display(text: str, workdir: str) -> list[str]:
     return [row.rstrip() for row in text.strip("\n").splitlines()]
 
 
+# A setup job is ready once it logs its pod's first state (`stroute serve`).
+_FIRST_STATE = "...pod <n> of <any>: ..."
+
+
 def run_page(page: str, tmp: Path) -> tuple[list[str], int]:
     """Run a page's examples; the failures (each naming page and line), and how many commands ran."""
     blocks = [b for b in parse(page, (ROOT / page).read_text()) if b.not_run is None]
@@ -398,6 +432,12 @@ def run_page(page: str, tmp: Path) -> tuple[list[str], int]:
     try:
         for block in blocks:
             for step in block.setup:
+                if step.endswith("&"):
+                    seen, ok = session.background(step[:-1].rstrip(), ["...", _FIRST_STATE])
+                    if not ok:
+                        failures.append(f"{page}:{block.line}: setup job {step!r} published no state within "
+                                        f"{BACKGROUND_WAIT} s:\n{seen}")
+                    continue
                 output, code = session.run(step)
                 if code != 0:
                     failures.append(f"{page}:{block.line}: setup {step!r} exited {code}:\n{output}")
@@ -501,3 +541,22 @@ def test_the_comparison_tolerates_times_and_nothing_else():
     assert not matches(normalise("pod 0  READY  120", "/w"), normalise("pod 0  READY  121", "/w"))
     assert not matches(normalise("pod 0  READY", "/w"), normalise("pod 0  DRAINING", "/w"))
     assert not matches(normalise("a\nb", "/w"), normalise("a\nb\nc", "/w"))  # no unannounced extra lines
+
+
+@pytest.mark.realserver
+def test_a_listing_on_a_terminal_is_not_overwritten_by_the_scan_count(tmp_path):
+    # With stdout and stderr on one terminal, the live count on stderr used to
+    # draw over the rows (or the JSON) that `link list` prints as it scans.
+    session = Session(tmp_path)
+    try:
+        for uid in ("a", "b", "c"):
+            assert session.run(f"stroute link set {uid} -s game --pod 1")[1] == 0
+        output, code = session.run("stroute -o json link list -s game")
+        assert code == 0 and "scanning links" not in output, output
+        assert sorted(link["uid"] for link in json.loads(output)["links"]) == ["a", "b", "c"]
+        output, code = session.run("stroute --no-headers link list")
+        assert code == 0 and "scanning links" not in output, output
+        rows = [row.split()[0] for row in output.splitlines() if row.strip() and not row.startswith("stroute:")]
+        assert sorted(rows) == ["a", "b", "c"], output
+    finally:
+        session.close()
