@@ -117,7 +117,8 @@ def parse(page: str, text: str) -> list[Block]:
             while not lines[i].strip().startswith(fence):
                 i += 1
             if lang == "console":
-                block = Block(page, start + 1, i + 1, _commands(lines, start + 1, i))
+                indent = len(lines[start]) - len(lines[start].lstrip())  # a block inside a list item
+                block = Block(page, start + 1, i + 1, _commands([row[indent:] for row in lines], start + 1, i))
                 if pending and pending[0] == "setup":
                     block.setup = [c.strip() for c in pending[1].strip().splitlines() if c.strip()]
                 elif pending:
@@ -148,7 +149,7 @@ _NORMALISE = [
     (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?"), "<time>"),
     (re.compile(r"\b1\d{12}\b"), "<epoch>"),
     (re.compile(r'(_ms"?:\s*)\d+'), r"\1<ms>"),
-    (re.compile(r'("ttl_s":\s*)\d+'), r"\1<ttl>"),
+    (re.compile(r'("ttl_s":\s*)\d+(\.\d+)?'), r"\1<ttl>"),
     (re.compile(r"\b(127\.0\.0\.1|localhost|\[::1\]):\d+"), r"\1:<port>"),
     (re.compile(r"/tmp/h\w{8}\b"), "~"),  # HOME of an earlier run, as a page shows it
     (re.compile(r"/tmp/stroute-\d+-[0-9a-f]+\.sock"), "<socket>"),
