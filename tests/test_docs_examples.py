@@ -6,45 +6,43 @@ writers):
 - A ```console block holds commands, each on a `$ ` line, followed by what
   it prints on a terminal: stdout and stderr as they interleave, 80 columns,
   no colour (NO_COLOR), and `# exit N` when it exits N != 0. Blank lines
-  between commands are for reading and are not compared.
-- The blocks of one file run in order, as one session: one fresh
-  redis-server (from stroute.testing, as the fixtures start) per file, its
-  URL in STROUTE_REDIS_URL, a fresh working directory and HOME, the venv's
-  `stroute` first on PATH and `redis-cli` pointed at that server
-  (`$REDIS_URL` names it too, and `$REPO` the repository). Each
-  command runs under `bash -c` on a pseudo-terminal, so tables are drawn as
-  a person sees them; a pipe in the command makes stroute's stdout a pipe,
-  as it would.
-- `export NAME=VALUE` and `unset NAME` set the environment of the commands
-  after it. `cat FILE` of a file that does not exist yet writes it from the
-  lines shown under it: a page shows a file, then uses it.
-  `CMD &` starts a background job: the lines shown under it are waited for
-  (up to 20 s) in what it prints, and what it prints later is not compared.
-  `kill [-SIG] %N` signals the N-th background job of the file, `wait`
-  waits for them all; whatever still runs at the end of the file is stopped.
-- `<!-- setup: ... -->` (the rest of the comment, one command a line) runs
-  before the next block; each must exit 0, its output is not compared. A
-  `stroute serve ... &` there is waited for until it logs its pod's first
-  state.
-- `<!-- not run: REASON -->` before a block marks an example that cannot
-  run here (Kubernetes, a cluster or Sentinel, a TLS CA, a terminal
-  animation); such blocks are listed by test_not_run_examples_say_why, so
-  none is skipped silently.
+  are for reading and are not compared.
+- The blocks of one page run in order, as one session: one fresh
+  redis-server (stroute.testing, as the fixtures start it) per page, its
+  URL in STROUTE_REDIS_URL and REDIS_URL, the repository in REPO, a fresh
+  HOME that is also the working directory, the venv's `stroute` first on
+  PATH and `redis-cli` pointed at that server. Each command runs under
+  `bash -c` on a pseudo-terminal, so tables are drawn as a person sees them;
+  a pipe in the command makes stroute's stdout a pipe, as it would.
+- `export NAME=VALUE` and `unset NAME` change the environment of the
+  commands after them. `cat FILE` of a file that does not exist yet writes
+  it from the lines shown under it: a page shows a file, then uses it.
+- `CMD &` starts a background job: the lines shown under it are waited for
+  (up to 20 s) in what it prints; what it prints later is not compared.
+  `kill [-SIG] %N` signals the page's N-th background job, `wait` waits for
+  them all; whatever still runs at the end of the page is stopped.
+- `<!-- setup: ... -->` just before a block (the rest of the comment, one
+  command a line) runs first; each must exit 0, and its output is not
+  compared. A `stroute serve ... &` there is waited for until it logs its
+  pod's first state.
+- `<!-- not run: REASON -->` just before a block marks an example that
+  cannot run here (a cluster, Sentinel, TLS, fixed ports, a live display);
+  test_not_run_examples_say_why lists them with their reasons, so none is
+  skipped silently.
 - Placeholders. Both sides are normalised before comparing: runs of spaces,
-  of `-` and of `━` count as one (so column widths may differ); ages and
+  of `-` and of `━` count as one (column widths may differ); ages and
   durations (`1.3s`, `932ms`, `1m05s`, `16.9 s ago`, `2.9 ms`) read
   `<age>`; ISO times `<time>`; 13-digit Unix ms `<epoch>`; the number of a
-  JSON key ending in `_ms` `<ms>`; `"ttl_s"` `<ttl>`; a loopback port
-  `<port>`; the working directory, which is HOME (a /tmp/hXXXXXXXX of any
-  run), `~`; an embedded server's /tmp socket `<socket>`. A page may show
-  the real values or these placeholders. The expected side may also say `<n>` (a number)
-  `<pod>` (a pod index) and `<any>` (a word) for values that vary from run
-  to run, `...`
-  alone on a line for any lines, and `...` within a line for any text.
+  JSON key ending in `_ms` `<ms>`; of `"ttl_s"` `<ttl>`; a loopback port
+  `<port>`; HOME (a /tmp/hXXXXXXXX of any run) `~`; an embedded server's
+  /tmp socket `<socket>`. A page may show real values or these
+  placeholders. For values that differ from run to run the page may write
+  `<n>` (a number), `<pod>` (a pod index) or `<any>` (a word); `...` is any
+  text within a line, and any lines when alone on a line.
 
 STROUTE_DOCS_UPDATE=1 rewrites the output of every example that differs
-with what it printed (ports as placeholders); read the diff
-before committing it.
+with what it printed (ports as placeholders); review the diff, and put the
+placeholders back where values vary, before committing.
 """
 
 from __future__ import annotations
