@@ -288,7 +288,7 @@ try:
     reply = client.execute_command(*sys.argv[1:])
 except redis.ResponseError as exc:
     print(f"(error) {exc}"); sys.exit(0)
-print("OK" if reply in (b"OK", True) else show(reply))
+print("OK" if reply is True or reply == b"OK" else show(reply))
 '''
 
 
@@ -557,5 +557,22 @@ def test_a_listing_on_a_terminal_is_not_overwritten_by_the_scan_count(tmp_path):
         assert code == 0 and "scanning links" not in output, output
         rows = [row.split()[0] for row in output.splitlines() if row.strip() and not row.startswith("stroute:")]
         assert sorted(rows) == ["a", "b", "c"], output
+    finally:
+        session.close()
+
+
+@pytest.mark.realserver
+def test_the_redis_cli_stand_in_answers_as_redis_cli_does_on_a_terminal(tmp_path):
+    # A machine without redis-cli runs the pages' redis-cli lines through the
+    # stand-in; its replies must read as redis-cli's on a terminal.
+    session = Session(tmp_path)
+    try:
+        stand_in = tmp_path / "bin" / "redis-cli"
+        stand_in.write_text(f"#!{sys.executable}\n" + _PY_REDIS_CLI)
+        expected = ["OK", "(integer) 1", "(integer) 0", '"v"', "(nil)", "OK"]
+        for args, want in zip(["set k v", "sadd s a", "sadd s a", "get k", "get nope", "config set maxmemory 0"],
+                              expected):
+            output, code = session.run(f"redis-cli {args}")
+            assert (code, output.strip()) == (0, want), args
     finally:
         session.close()
