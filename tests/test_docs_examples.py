@@ -159,7 +159,7 @@ _NORMALISE = [
     (re.compile(r"-{2,}"), "-"),
     (re.compile(r"━+"), "━"),
 ]
-_WILD = {"<n>": r"[\d.,]+", "<pod>": r"\d+", "<any>": r"\S+"}
+_WILD = {"<n>": r"[\d.,]+(?:e-?\d+)?", "<pod>": r"\d+", "<any>": r"\S+"}
 
 
 _CSI = re.compile(r"\x1b\[([0-?]*)[ -/]*([@-~])")
