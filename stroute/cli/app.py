@@ -126,6 +126,12 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    # Tools that look for an app by listing the module (`typer stroute.cli.app
+    # utils docs`) see `app` too, though it is built only when asked for.
+    return sorted({*globals(), "app"})
+
+
 def main() -> None:
     try:
         build(command_name(sys.argv[1:]))(prog_name="stroute")

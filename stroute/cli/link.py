@@ -369,7 +369,7 @@ def list_(
     else:
         if limit is not None:
             pages = _limited(pages, limit)
-        if not (g.for_people and not columns_wanted()):  # a count on stderr, unless rows go to the terminal
+        if not sys.stdout.isatty():  # a count on stderr, unless the rows (table, columns or JSON) go to the terminal
             pages = _counted(pages, "scanning links")
     try:
         _print_links(g, ns, pages, bad, sorted_=sort, key=store.keys(ns).link)
