@@ -38,6 +38,12 @@ import redis.exceptions
 # size keeps the socket buffer busy without holding replies back for long.
 MAX_BATCH = 1000
 
+_CACHING_NO = ("CLIENT", "CACHING", "NO")
+
+# One queued call: the commands it sends (a command, or CLIENT CACHING NO and
+# a command), and the future that gets the reply of the last one.
+_Entry = tuple[tuple[tuple[Any, ...], ...], asyncio.Future]
+
 
 class PipelineClosed(redis.exceptions.ConnectionError):
     """The pipeline was closed while the call waited."""
@@ -48,6 +54,10 @@ class AutoPipeline:
 
     Bound to the event loop it is first used on. `call` and `close` must be
     used from that loop.
+
+    `tracking` (set by an invalidation source, as on `stroute.direct`): the
+    connection turns CLIENT TRACKING on, redirected to the source's listener,
+    in the first write after it connects or the listener changes.
     """
 
     def __init__(self, connection_class: Any, connection_kwargs: dict[str, Any], *,
@@ -57,17 +67,18 @@ class AutoPipeline:
         self._connection_class = connection_class
         self._connection_kwargs = dict(connection_kwargs)
         self.max_batch = max_batch
+        self.tracking: Any = None
         self._connection: Any = None
-        self._pending: list[tuple[tuple[Any, ...], asyncio.Future]] = []
+        self._pending: list[_Entry] = []
         self._flush_scheduled = False
         self._writing = False
-        # Batches written and not yet answered, oldest first. The reader
-        # takes replies off the connection in this order.
-        self._inflight: deque[tuple[Any, list[tuple[tuple[Any, ...], asyncio.Future]]]] = deque()
+        # Batches written and not yet answered, oldest first, with the
+        # connection each went out on. The reader takes replies in this order.
+        self._inflight: deque[tuple[Any, list[_Entry]]] = deque()
         self._inflight_ready: asyncio.Event | None = None
         self._reader: asyncio.Task | None = None
         self._closed = False
-        # Observability and tests: how many writes carried how many commands.
+        # Observability and tests: how many writes carried how many calls.
         self.writes = 0
         self.commands = 0
 
@@ -80,13 +91,25 @@ class AutoPipeline:
     # -- the caller's side ---------------------------------------------------
 
     def call(self, *args: Any) -> "asyncio.Future[Any]":
-        """Queue one command; the future gets its reply, or raises redis-py's
+        """Queue one command. The future gets its reply as Redis sent it (no
+        redis-py response callbacks: bytes, ints, lists), or raises redis-py's
         exception for an error reply or a broken connection."""
+        return self._queue((args,))
+
+    def call_untracked(self, *args: Any) -> "asyncio.Future[Any]":
+        """`call`, asking Redis not to track the keys it reads (CLIENT CACHING
+        NO, sent in the same write) when tracking is on: for reads whose
+        answers are not cached."""
+        if self.tracking is None:
+            return self._queue((args,))
+        return self._queue((_CACHING_NO, args))
+
+    def _queue(self, commands: tuple[tuple[Any, ...], ...]) -> "asyncio.Future[Any]":
         if self._closed:
             raise PipelineClosed("the pipeline is closed")
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._pending.append((args, future))
+        self._pending.append((commands, future))
         if not self._flush_scheduled and not self._writing:
             self._flush_scheduled = True
             # call_soon runs after every callback already queued for this
@@ -115,7 +138,7 @@ class AutoPipeline:
 
     @property
     def in_flight(self) -> int:
-        """Commands written and not yet answered."""
+        """Calls written and not yet answered."""
         return sum(len(batch) for _, batch in self._inflight)
 
     # -- writing -------------------------------------------------------------
@@ -129,14 +152,15 @@ class AutoPipeline:
     async def _write_pending(self) -> None:
         try:
             while self._pending and not self._closed:
-                batch = [(args, f) for args, f in self._pending[: self.max_batch] if not f.cancelled()]
+                batch = [entry for entry in self._pending[: self.max_batch] if not entry[1].cancelled()]
                 del self._pending[: self.max_batch]
                 if not batch:
                     continue
                 connection = None
                 try:
                     connection = await self._connect()
-                    packed = connection.pack_commands([args for args, _ in batch])
+                    batch = self._with_tracking(connection, batch)
+                    packed = connection.pack_commands([c for commands, _ in batch for c in commands])
                     # In flight before the write: the reader must find the
                     # batch queued when its first reply arrives.
                     self._inflight.append((connection, batch))
@@ -160,6 +184,30 @@ class AutoPipeline:
             self._connection = connection
         return self._connection
 
+    def _with_tracking(self, connection: Any, batch: list[_Entry]) -> list[_Entry]:
+        """The batch, led by CLIENT TRACKING ON when this connection is not yet
+        redirected to the listener's current id."""
+        tracking = self.tracking
+        redirect = None if tracking is None else tracking.client_id
+        if redirect is None or getattr(connection, "_stroute_redirect", None) == redirect:
+            return batch
+        connection._stroute_redirect = redirect
+        answer = asyncio.get_running_loop().create_future()
+
+        def checked(done: asyncio.Future) -> None:
+            if done.cancelled():
+                return
+            error = done.exception()
+            if error is None:
+                return
+            connection._stroute_redirect = None
+            if isinstance(error, redis.exceptions.ResponseError):
+                tracking.broken(f"CLIENT TRACKING refused: {str(error).strip().splitlines()[0]}")
+
+        answer.add_done_callback(checked)
+        on = ("CLIENT", "TRACKING", "ON", "REDIRECT", redirect, "OPTOUT", "NOLOOP")
+        return [((on,), answer), *batch]
+
     # -- reading -------------------------------------------------------------
 
     def _wake_reader(self) -> None:
@@ -178,27 +226,31 @@ class AutoPipeline:
                 continue
             entry = self._inflight[0]
             connection, batch = entry
-            for _, future in batch:
-                try:
-                    reply = await connection.read_response()
-                except redis.exceptions.ResponseError as exc:
-                    reply = exc
-                except BaseException as exc:
-                    # Every call of this connection fails; replies already
-                    # handed out stay (a done future is left alone).
-                    await self._broken(connection, exc)
-                    if isinstance(exc, asyncio.CancelledError):
-                        raise
-                    break
-                if future.done():  # the caller was cancelled; its reply is dropped
-                    continue
-                if isinstance(reply, Exception):
-                    future.set_exception(reply)
-                else:
-                    future.set_result(reply)
-            else:
-                if self._inflight and self._inflight[0] is entry:
-                    self._inflight.popleft()
+            try:
+                for commands, future in batch:
+                    for _ in commands:
+                        # The last reply is the call's; a CLIENT CACHING NO
+                        # before it is answered OK, or refused when tracking
+                        # is off, and either way dropped.
+                        try:
+                            reply = await connection.read_response()
+                        except redis.exceptions.ResponseError as exc:
+                            reply = exc
+                    if future.done():  # the caller was cancelled; its reply is dropped
+                        continue
+                    if isinstance(reply, Exception):
+                        future.set_exception(reply)
+                    else:
+                        future.set_result(reply)
+            except BaseException as exc:
+                # Every call written on this connection fails; replies
+                # already handed out stay (a done future is left alone).
+                await self._broken(connection, exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            if self._inflight and self._inflight[0] is entry:
+                self._inflight.popleft()
 
     # -- failure -------------------------------------------------------------
 
@@ -220,7 +272,7 @@ class AutoPipeline:
             await _disconnect(connection)
 
     @staticmethod
-    def _fail(batch: list, exc: BaseException) -> None:
+    def _fail(batch: list[_Entry], exc: BaseException) -> None:
         error = _as_error(exc)
         for _, future in batch:
             if not future.done():

@@ -211,6 +211,63 @@ async def _no_blocked_clients(client: aredis.Redis) -> bool:
     return (await client.info("clients"))["blocked_clients"] == 0
 
 
+
+class _Tracking:
+    """What an invalidation source gives a connection: the listener's id."""
+
+    def __init__(self, client_id):
+        self.client_id = client_id
+        self.refusals = []
+
+    def broken(self, why):
+        self.refusals.append(why)
+
+
+def test_tracking_is_turned_on_in_the_first_write_of_each_connection(real_url):
+    async def main():
+        client, pipe = await _pipeline(real_url)
+        listener = aredis.Redis.from_url(real_url, single_connection_client=True)
+        try:
+            listener_id = await listener.client_id()
+            pipe.tracking = _Tracking(listener_id)
+            await pipe.call("SET", "k", "v")
+            info = await pipe.call("CLIENT", "TRACKINGINFO")
+            # A map under RESP3 (redis-py 8's default), a flat list under RESP2.
+            fields = info if isinstance(info, dict) else dict(zip(info[::2], info[1::2]))
+            assert set(fields[b"flags"]) >= {b"on", b"optout", b"noloop"}
+            assert fields[b"redirect"] == listener_id
+            # One write carried CLIENT TRACKING ON and the SET; the next one the TRACKINGINFO.
+            assert pipe.writes == 2
+            # An untracked read is answered as any other, and a refused
+            # CLIENT CACHING (tracking off) never reaches the caller.
+            assert await pipe.call_untracked("GET", "k") == b"v"
+            pipe.tracking = None
+            assert await pipe.call_untracked("GET", "k") == b"v"
+        finally:
+            await pipe.close()
+            await listener.aclose()
+            await client.aclose()
+
+    run(main())
+
+
+def test_a_refused_tracking_is_reported_and_the_call_still_answered(real_url):
+    async def main():
+        client, pipe = await _pipeline(real_url)
+        try:
+            pipe.tracking = tracking = _Tracking(10**9)  # no such client
+            assert await pipe.call("SET", "k", "v") == b"OK"
+            assert len(tracking.refusals) == 1 and "CLIENT TRACKING refused" in tracking.refusals[0]
+            # It is tried again on the next write, not taken as done.
+            assert await pipe.call("GET", "k") == b"v"
+            assert len(tracking.refusals) == 2
+        finally:
+            await pipe.close()
+            await client.aclose()
+
+    run(main())
+
+
 # --- Redis Cluster -------------------------------------------------------------------------------
 
 def _cluster_client(redis_cluster) -> "aredis.RedisCluster":
