@@ -1,0 +1,187 @@
+"""The store for asyncio: the drivers' operations (`stroute.storeops`) over
+automatic pipelining (`stroute.autopipeline`).
+
+Every command that concurrent coroutines send in one loop iteration goes out
+in one write, on one connection per Redis node; each caller gets its own
+reply or error. The operations, their validation, errors and replies are
+the sync Store's: only the transport differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Iterable
+
+from stroute import names, storeops
+from stroute.autopipeline import MAX_BATCH, AutoPipeline, ClusterAutoPipeline
+from stroute.errors import CorruptData, StoreError
+from stroute.keys import KeySpace
+from stroute.store import Link, Published, SetIfAbsent, script_source
+
+
+class AsyncStore:
+    """The drivers' Redis operations, as coroutines.
+
+    `client` is a redis.asyncio client (or fakeredis's) made with
+    decode_responses=True, as `backends.connect_async` makes them; `where`
+    is the redacted URL, used in error messages.
+    """
+
+    def __init__(self, client: Any, *, prefix: str = "sf", where: str = "redis",
+                 max_batch: int = MAX_BATCH) -> None:
+        from redis.asyncio.cluster import RedisCluster
+
+        self.client = client
+        self.prefix = names.prefix(prefix)
+        self.where = where
+        self.cluster = isinstance(client, RedisCluster)
+        if self.cluster:
+            self._pipe: Any = ClusterAutoPipeline(client, max_batch=max_batch)
+        else:
+            self._pipe = AutoPipeline.for_client(client, max_batch=max_batch)
+        self._keyspaces: dict[str, KeySpace] = {}
+        self._loading: dict[str, asyncio.Future] = {}  # script name -> its SCRIPT LOAD in flight
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str = "sf", options: Any = None) -> "AsyncStore":
+        from stroute.backends import connect_async, redact
+
+        return cls(connect_async(url, options), prefix=prefix, where=redact(url))
+
+    @property
+    def pipeline(self) -> Any:
+        """The AutoPipeline (ClusterAutoPipeline on a cluster) every command goes through."""
+        return self._pipe
+
+    async def close(self) -> None:
+        await self._pipe.close()
+        try:
+            await self.client.aclose()
+        except Exception:  # closing must never raise
+            pass
+
+    async def __aenter__(self) -> "AsyncStore":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def keys(self, namespace: str) -> KeySpace:
+        ks = self._keyspaces.get(namespace)
+        if ks is None:
+            ks = self._keyspaces[namespace] = KeySpace(self.prefix, names.namespace(namespace))
+        return ks
+
+    # --- the transport -----------------------------------------------------
+
+    async def run(self, op: storeops.Op) -> Any:
+        """Run one of `stroute.storeops`'s operations."""
+        return await storeops.run_async(op, self._execute)
+
+    async def _execute(self, step: storeops.Step) -> Any:
+        if isinstance(step, storeops.Command):
+            return await self._one(step)
+        # Started together, the calls are queued in one loop iteration: one
+        # write per node. Each keeps its own reply or error.
+        replies = await asyncio.gather(*(self._one(command) for command in step), return_exceptions=True)
+        for reply in replies:
+            if isinstance(reply, BaseException) and not isinstance(reply, StoreError):
+                raise reply  # a cancellation, or a bug: not a reply
+        return replies
+
+    async def _one(self, command: storeops.Command) -> Any:
+        import redis
+
+        try:
+            try:
+                return await self._send(command)
+            except redis.exceptions.NoScriptError:
+                # Redis restarted or was flushed: load the script where the
+                # command goes, and send the command once more.
+                await self._load(command)
+                return await self._send(command)
+        except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
+            raise storeops.translate(exc, self.where) from None
+
+    async def _load(self, command: storeops.Command) -> None:
+        """SCRIPT LOAD for a command Redis answered NOSCRIPT. On one server the
+        calls that met NOSCRIPT together share one load."""
+        load = storeops.Command(("SCRIPT", "LOAD", script_source(command.script)), command.key)
+        if self.cluster:
+            await self._send(load)
+            return
+        pending = self._loading.get(command.script)
+        if pending is None:
+            pending = self._loading[command.script] = asyncio.ensure_future(self._send(load))
+            pending.add_done_callback(lambda _: self._loading.pop(command.script, None))
+        await asyncio.shield(pending)
+
+    def _send(self, command: storeops.Command) -> Any:
+        pipe = self._pipe
+        if self.cluster:
+            return pipe.call(command.key or "", *command.args)
+        if command.untracked:
+            return pipe.call_untracked(*command.args)
+        return pipe.call(*command.args)
+
+    async def ping(self) -> bool:
+        return await self.run(_ping()) in ("PONG", b"PONG", True)
+
+    # --- links -------------------------------------------------------------
+
+    async def get(self, namespace: str, uid: str, service: str) -> Link | None:
+        return await self.run(storeops.get(self.keys(namespace), uid, service))
+
+    async def set(self, namespace: str, uid: str, service: str, pod: int, ttl_ms: int | None = None) -> int | None:
+        """Force the link; returns the previous pod or None."""
+        return await self.run(storeops.set_link(self.keys(namespace), uid, service, pod, ttl_ms))
+
+    async def try_set(self, namespace: str, uid: str, service: str, pod: int,
+                      ttl_ms: int | None = None) -> tuple[bool, int]:
+        return await self.run(storeops.try_set(self.keys(namespace), uid, service, pod, ttl_ms))
+
+    async def set_if_absent(self, namespace: str, uid: str, service: str, pod: int,
+                            ttl_ms: int | None = None) -> SetIfAbsent:
+        return await self.run(storeops.set_if_absent(self.keys(namespace), uid, service, pod, ttl_ms))
+
+    async def set_if_absent_many(self, namespace: str, service: str, wanted: Iterable[tuple[str, int]],
+                                 ttl_ms: int | None = None) -> list[SetIfAbsent | CorruptData]:
+        return await self.run(storeops.set_if_absent_many(self.keys(namespace), service, wanted, ttl_ms))
+
+    async def move(self, namespace: str, uid: str, service: str, expected: int,
+                   new: int) -> tuple[bool, int | None]:
+        return await self.run(storeops.move(self.keys(namespace), uid, service, expected, new))
+
+    async def remove(self, namespace: str, uid: str, service: str, *, after_ms: int = 0,
+                     if_pod: int | None = None) -> tuple[bool, int | None]:
+        return await self.run(storeops.remove(self.keys(namespace), uid, service, after_ms=after_ms, if_pod=if_pod))
+
+    async def links_of(self, namespace: str, uid: str) -> dict[str, int]:
+        return await self.run(storeops.links_of(self.keys(namespace), uid))
+
+    async def batch_pods(self, namespace: str, uids: list[str], service: str) -> list[int | None]:
+        return await self.run(storeops.batch_pods(self.keys(namespace), uids, service, cluster=self.cluster))
+
+    async def batch_get(self, namespace: str, uids: list[str], service: str) -> dict[str, int | None]:
+        return dict(zip(uids, await self.batch_pods(namespace, uids, service)))
+
+    # --- pod states --------------------------------------------------------
+
+    async def snapshot(self, namespace: str, service: str, *, expire_ms: int):
+        return await self.run(storeops.snapshot(self.keys(namespace), service, expire_ms=expire_ms))
+
+    async def publish_state(self, namespace: str, service: str, pod: int, **kwargs: Any) -> Published:
+        return await self.run(storeops.publish_state(self.keys(namespace), service, pod, cluster=self.cluster,
+                                                     **kwargs))
+
+    async def remove_state(self, namespace: str, service: str, pod: int) -> bool:
+        return await self.run(storeops.remove_state(self.keys(namespace), service, pod))
+
+    # --- tags --------------------------------------------------------------
+
+    async def get_tag(self, namespace: str, tag: str) -> str | None:
+        return await self.run(storeops.get_tag(self.keys(namespace), tag))
+
+
+def _ping() -> storeops.Op[Any]:
+    return (yield storeops.Command(("PING",), None))

@@ -1,0 +1,392 @@
+"""What each driver operation sends to Redis and what the replies mean, with no I/O.
+
+An operation is a generator: it validates its input, yields the commands it
+needs and gets their replies back, and returns its result. It never touches
+a socket, so the sync Store and the AsyncStore run the very same operations,
+each with its own transport:
+
+- yielding a `Command` gets its reply back; an error reply, translated into
+  stroute's exceptions by the transport, is raised inside the operation at
+  the yield, where the operation may handle it;
+- yielding a list of `Command`s sends them in one pipelined round trip (one
+  pipeline per node on a cluster) and gets the list of replies back, an
+  error standing in its command's place as its translated exception.
+
+A script is sent as EVALSHA; the transport loads it and sends it once more
+when Redis lost it (NOSCRIPT). Key names come from `KeySpace`, every key of
+one command under one hash tag, so each command routes to one cluster node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generator, Iterable, TypeVar
+
+from stroute import names
+from stroute.errors import CorruptData, InvalidInput, StoreError
+from stroute.keys import KeySpace
+from stroute.store import (
+    _MGET_CHUNK,
+    _POD_TEXT,
+    _REPAIR,
+    _TTL_MAX_MS,
+    CLAIMS,
+    Link,
+    Published,
+    SetIfAbsent,
+    _not_a_pod,
+    _optional_pod,
+    _pairs,
+    _pod_of,
+    _report,
+    _set_if_absent_reply,
+    _ttl_arg,
+    script_sha,
+)
+
+if TYPE_CHECKING:
+    from stroute.podstate import RoutingState, Snapshot
+    from stroute.store import BadKeys
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One Redis command of an operation."""
+
+    args: tuple[Any, ...]
+    key: str | None  # a key it touches: its slot routes the command on a cluster (None: any node)
+    script: str | None = None  # the package script an EVALSHA runs, loaded again on NOSCRIPT
+    untracked: bool = False  # a read whose answer no cache keeps: Redis need not track its keys
+
+
+Step = Command | list[Command]
+Op = Generator[Step, Any, T]
+
+
+def script(name: str, keys: list[str], args: list[Any]) -> Command:
+    return Command(("EVALSHA", script_sha(name), len(keys), *keys, *args), keys[0], name)
+
+
+def link_keys(ks: KeySpace, uid: str, service: str) -> list[str]:
+    names.uid(uid)
+    names.service(service)
+    return ks.link_keys(uid, service)
+
+
+# --- links ---------------------------------------------------------------------------------------
+
+def get(ks: KeySpace, uid: str, service: str) -> Op[Link | None]:
+    key = ks.link(names.uid(uid), names.service(service))
+    raw, pttl = yield script("link_get", [key], [])
+    if raw is None:
+        return None
+    return Link(ks.namespace, uid, service, _pod_of(raw, key), None if pttl < 0 else int(pttl))
+
+
+def set_link(ks: KeySpace, uid: str, service: str, pod: int, ttl_ms: int | None = None) -> Op[int | None]:
+    """Force the link; the previous pod or None."""
+    keys = link_keys(ks, uid, service)
+    reply = yield script("link_set", keys, [service, names.pod(pod), _ttl_arg(ttl_ms)])
+    return _optional_pod(reply, keys[0])
+
+
+def try_set(ks: KeySpace, uid: str, service: str, pod: int, ttl_ms: int | None = None) -> Op[tuple[bool, int]]:
+    """Set unless a persistent link to another pod exists: (ok, pod in force)."""
+    keys = link_keys(ks, uid, service)
+    ok, current = yield script("link_try_set", keys, [service, names.pod(pod), _ttl_arg(ttl_ms)])
+    return bool(ok), _pod_of(current, keys[0])
+
+
+def set_if_absent(ks: KeySpace, uid: str, service: str, pod: int, ttl_ms: int | None = None) -> Op[SetIfAbsent]:
+    keys = link_keys(ks, uid, service)
+    reply = yield script("link_set_if_absent", keys, [service, names.pod(pod), _ttl_arg(ttl_ms)])
+    return _set_if_absent_reply(reply, keys[0])
+
+
+def set_if_absent_many(ks: KeySpace, service: str, wanted: Iterable[tuple[str, int]],
+                       ttl_ms: int | None = None) -> Op[list[SetIfAbsent | CorruptData]]:
+    """set_if_absent for many (uid, pod) pairs in one round trip; a uid whose
+    keys hold bad data gets its CorruptData in its place (nothing was written
+    for it), the others their results."""
+    names.service(service)
+    ttl = _ttl_arg(ttl_ms)
+    wanted = list(wanted)
+    names.uids([uid for uid, _ in wanted])
+    calls = [script("link_set_if_absent", ks.link_keys(uid, service), [service, names.pod(pod), ttl])
+             for uid, pod in wanted]
+    if not calls:
+        return []
+    replies = yield calls
+    return [_corrupt_or_raise(r) if isinstance(r, Exception) else _set_if_absent_reply(r, call.key)
+            for r, call in zip(replies, calls)]
+
+
+def move(ks: KeySpace, uid: str, service: str, expected: int, new: int) -> Op[tuple[bool, int | None]]:
+    """Compare-and-set: (moved, pod in force)."""
+    keys = link_keys(ks, uid, service)
+    moved, current = yield script("link_move", keys, [service, names.pod(expected), names.pod(new)])
+    return bool(moved), _optional_pod(current, keys[0])
+
+
+def remove(ks: KeySpace, uid: str, service: str, *, after_ms: int = 0,
+           if_pod: int | None = None) -> Op[tuple[bool, int | None]]:
+    """Remove now (after_ms=0) or after a delay, fenced by if_pod: (removed, pod it held).
+
+    (True, None): the key held a value that is no pod index, and was removed."""
+    keys = link_keys(ks, uid, service)
+    expected = "" if if_pod is None else names.pod(if_pod)
+    if isinstance(after_ms, bool) or not isinstance(after_ms, int) or not 0 <= after_ms <= _TTL_MAX_MS:
+        raise InvalidInput(f"invalid delay {after_ms!r} ms: must be a whole number of milliseconds "
+                           f"from 0 to {_TTL_MAX_MS} (10 years)")
+    removed, current = yield script("link_remove", keys, [service, after_ms, expected])
+    if removed and current is not None:
+        try:
+            return True, _pod_of(current, keys[0])
+        except CorruptData:
+            return True, None  # an unfenced removal deletes a value that is no pod index too
+    return bool(removed), _optional_pod(current, keys[0])
+
+
+def links_of(ks: KeySpace, uid: str, *, bad: "BadKeys | None" = None) -> Op[dict[str, int]]:
+    """Every persistent link of one user: {service: pod}. A field that is no
+    pod index goes to `bad` (as 'KEY field SVC'), or raises CorruptData."""
+    key = ks.index(names.uid(uid))
+    try:
+        flat = yield Command(("HGETALL", key), key)
+    except StoreError as exc:
+        raise (yield from _not_a_hash(exc, key)) from None
+    raw = flat if isinstance(flat, dict) else _pairs(flat)
+    out = {}
+    for svc, value in sorted(raw.items()):
+        pod = _POD_TEXT.get(value)
+        if pod is None:
+            try:
+                pod = _pod_of(value, key)
+            except CorruptData:
+                _report(bad, f"{key} field {svc}", _not_a_pod(value))
+                continue
+        out[svc] = pod
+    return out
+
+
+def batch_pods(ks: KeySpace, uids: list[str], service: str, *, cluster: bool) -> Op[list[int | None]]:
+    """The pods of many uids of one service, in the order of uids (None: no
+    link). A value that is no pod index raises CorruptData. Not tracked:
+    nothing caches a batch's answers."""
+    names.service(service)
+    names.uids(uids)
+    keys = ks.links(uids, service)
+    if not keys:
+        return []
+    if cluster:  # uids hash to many slots: a GET each, one pipeline per node
+        values = yield [Command(("GET", key), key, untracked=True) for key in keys]
+        for value in values:
+            if isinstance(value, Exception) and "WRONGTYPE" not in str(value):
+                raise value
+        values = [None if isinstance(v, Exception) else v for v in values]  # another type reads as missing
+    else:
+        chunks = yield [Command(("MGET", *keys[i:i + _MGET_CHUNK]), None, untracked=True)
+                        for i in range(0, len(keys), _MGET_CHUNK)]
+        for chunk in chunks:
+            if isinstance(chunk, Exception):
+                raise chunk
+        values = [v for chunk in chunks for v in chunk]
+    known = _POD_TEXT
+    return [None if raw is None else known[raw] if raw in known else _pod_of(raw, key)
+            for key, raw in zip(keys, values)]
+
+
+# --- pod states ----------------------------------------------------------------------------------
+
+def snapshot(ks: KeySpace, service: str, *, expire_ms: int) -> Op["Snapshot"]:
+    names.service(service)
+    keys = [ks.state(service), ks.control(service)]
+    try:
+        states, controls, secs, micros = yield script("state_snapshot", keys, [])
+    except StoreError as exc:
+        raise (yield from wrong_type(exc, keys, "hash", f"the pod states of service {service!r}")) from None
+    now_ms = int(secs) * 1000 + int(micros) // 1000
+    from stroute.podstate import Snapshot
+
+    return Snapshot.build(service, _pairs(states), _pairs(controls), now_ms, expire_ms)
+
+
+def publish_state(ks: KeySpace, service: str, pod: int, *, load: int, state: "RoutingState", epoch: int | None,
+                  expire_ms: int, summarize: bool = False, register: bool = True, claim: str = "force",
+                  reason: str | None | bool = False, cluster: bool) -> Op[Published]:
+    """One heartbeat: the pod's state field (one EVALSHA), with register also
+    the services registry in the same round trip (a second one on a cluster,
+    where the registry is in another slot); with summarize (pod 0) the
+    workload summary too, in one more.
+
+    `claim` is "start", "continue" or "force" (state_publish.lua says what
+    each refuses); a refused heartbeat writes nothing and returns
+    `written=False` with the field it found. `reason`: a text to note beside
+    the field, None to remove the note, False to leave it as is."""
+    if claim not in CLAIMS:
+        raise InvalidInput(f"invalid claim {claim!r}: must be one of {', '.join(CLAIMS)}")
+    names.service(service)
+    keys = [ks.state(service), ks.control(service), ks.notes(service)]
+    note = ("keep", "") if reason is False else ("clear", "") if reason is None else ("set", str(reason))
+    from stroute.podstate import EPOCH_HISTORY, PodState, Snapshot
+
+    args = [names.pod(pod), names.load(load), int(state), "" if epoch is None else int(epoch), int(summarize),
+            claim, int(expire_ms), *note, EPOCH_HISTORY]
+    beat = script("state_publish", keys, args)
+    registry = Command(("SADD", ks.services(), service), ks.services())
+    if register and not cluster:
+        replies = yield [beat, registry]
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        reply = replies[0]
+    else:
+        reply = yield beat
+        if register:
+            yield registry
+    millis, control, states, controls, previous, written = reply
+    before = PodState.decode(previous) if isinstance(previous, str) else None
+    if not written:
+        return Published(int(millis), False, None, before, False)
+    snap = None
+    if summarize:
+        snap = Snapshot.build(service, _pairs(states), _pairs(controls), int(millis), expire_ms)
+        # The workload key expires with the heartbeat, so a dead pod 0 does
+        # not leave a READY summary behind.
+        yield Command(("SET", ks.workload(service), snap.workload, "PX", expire_ms), ks.workload(service))
+    return Published(int(millis), control == "cordon", snap, before, True)
+
+
+def remove_state(ks: KeySpace, service: str, pod: int) -> Op[bool]:
+    service, pod = names.service(service), names.pod(pod)
+    removed = yield Command(("HDEL", ks.state(service), pod), ks.state(service))
+    # The notes only explain the field: without it they mean nothing.
+    yield Command(("HDEL", ks.notes(service), f"{pod}:reason", f"{pod}:epochs"), ks.notes(service))
+    return bool(removed)
+
+
+# --- tags ----------------------------------------------------------------------------------------
+
+def get_tag(ks: KeySpace, tag: str) -> Op[str | None]:
+    key = ks.tag(names.tag(tag))
+    try:
+        return (yield Command(("GET", key), key))
+    except StoreError as exc:
+        raise (yield from wrong_type(exc, [key], "string", f"tag {tag!r}")) from None
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+def wrong_type(exc: StoreError, keys: list[str], wanted: str, what: str) -> Op[StoreError]:
+    """`exc` as CorruptData naming the keys of another type, when that is what
+    Redis refused (WRONGTYPE); else `exc` itself. Costs a TYPE per key."""
+    if type(exc) is not StoreError or "WRONGTYPE" not in str(exc):
+        return exc
+    kinds = {}
+    for key in keys:
+        kinds[key] = yield Command(("TYPE", key), key)
+    wrong = [key for key in keys if kinds[key] not in (wanted, "none")]
+    if not wrong:
+        return exc
+    shown = " and ".join(f"{key!r} is a {kinds[key]}" for key in wrong)
+    return CorruptData(
+        f"{what} cannot be read: {shown}, not a {wanted}",
+        keys=tuple(wrong),
+        hint="another program wrote there; 'stroute doctor' checks the namespace's data, and deleting "
+             "the key (redis-cli DEL) lets stroute write it again",
+    )
+
+
+def _not_a_hash(exc: StoreError, key: str) -> Op[StoreError]:
+    """A read of a user's index hash refused: another type there is CorruptData naming the key."""
+    if "WRONGTYPE" not in exc.message:
+        return exc
+    kind = yield Command(("TYPE", key), key)
+    return CorruptData(f"key {key!r} is a {kind}, not a link index (a hash)", keys=(key,), hint=_REPAIR)
+
+
+def _corrupt_or_raise(reply: Exception) -> CorruptData:
+    """A pipelined script's error: a CORRUPT refusal stands in its place, anything else ends the batch."""
+    if isinstance(reply, CorruptData):
+        return reply
+    raise reply
+
+
+def translate(exc: BaseException, where: str) -> StoreError | None:
+    """A redis-py exception as stroute's own (None: not one of redis-py's).
+
+    `where` is the redacted URL the messages name. A link script's CORRUPT
+    refusal (see link_set.lua: nothing was written) is CorruptData."""
+    import redis
+
+    from stroute.errors import PermissionDenied, RedisUnavailable
+
+    if isinstance(exc, redis.AuthenticationError):
+        return RedisUnavailable(
+            f"Redis at {where} refused the credentials: {_reason(exc)}",
+            hint="check the username and password (URL, STROUTE_REDIS_PASSWORD or redis.password_file)",
+        )
+    if isinstance(exc, redis.exceptions.NoPermissionError):
+        return PermissionDenied(
+            f"Redis at {where} denied a command: {_reason(exc)}",
+            reason=str(exc).strip() or "NOPERM",
+            hint="the Redis user's ACL does not allow what stroute needs",
+        )
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        return RedisUnavailable(
+            f"Redis at {where} is unreachable: {_reason(exc)}",
+            hint="check that Redis is running and the URL, password and socket timeout are right",
+        )
+    if isinstance(exc, redis.RedisError):
+        text = str(exc)
+        if text.startswith("CORRUPT "):
+            key, _, problem = text[len("CORRUPT "):].partition(" ")
+            problem = problem.split(" script: ")[0]  # Redis 6 appends where the error came from
+            return CorruptData(f"key {key!r} {problem}; nothing was written", keys=(key,), hint=_REPAIR)
+        return StoreError(f"Redis at {where} answered with an error: {_reason(exc)}")
+    if isinstance(exc, redis.exceptions.RedisClusterException):  # not a RedisError: no node could serve it
+        return RedisUnavailable(
+            f"Redis Cluster at {where} cannot serve the command: {_reason(exc)}",
+            hint="check that the cluster's nodes are running and every slot is covered",
+        )
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+# --- running an operation ------------------------------------------------------------------------
+
+def run(op: Op[T], execute) -> T:
+    """Run an operation with a synchronous `execute(step) -> reply`, which
+    raises a translated error for a single command."""
+    try:
+        step = next(op)
+        while True:
+            try:
+                reply = execute(step)
+            except StoreError as exc:
+                step = op.throw(exc)
+            else:
+                step = op.send(reply)
+    except StopIteration as stop:
+        return stop.value
+
+
+async def run_async(op: Op[T], execute) -> T:
+    """run() with a coroutine `execute`."""
+    try:
+        step = next(op)
+        while True:
+            try:
+                reply = await execute(step)
+            except StoreError as exc:
+                step = op.throw(exc)
+            else:
+                step = op.send(reply)
+    except StopIteration as stop:
+        return stop.value
