@@ -34,6 +34,8 @@ from typing import Any
 
 import redis.exceptions
 
+from stroute.direct import _pack
+
 # A thousand EVALSHAs of a placement are about 200 KB: one write of that
 # size keeps the socket buffer busy without holding replies back for long.
 MAX_BATCH = 1000
@@ -160,7 +162,7 @@ class AutoPipeline:
                 try:
                     connection = await self._connect()
                     batch = self._with_tracking(connection, batch)
-                    packed = connection.pack_commands([c for commands, _ in batch for c in commands])
+                    packed = _pack([c for commands, _ in batch for c in commands])
                     # In flight before the write: the reader must find the
                     # batch queued when its first reply arrives.
                     self._inflight.append((connection, batch))
@@ -181,6 +183,7 @@ class AutoPipeline:
         if self._connection is None:
             connection = self._connection_class(**self._connection_kwargs)
             await connection.connect()
+            connection._stroute_replies = _BulkReplies.of(connection)
             self._connection = connection
         return self._connection
 
@@ -226,16 +229,22 @@ class AutoPipeline:
                 continue
             entry = self._inflight[0]
             connection, batch = entry
+            replies = connection._stroute_replies
             try:
                 for commands, future in batch:
                     for _ in commands:
                         # The last reply is the call's; a CLIENT CACHING NO
                         # before it is answered OK, or refused when tracking
                         # is off, and either way dropped.
-                        try:
-                            reply = await connection.read_response()
-                        except redis.exceptions.ResponseError as exc:
-                            reply = exc
+                        if replies is not None:
+                            reply = replies.next_now()
+                            if reply is _NOT_YET:
+                                reply = await replies.next()
+                        else:
+                            try:
+                                reply = await connection.read_response()
+                            except redis.exceptions.ResponseError as exc:
+                                reply = exc
                     if future.done():  # the caller was cancelled; its reply is dropped
                         continue
                     if isinstance(reply, Exception):
@@ -277,6 +286,70 @@ class AutoPipeline:
         for _, future in batch:
             if not future.done():
                 future.set_exception(error)
+
+
+_NOT_YET = object()
+
+
+class _BulkReplies:
+    """Replies read off a connection a socket read at a time, many per read.
+
+    redis-py reads one reply per call, each under its own timeout context,
+    which costs more than the command's share of the round trip once a
+    thousand replies arrive together. This feeds hiredis's reader with
+    whatever the socket has and hands out the replies it parsed, error
+    replies as redis-py's exceptions (its own parser's mapping: NOSCRIPT is
+    NoScriptError, MOVED is MovedError...). Used after redis-py's connect()
+    made the connection (TLS, AUTH, HELLO, SELECT), when hiredis is there.
+    """
+
+    __slots__ = ("_reader", "_stream", "_timeout")
+
+    def __init__(self, reader: Any, stream: Any, timeout: float | None) -> None:
+        self._reader = reader
+        self._stream = stream
+        self._timeout = timeout
+
+    @classmethod
+    def of(cls, connection: Any) -> "_BulkReplies | None":
+        try:
+            import hiredis
+        except ImportError:
+            return None
+        parser = getattr(connection, "_parser", None)
+        stream = getattr(connection, "_reader", None)
+        if parser is None or not isinstance(stream, asyncio.StreamReader) or not hasattr(parser, "parse_error"):
+            return None  # not a socket (fakeredis's connections hand over objects, not bytes)
+        kwargs: dict[str, Any] = {"protocolError": redis.exceptions.InvalidResponse,
+                                  "replyError": parser.parse_error, "notEnoughData": _NOT_YET}
+        encoder = getattr(connection, "encoder", None)
+        if encoder is not None and encoder.decode_responses:
+            kwargs["encoding"] = encoder.encoding
+            kwargs["errors"] = encoder.encoding_errors
+        try:
+            reader = hiredis.Reader(**kwargs)
+        except TypeError:  # a hiredis without notEnoughData: redis-py reads instead
+            return None
+        return cls(reader, stream, getattr(connection, "socket_timeout", None))
+
+    def next_now(self) -> Any:
+        """The next reply if it has arrived, else _NOT_YET."""
+        return self._reader.gets()
+
+    async def next(self) -> Any:
+        reader, stream = self._reader, self._stream
+        while True:
+            if self._timeout is None:
+                data = await stream.read(65536)
+            else:
+                async with asyncio.timeout(self._timeout):
+                    data = await stream.read(65536)
+            if not data:
+                raise redis.exceptions.ConnectionError("Connection closed by server.")
+            reader.feed(data)
+            reply = reader.gets()
+            if reply is not _NOT_YET:
+                return reply
 
 
 def _as_error(exc: BaseException) -> Exception:
