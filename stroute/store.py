@@ -301,37 +301,12 @@ class Store:
     def _call(self, fn, *args, **kwargs):
         import redis
 
+        from stroute.storeops import translate
+
         try:
             return fn(*args, **kwargs)
-        except redis.AuthenticationError as exc:
-            raise RedisUnavailable(
-                f"Redis at {self.where} refused the credentials: {_reason(exc)}",
-                hint="check the username and password (URL, STROUTE_REDIS_PASSWORD or redis.password_file)",
-            ) from None
-        except redis.exceptions.NoPermissionError as exc:
-            raise PermissionDenied(
-                f"Redis at {self.where} denied a command: {_reason(exc)}",
-                reason=str(exc).strip() or "NOPERM",
-                hint="the Redis user's ACL does not allow what stroute needs",
-            ) from None
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise RedisUnavailable(
-                f"Redis at {self.where} is unreachable: {_reason(exc)}",
-                hint="check that Redis is running and the URL, password and socket timeout are right",
-            ) from None
-        except redis.RedisError as exc:
-            text = str(exc)
-            if text.startswith("CORRUPT "):  # a link script's refusal (see link_set.lua): nothing written
-                key, _, problem = text[len("CORRUPT "):].partition(" ")
-                problem = problem.split(" script: ")[0]  # Redis 6 appends where the error came from
-                raise CorruptData(f"key {key!r} {problem}; nothing was written", keys=(key,),
-                                  hint=_REPAIR) from None
-            raise StoreError(f"Redis at {self.where} answered with an error: {_reason(exc)}") from None
-        except redis.exceptions.RedisClusterException as exc:  # not a RedisError: no node could serve it
-            raise RedisUnavailable(
-                f"Redis Cluster at {self.where} cannot serve the command: {_reason(exc)}",
-                hint="check that the cluster's nodes are running and every slot is covered",
-            ) from None
+        except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
+            raise translate(exc, self.where) from None
 
     def _script(self, name: str, keys: list[str], args: list[Any]):
         if self._direct is not None:
@@ -1132,6 +1107,70 @@ class Store:
         """Point a tag at a service; returns the service it pointed at before."""
         key = self.keys(namespace).tag(names.tag(tag))
         return self._call(self.client.set, key, names.service(service), get=True)
+
+    # --- operations shared with the AsyncStore (stroute.storeops) ------------
+
+    def run(self, op: Any) -> Any:
+        """Run one of `stroute.storeops`'s operations on this store's connections."""
+        from stroute import storeops
+
+        return storeops.run(op, self._execute)
+
+    def _execute(self, step: Any) -> Any:
+        from stroute import storeops
+
+        if isinstance(step, storeops.Command):
+            return self._command(step)
+        return self._commands(step)
+
+    def _command(self, command: Any) -> Any:
+        args = command.args
+        if command.script is not None:
+            count = args[2]
+            return self._script(command.script, list(args[3:3 + count]), list(args[3 + count:]))
+        if self._direct is None:
+            return self._call(self.client.execute_command, *args)
+        if command.untracked:
+            return self._call(self._direct.pipeline, [args], untracked=True)[0]
+        return self._call(self._direct.call, *args)
+
+    def _commands(self, commands: list[Any]) -> list[Any]:
+        """One round trip (a pipeline per node on a cluster); each reply, or
+        its error as stroute's exception, in its command's place."""
+        import redis
+
+        from stroute import storeops
+
+        scripts = {c.script for c in commands if c.script is not None}
+        if not self.cluster:
+            for name in scripts:
+                if name not in self._loaded:
+                    self._call(self._direct.call, "SCRIPT", "LOAD", script_source(name))
+                    self._loaded.add(name)
+            untracked = any(c.untracked for c in commands)
+            for attempt in range(2):
+                replies = self._call(self._direct.pipeline, [c.args for c in commands], untracked=untracked)
+                if attempt or not any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+                    break
+                for name in scripts:
+                    self._call(self._direct.call, "SCRIPT", "LOAD", script_source(name))
+        elif len(scripts) == 1 and all(c.script is not None for c in commands):
+            calls = [(list(c.args[3:3 + c.args[2]]), list(c.args[3 + c.args[2]:])) for c in commands]
+            return self.run_script_many(scripts.pop(), calls, keep_corrupt=True)
+        elif not scripts:
+            pipe = self.client.pipeline()
+            for command in commands:
+                pipe.execute_command(*command.args)
+            replies = self._call(pipe.execute, raise_on_error=False)
+        else:  # scripts and commands of other slots together: one by one
+            replies = []
+            for command in commands:
+                try:
+                    replies.append(self._command(command))
+                except StoreError as exc:
+                    replies.append(exc)
+            return replies
+        return [storeops.translate(r, self.where) or r if isinstance(r, Exception) else r for r in replies]
 
 
 _TTL_MAX_MS = names.TTL_MAX_S * 1000
