@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from typing import Callable
 
-from benchmarks import coherence, drain
+from benchmarks import coherence, drain, gateways
 from benchmarks.harness import SERVICE, Figure, Harness, count_round_trips, paired, rate
 from benchmarks.harness import publish_pods as _publish_pods
 from stroute.client import ClientDriver
@@ -341,6 +341,9 @@ ALL: dict[str, Callable[[Harness], Figure]] = {
     "batch_place": batch_place,
     "cli_startup": cli_startup,
     "burst": burst,
+    "burst_gateways": gateways.burst_balance,
+    "commands_gateways": gateways.commands_per_new_user,
+    "slow_start": gateways.slow_start_share,
     "link_list": link_list,
     "link_list_output": link_list_output,
     "memory": memory,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -69,8 +70,9 @@ class Harness:
     def store(self) -> Store:
         return self.config().open_store()
 
-    def count_commands(self, fn: Callable[[], object]) -> int:
-        """Commands clients sent Redis while fn ran, as Redis's MONITOR saw them.
+    def count_commands(self, fn: Callable[[], object], by_name: Counter | None = None) -> int:
+        """Commands clients sent Redis while fn ran, as Redis's MONITOR saw them
+        (and, into `by_name`, how many of each command name).
 
         Redis's INFO counters also count the commands a script runs inside
         itself; MONITOR marks those ('lua'), so they are left out here.
@@ -84,7 +86,9 @@ class Harness:
 
         def watch() -> None:
             nonlocal sent
-            monitor_client = redis.Redis.from_url(self.url, decode_responses=True)
+            # redis-py's default read timeout would end a MONITOR that sees
+            # nothing for a few seconds (processes starting on a busy machine).
+            monitor_client = redis.Redis.from_url(self.url, decode_responses=True, socket_timeout=600)
             with monitor_client.monitor() as monitor:
                 ready.set()
                 for entry in monitor.listen():
@@ -92,6 +96,8 @@ class Harness:
                         break
                     if entry.get("client_type") != "lua":
                         sent += 1
+                        if by_name is not None:
+                            by_name[entry["command"].split(" ", 1)[0].upper()] += 1
             monitor_client.close()
             done.set()
 

@@ -43,6 +43,8 @@ DATA = (
     "type",
     # plain commands: batch reads, registry, cordons, tags, workload, link scans
     "mget", "sadd", "smembers", "multi", "exec",
+    # the live gateways of a service (state_snapshot.lua), and a closing driver leaving them
+    "zadd", "zremrangebyscore", "zcard", "zrem",
 )
 COHERENCE = (
     # a client driver's invalidation channel (stroute.invalidation): its

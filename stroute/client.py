@@ -14,6 +14,10 @@ invalidation channel is not confirmed nothing cached is served.
 from __future__ import annotations
 
 import logging
+import os
+import random
+import secrets
+import socket
 import threading
 import time
 import weakref
@@ -23,7 +27,7 @@ from typing import Callable, Iterable
 
 from stroute import names, placement
 from stroute.config import Config
-from stroute.errors import Conflict, InvalidInput, NoAvailablePod, PodUnavailable, StoreError
+from stroute.errors import Conflict, InvalidInput, NoAvailablePod, PodUnavailable, StoreError, StrouteError
 from stroute.linkcache import LinkCache, Token
 from stroute.podstate import PodView, Snapshot
 from stroute.store import Link, SetIfAbsent, Store
@@ -58,11 +62,14 @@ class Explanation:
     service: str
     strategy: str
     snapshot: Snapshot
-    candidates: list[tuple[PodView, int]]  # routable pods, and this client's placements on each since the snapshot
+    candidates: list[tuple[PodView, int]]  # routable pods, and the users estimated sent to each since its heartbeat
     decision: placement.Decision | None  # None: no choice was needed (cache hit) or possible (no routable pod)
     placement: Placement | None  # None when `error` is set
     error: NoAvailablePod | None
     cache: str = "coherent"  # ClientDriver.cache_state() when the placement began
+    gateways: int = 1  # live gateways of the service: each own placement counted this many times
+    slow_start: dict[int, placement.SlowStart] = field(default_factory=dict)  # pods in their slow-start window
+    left_out: tuple[int, ...] = ()  # pods in slow start the strategy could not draw this time
 
 
 @dataclass(frozen=True)
@@ -76,7 +83,9 @@ class _ServiceView:
     snapshot: Snapshot
     fetched: float
     marks: tuple[int, int] = (0, 0)  # the service's invalidation marks when it was read
-    placed: Counter = field(default_factory=Counter)  # new users per pod not yet in their reported load
+    placed: Counter = field(default_factory=Counter)  # new users per pod not yet in their reported load (estimated)
+    bump: int = 1  # what one own placement adds to `placed`: the live gateways at the read
+    warm_until: float = 0.0  # clock time until which some pod is in its slow-start window
 
 
 class _Coherence:
@@ -142,6 +151,12 @@ class ClientDriver:
         self._temp_ttl_ms = round(self.config.links.temp_ttl * 1000)
         self._expire_ms = self.config.state.expire_ms
         self._refresh = self.config.state.refresh
+        # Who this driver is among the gateways placing users (placement.py):
+        # readable in Redis, unique even for two drivers in one process.
+        self.gateway_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._gateway_expire_ms = placement.gateway_expire_ms(self._refresh)
+        self._slow_start_ms = placement.slow_start_window_ms(self.config)
+        self._random = random.Random().random
         self.cache = LinkCache(lifetime=self.config.links.cache_seconds, max_entries=cache_max_entries, clock=clock)
         self._views: dict[str, _ServiceView] = {}
         self._marks: dict[str, tuple[int, int]] = {}  # service -> (state mark, control mark)
@@ -164,6 +179,12 @@ class ClientDriver:
     # --- lifecycle -------------------------------------------------------------
 
     def close(self) -> None:
+        if self._views:
+            try:
+                self.store.leave_gateways(self.namespace, list(self._views), self.gateway_id)
+            except StrouteError as exc:  # it then leaves the count when its registration expires
+                log.info("could not leave the live gateways: %s", exc)
+            self._views = {}
         if self.source is not None:
             self._finalizer()  # closes the source, once
             self.source = None
@@ -189,8 +210,13 @@ class ClientDriver:
         if view is not None and not refresh and self._fresh(service, view):
             return view
         marks = self._marks.get(service, (0, 0))
-        snap = self.store.snapshot(self.namespace, service, expire_ms=self._expire_ms)
-        new = _ServiceView(snap, self._clock(), marks)
+        snap = self.store.snapshot(self.namespace, service, expire_ms=self._expire_ms, gateway=self.gateway_id,
+                                   gateway_expire_ms=self._gateway_expire_ms)
+        fetched = self._clock()
+        new = _ServiceView(snap, fetched, marks, bump=max(1, snap.gateways))
+        warming = placement.slow_start(snap, snap.now_ms, self._slow_start_ms)
+        if warming:
+            new.warm_until = fetched + max(w.remaining_ms for w in warming.values()) / 1000
         if view is not None:
             # A pod that has not heartbeated since still reports a load without
             # the users this client sent it: keep counting them.
@@ -306,10 +332,19 @@ class ClientDriver:
             if "snapshot" not in trace:
                 raise
             return Explanation(uid, service, self.strategy.name, trace["snapshot"], trace.get("candidates", []),
-                               trace.get("decision"), None, exc, cache)
+                               trace.get("decision"), None, exc, cache, *self._traced(trace))
         self._count(placed)
         return Explanation(uid, service, self.strategy.name, trace["snapshot"], trace.get("candidates", []),
-                           trace.get("decision"), placed, None, cache)
+                           trace.get("decision"), placed, None, cache, *self._traced(trace))
+
+    def _traced(self, trace: dict) -> tuple[int, dict, tuple[int, ...]]:
+        """The gateway count and slow-start windows a traced placement saw."""
+        view = self._views.get(trace["snapshot"].service)
+        gateways = trace.get("gateways", view.bump if view is not None else 1)
+        warming = trace.get("slow_start")
+        if warming is None and view is not None:
+            warming = self._warming(view)
+        return gateways, warming or {}, trace.get("left_out", ())
 
     def _place(
         self, uid: str, service: str, *, persist: bool = False, reassign: bool = False, trace: dict | None = None
@@ -330,11 +365,19 @@ class ClientDriver:
             return self._place_without_routable(uid, service, snap, ttl_ms)
 
         if trace is None:
+            if view.warm_until and self._clock() < view.warm_until:
+                routable = placement.admit(routable, self._warming(view), self._random)
             candidate = self.strategy.choose(uid, routable, view.placed).pod
         else:
             with self._lock:
                 extra = dict(view.placed)
             trace["candidates"] = [(v, extra.get(v.pod, 0)) for v in routable]
+            trace["gateways"] = view.bump
+            if view.warm_until and self._clock() < view.warm_until:
+                warming = trace["slow_start"] = self._warming(view)
+                admitted = placement.admit(routable, warming, self._random)
+                trace["left_out"] = tuple(v.pod for v in routable if v not in admitted)
+                routable = admitted
             trace["decision"] = placement.decide(self.strategy, uid, routable, extra)
             candidate = trace["decision"].pod.pod
         for _ in range(_MAX_RACE_ROUNDS):
@@ -347,6 +390,12 @@ class ClientDriver:
             f"could not settle a link for uid {uid!r} of service {service!r}: it kept changing under contention",
             hint="retry the placement",
         )
+
+    def _warming(self, view: _ServiceView) -> dict[int, placement.SlowStart]:
+        """The pods of the view in their slow-start window now (Redis's clock at
+        the read, advanced by this driver's own clock since)."""
+        now_ms = view.snapshot.now_ms + round((self._clock() - view.fetched) * 1000)
+        return placement.slow_start(view.snapshot, now_ms, self._slow_start_ms)
 
     def place_many(self, uids: Iterable[str], service: str, *, persist: bool = False) -> dict[str, Placement | Exception]:
         """Place many users with one pipelined round trip for the new ones.
@@ -372,9 +421,12 @@ class ClientDriver:
             if hit is not None:
                 out[uid] = hit
             elif routable:
-                pod = self.strategy.choose(uid, routable, view.placed).pod
+                pods = routable
+                if view.warm_until and self._clock() < view.warm_until:
+                    pods = placement.admit(routable, self._warming(view), self._random)
+                pod = self.strategy.choose(uid, pods, view.placed).pod
                 with self._lock:
-                    view.placed[pod] += 1  # count the pick now, so the batch spreads
+                    view.placed[pod] += view.bump  # count the pick now, so the batch spreads
                 todo.append((uid, pod))
             else:
                 unroutable.append(uid)
@@ -383,12 +435,12 @@ class ClientDriver:
         for (uid, candidate), result in zip(todo, results):
             if isinstance(result, StoreError):  # bad data under this uid's keys: nothing was written
                 with self._lock:
-                    view.placed[candidate] -= 1
+                    view.placed[candidate] -= view.bump
                 out[uid] = result
                 continue
             if not result.created:
                 with self._lock:
-                    view.placed[candidate] -= 1
+                    view.placed[candidate] -= view.bump
             out[uid] = self._attempt(
                 lambda: self._settle(uid, service, view, candidate, result, ttl_ms, token, counted=True)
                 or self._place(uid, service, persist=persist)
@@ -426,7 +478,7 @@ class ClientDriver:
         if result.created:
             if not counted:
                 with self._lock:
-                    view.placed[candidate] += 1
+                    view.placed[candidate] += view.bump
             self.cache.put(token, service, uid, candidate, persistent_now, ttl_ms)
             return Placement(uid, service, candidate, "new")
         if snap.is_alive(result.pod):
@@ -444,7 +496,7 @@ class ClientDriver:
         moved, current = self.store.move(self.namespace, uid, service, result.pod, candidate)
         if moved:
             with self._lock:
-                view.placed[candidate] += 1
+                view.placed[candidate] += view.bump
             self.cache.put(token, service, uid, candidate, persistent_now, ttl_ms)
             return Placement(uid, service, candidate, "moved")
         if current is not None and snap.is_alive(current):

@@ -71,6 +71,7 @@ class LinksConfig:
 class PlacementConfig:
     strategy: str = "p2c"
     good_load_range: int = 500  # round-robin: pods within min load + range
+    slow_start: float = 0.0  # seconds a pod's share of new users ramps up after a new epoch; 0 = off
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,10 @@ def _coherence_bound(value: float) -> str | None:
     return None if 0.05 <= value <= 1 else "must be between 0.05 and 1 (seconds)"
 
 
+def _slow_start(value: float) -> str | None:
+    return None if 0 <= value <= 86400 else "must be 0 (off) to 86400 seconds"
+
+
 def _strategy(value: str) -> str | None:
     return None if value in STRATEGIES else f"must be one of {', '.join(STRATEGIES)}"
 
@@ -232,6 +237,7 @@ _RULES: dict[str, Callable[[Any], str | None]] = {
     "links.coherence_bound": _coherence_bound,
     "placement.strategy": _strategy,
     "placement.good_load_range": _non_negative,
+    "placement.slow_start": _slow_start,
     "server.cpu_factor": _fraction,
     "server.drain_seconds": _non_negative,
     "server.load_timeout": _positive,

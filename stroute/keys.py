@@ -7,6 +7,7 @@ The layout is the seed's, so Go and Java services read the same data:
     P:{ns:state:svc}      hash    pod -> load-heartbeatMillis-state[-epoch]
     P:{ns:state:svc}:ctl  hash    pod -> operator override ("cordon")
     P:{ns:state:svc}:notes hash   "pod:reason", "pod:epochs" -> what a pod says about its state
+    P:{ns:state:svc}:gateways zset client driver id -> last snapshot read (Redis ms): the live gateways
     P:{ns:workload:svc}   string  service summary published by pod 0
     P:{ns:tag:tag}        string  service name
     P:{ns}:services       set     service names seen in the namespace
@@ -57,6 +58,12 @@ class KeySpace:
     def notes(self, service: str) -> str:
         return f"{self.prefix}:{{{self.namespace}:state:{service}}}:notes"
 
+    def gateways(self, service: str) -> str:
+        """The client drivers placing users on the service, each scored with
+        its last snapshot read: under the state hash tag, so the snapshot
+        script registers the reader and counts them in the same call."""
+        return f"{self.prefix}:{{{self.namespace}:state:{service}}}:gateways"
+
     def workload(self, service: str) -> str:
         return f"{self.prefix}:{{{self.namespace}:workload:{service}}}"
 
@@ -89,6 +96,20 @@ class KeySpace:
             return None
         uid = key[len(head):-1]
         return uid if uid and "}" not in uid else None
+
+    def tag_pattern(self) -> str:
+        """SCAN MATCH pattern for the namespace's tag keys."""
+        return f"{self.prefix}:{{{self.namespace}:tag:*}}"
+
+    def parse_tag(self, key: str) -> str | None:
+        """The tag of a tag key of this namespace, or None (a name stroute would not write)."""
+        head = f"{self.prefix}:{{{self.namespace}:tag:"
+        if not key.startswith(head) or not key.endswith("}"):
+            return None
+        try:
+            return names.tag(key[len(head):-1])
+        except InvalidInput:
+            return None
 
     def parse_state(self, key: str) -> tuple[str, bool] | None:
         """(service, is the control hash) of a state or control key of this namespace, or None."""

@@ -432,7 +432,7 @@ def clear_pod(
         report.alive = alive_pod(store, namespace, service, pod, expire_ms=expire_ms)
         if report.alive is not None and not dry_run:
             raise Conflict(f"{report.alive}: its links were not cleared",
-                           hint="drain it first (stroute pod drain SVC POD --migrate), or pass --force")
+                           hint="drain it first (stroute pod drain -s SVC --pod N --migrate), or pass --force")
     written = BadKeys()
     batch: list[str] = []
 

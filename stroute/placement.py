@@ -1,9 +1,27 @@
 """Placement strategies: pick one routable pod for a new user.
 
 A strategy sees the routable pods of the current snapshot and, for each, the
-number of users this client has placed there since the snapshot was taken
-(`extra`). Effective load = reported load + extra, so a burst of new users
-between two heartbeats spreads out instead of herding on one pod.
+users sent there since the pod last reported its load (`extra`). Effective
+load = reported load + extra, so a burst of new users between two heartbeats
+spreads out instead of herding on one pod.
+
+Many gateways: each client driver counts only its own placements, but every
+gateway sends users to the same pods. A driver registers among the service's
+live gateways at each snapshot read (state_snapshot.lua) and counts each of
+its placements `gateways` times (`bump`), Orleans' estimate of what all of
+them sent: with the users split over G gateways, each one's own count is
+1/G of the total. Gateways are counted for `gateway_expire` after their last
+read, so one that stops leaves the count within that time.
+
+Slow start: a pod whose epoch first reached its field less than
+`placement.slow_start` seconds ago has a weight rising linearly from 1 % to
+1 (HAProxy's `slowstart`). Before a load-aware strategy draws, each such pod
+is left out of the candidates with probability 1 - weight (relative to the
+heaviest routable pod), so its chance to be drawn ramps with time whatever
+load it reports; p2c then compares the two drawn by effective load as
+always. A new pod at load 0 among N thus gets at most about weight x 2/N of
+new users. A static strategy (`hash`) keeps every uid's answer and is left
+alone, as HAProxy ignores `slowstart` with its static algorithms.
 """
 
 from __future__ import annotations
@@ -12,9 +30,9 @@ import hashlib
 import random
 import threading
 from dataclasses import dataclass
-from typing import Mapping, Protocol, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
-from stroute.podstate import PodView
+from stroute.podstate import PodView, Snapshot
 
 
 class Strategy(Protocol):
@@ -43,6 +61,72 @@ def decide(strategy: Strategy, uid: str, pods: Sequence[PodView], extra: Mapping
         return explain(uid, pods, extra)
     name = getattr(strategy, "name", type(strategy).__name__)
     return Decision(name, strategy.choose(uid, pods, extra), tuple(pods), f"chosen by the {name} strategy")
+
+
+# A gateway leaves the count this many state.refresh periods after its last
+# snapshot read (a driver that places users reads at least once a period),
+# and never sooner than GATEWAY_EXPIRE_MIN_S.
+GATEWAY_EXPIRE_REFRESHES = 3
+GATEWAY_EXPIRE_MIN_S = 1.0
+# HAProxy's floor: a pod that just came up still gets a trickle, so it is seen to work.
+SLOW_START_MIN_WEIGHT = 0.01
+
+
+# Strategies whose answer for a uid depends on the pod set only: slow start
+# would move a uid's pod at random, so it is not applied to them.
+STATIC = ("hash",)
+
+
+def slow_start_window_ms(config) -> int:
+    """placement.slow_start in ms, as placement applies it: 0 when off, and for
+    a static strategy."""
+    if config.placement.strategy in STATIC:
+        return 0
+    return round(config.placement.slow_start * 1000)
+
+
+def gateway_expire_ms(refresh: float) -> int:
+    """How long after its last snapshot read a client driver is still counted as a live gateway."""
+    return round(max(GATEWAY_EXPIRE_REFRESHES * refresh, GATEWAY_EXPIRE_MIN_S) * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class SlowStart:
+    """One pod in its slow-start window."""
+
+    pod: int
+    weight: float  # 0.01 .. 1: its share of new users relative to a warm pod
+    remaining_ms: int  # until the window ends
+
+
+def slow_start(snap: Snapshot, now_ms: int, window_ms: int) -> dict[int, SlowStart]:
+    """The routable pods of the snapshot still in their slow-start window at `now_ms` (Redis clock)."""
+    if window_ms <= 0 or not snap.since:
+        return {}
+    out = {}
+    for view in snap.routable():
+        since = snap.since.get(view.pod)
+        if since is None:
+            continue  # no epoch (an original Go/Java driver): when it came up is unknown
+        age = now_ms - since
+        if age < window_ms:
+            weight = max(SLOW_START_MIN_WEIGHT, max(0, age) / window_ms)
+            out[view.pod] = SlowStart(view.pod, round(weight, 4), window_ms - max(0, age))
+    return out
+
+
+def admit(pods: Sequence[PodView], warming: Mapping[int, SlowStart], random: Callable[[], float]) -> list[PodView]:
+    """The pods a strategy may draw from for one new user: each pod in slow
+    start stays with probability weight / the heaviest routable pod's weight."""
+    if not warming:
+        return list(pods)
+    top = 1.0 if len(warming) < len(pods) else max(w.weight for w in warming.values())
+    kept = []
+    for view in pods:
+        entry = warming.get(view.pod)
+        if entry is None or random() * top < entry.weight:
+            kept.append(view)
+    return kept or list(pods)
 
 
 def _effective(view: PodView, extra: Mapping[int, int]) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 # ASCII digits only: str.isdigit() also accepts '²' and the like, which int()
@@ -104,6 +104,12 @@ class Snapshot:
     now_ms: int
     pods: dict[int, PodView]
     invalid: tuple[int, ...] = ()
+    # pod -> when (Redis ms) its current epoch first reached the field: the
+    # start of its slow-start window. Pods without an epoch are not in it.
+    since: dict[int, int] = field(default_factory=dict)
+    # Client drivers that read the service's states to place users within the
+    # gateway expiry, the reader included; 0 when the reader did not register.
+    gateways: int = 0
 
     @classmethod
     def build(
@@ -113,6 +119,9 @@ class Snapshot:
         controls: dict[str, str],
         now_ms: int,
         expire_ms: int,
+        *,
+        notes: dict[str, str] | None = None,
+        gateways: int = 0,
     ) -> "Snapshot":
         pods: dict[int, PodView] = {}
         invalid: list[int] = []
@@ -136,7 +145,15 @@ class Snapshot:
                 stale=age > expire_ms,
                 heartbeat_age_ms=max(0, age),
             )
-        return cls(service, now_ms, dict(sorted(pods.items())), tuple(sorted(invalid)))
+        since: dict[int, int] = {}
+        for pod, noted in parse_notes(notes or {}).items():
+            view = pods.get(pod)
+            if view is not None and view.epoch is not None:
+                for seen, epoch in noted.epochs:
+                    if epoch == view.epoch:
+                        since[pod] = seen
+                        break
+        return cls(service, now_ms, dict(sorted(pods.items())), tuple(sorted(invalid)), since, gateways)
 
     def __post_init__(self) -> None:
         # Placement asks these for every user: work them out once.

@@ -941,18 +941,31 @@ class Store:
 
     # --- pod states -------------------------------------------------------------
 
-    def snapshot(self, namespace: str, service: str, *, expire_ms: int) -> Snapshot:
+    def snapshot(self, namespace: str, service: str, *, expire_ms: int, gateway: str | None = None,
+                 gateway_expire_ms: int = 0) -> Snapshot:
+        """The service's pod states. A client driver that places users names
+        itself (`gateway`): it is registered among the service's live gateways
+        for `gateway_expire_ms`, and the snapshot says how many there are."""
         ks = self.keys(namespace)
         names.service(service)
-        keys = [ks.state(service), ks.control(service)]
+        keys = [ks.state(service), ks.control(service), ks.notes(service), ks.gateways(service)]
         try:
-            states, controls, secs, micros = self._script("state_snapshot", keys, [])
+            states, controls, secs, micros, notes, gateways = self._script(
+                "state_snapshot", keys, [gateway or "", int(gateway_expire_ms)])
         except StoreError as exc:
-            raise self._wrong_type(exc, keys, "hash", f"the pod states of service {service!r}") from None
+            raise self._wrong_type(exc, keys[:2], "hash", f"the pod states of service {service!r}") from None
         now_ms = int(secs) * 1000 + int(micros) // 1000
         from stroute.podstate import Snapshot
 
-        return Snapshot.build(service, _pairs(states), _pairs(controls), now_ms, expire_ms)
+        return Snapshot.build(service, _pairs(states), _pairs(controls), now_ms, expire_ms,
+                              notes=_pairs(notes), gateways=int(gateways))
+
+    def leave_gateways(self, namespace: str, services: list[str], gateway: str) -> None:
+        """Take a client driver out of the live gateways of these services at once
+        (a driver that closes), instead of when its registration expires."""
+        ks = self.keys(namespace)
+        for service in services:
+            self._call(self.client.zrem, ks.gateways(names.service(service)), gateway)
 
     def publish_state(
         self,
@@ -1066,6 +1079,25 @@ class Store:
             except InvalidInput:
                 bad.append(member)
         return Registry(key, good, bad)
+
+    def state_pods(self, namespace: str, service: str) -> list[int]:
+        """The pods with a state field in the service's state hash (HKEYS, read
+        only), in order; fields that are no pod index are left out."""
+        pods = []
+        for field_ in self._call(self.client.hkeys, self.keys(namespace).state(names.service(service))):
+            try:
+                pods.append(names.pod(field_))
+            except InvalidInput:
+                continue
+        return sorted(pods)
+
+    def tags(self, namespace: str) -> Iterator[list[str]]:
+        """The namespace's tags, a SCAN page at a time (read only; the caller may stop early)."""
+        ks = self.keys(namespace)
+        for batch in self.scan_keys(ks.tag_pattern()):
+            found = [tag for tag in map(ks.parse_tag, batch) if tag is not None]
+            if found:
+                yield found
 
     def key_type(self, key: str) -> str:
         """Redis's TYPE of key ('none' when missing): to name a key of the wrong kind."""

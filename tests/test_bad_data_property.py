@@ -185,7 +185,7 @@ def test_read_only_commands_report_bad_keys_and_finish(real_url, links, corrupti
         check_bad(("clear --dry-run", service), code, data, stderr, planted.scanned_bad(service))
         assert data["found"] == on_0
 
-        code, data, stderr = run(url, "pod", "drain", service, "0", "--migrate", "--dry-run")
+        code, data, stderr = run(url, "pod", "drain", "-s", service, "--pod", "0", "--migrate", "--dry-run")
         check_bad(("drain --dry-run", service), code, data, stderr, planted.scanned_bad(service))
         assert data["links_before"] == on_0
 

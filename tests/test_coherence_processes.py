@@ -86,7 +86,8 @@ def _prepare(kind: str, gateway: Gateway, store, tmp_path, url: str, port: int):
         assert set(old.values()) == {1}
 
         def run():
-            return [stroute(tmp_path, url, "pod", "drain", SERVICE, "1", "--migrate", STROUTE_STATE_REFRESH="0.5")]
+            return [stroute(tmp_path, url, "pod", "drain", "-s", SERVICE, "--pod", "1", "--migrate",
+                            STROUTE_STATE_REFRESH="0.5")]
         return old, "both", run, None  # the drain picks the new pods
 
     if kind == "link clear":
@@ -219,7 +220,7 @@ def test_a_cordon_by_another_process_stops_new_placements_within_the_bound(tmp_p
     before = gateway.answers("place", SERVICE, [f"pre{i}" for i in range(30)])
     assert 1 in {a["pod"] for a in before}, before
 
-    cordon = Mover(lambda: stroute(tmp_path, real_url, "pod", "cordon", SERVICE, "1"))
+    cordon = Mover(lambda: stroute(tmp_path, real_url, "pod", "cordon", "-s", SERVICE, "--pod", "1"))
     done, routables, placements = _placements_across(gateway, cordon, raw, pod=1, cordoned=True, prefix="c")
     assert not [a for a in placements if "error" in a]
     late = [a for a in placements if a["t"] > done + BOUND]
@@ -233,7 +234,7 @@ def test_a_cordon_by_another_process_stops_new_placements_within_the_bound(tmp_p
     assert not stale_placed, stale_placed[:3]
 
     # And the uncordon reaches it the same way: pod 1 takes new users again.
-    uncordon = Mover(lambda: stroute(tmp_path, real_url, "pod", "uncordon", SERVICE, "1"))
+    uncordon = Mover(lambda: stroute(tmp_path, real_url, "pod", "uncordon", "-s", SERVICE, "--pod", "1"))
     done, routables, placements = _placements_across(gateway, uncordon, raw, pod=1, cordoned=False, prefix="u")
     stale_routable = [r for r in routables if 1 not in r["routable"] and r["t"] > done + BOUND]
     assert not stale_routable, stale_routable[:3]

@@ -67,7 +67,7 @@ EVERY_COMMAND = [
     ("place", "-s", "lobby", "u", "v"),
     ("pods", "-s", "lobby"),
     ("top",),
-    ("pod", "cordon", "lobby", "1"),
+    ("pod", "cordon", "-s", "lobby", "--pod", "1"),
     ("tag", "get", "main"),
     ("tag", "set", "main", "lobby"),
     ("serve", "--once", "-s", "lobby", "--pod", "0", "--load", "1"),

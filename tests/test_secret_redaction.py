@@ -48,7 +48,7 @@ COMMANDS = [
     ["top"],
     ["tag", "get", "lobby"],
     ["tag", "set", "lobby", "game"],
-    ["pod", "cordon", "game", "0"],
+    ["pod", "cordon", "-s", "game", "--pod", "0"],
     ["doctor"],
     ["export"],
     ["import", "-"],

@@ -12,14 +12,17 @@ from typing import Annotated, Optional
 import typer
 
 from stroute.cli.context import Globals
+from stroute.cli.help import examples
 from stroute.cli.output import emit, info
 
 
+@examples("stroute -n game acl", "stroute -n game acl --user game-rw --no-scan")
 def acl(
     ctx: typer.Context,
     user: Annotated[
         Optional[str],
-        typer.Option("--user", help="Redis user name. Default: stroute-NAMESPACE.", show_default=False),
+        typer.Option("--user", metavar="NAME", help="Redis user name. Default: stroute-NAMESPACE.",
+                     show_default=False),
     ] = None,
     no_scan: Annotated[
         bool,
@@ -27,7 +30,9 @@ def acl(
                      "and 'link list' and doctor's link checks do not work."),
     ] = False,
 ) -> None:
-    """Print the ACL SETUSER rule that confines a Redis user to this namespace (-n).
+    """Print the ACL rule that confines a Redis user to a namespace.
+
+    An ACL SETUSER line for the namespace given with -n.
 
     The user may touch only the namespace's keys and run only the commands
     stroute sends. The rule sets no password: add one with

@@ -8,7 +8,9 @@ from typing import Annotated, Optional
 import typer
 
 from stroute.cli.context import Globals
-from stroute.cli.errors import check_output_format, guarded, report
+from stroute.cli.errors import check_output_format, report
+from stroute.cli.help import command
+from stroute.cli.output import OutputFormat
 from stroute.errors import StrouteError
 
 
@@ -33,18 +35,18 @@ def _print_version(value: bool) -> None:
 def root(
     ctx: typer.Context,
     config: Annotated[
-        Optional[str], typer.Option("--config", envvar="STROUTE_CONFIG", help="Config file (YAML).")
+        Optional[str], typer.Option("--config", envvar="STROUTE_CONFIG", metavar="FILE", help="Config file (YAML).")
     ] = None,
     redis_url: Annotated[
         Optional[str],
-        typer.Option("--redis-url", help="Redis URL (redis://, rediss://, unix://, redis+cluster://, redis+sentinel://, embedded://, memory://). "
+        typer.Option("--redis-url", metavar="URL", help="Redis URL (redis://, rediss://, unix://, redis+cluster://, redis+sentinel://, embedded://, memory://). "
                      "Env: STROUTE_REDIS_URL.", show_default=False),
     ] = None,
     namespace: Annotated[
-        Optional[str], typer.Option("-n", "--namespace", help="Namespace. Env: STROUTE_NAMESPACE.")
+        Optional[str], typer.Option("-n", "--namespace", metavar="NAMESPACE", help="Namespace. Env: STROUTE_NAMESPACE.")
     ] = None,
     output: Annotated[
-        str, typer.Option("-o", "--output", callback=check_output_format,
+        OutputFormat, typer.Option("-o", "--output", callback=check_output_format, metavar="FORMAT",
                           help="table, wide (every column), name (one identifier per line), json or yaml.")
     ] = "table",
     no_headers: Annotated[
@@ -98,7 +100,7 @@ def build(only: str | None = None) -> typer.Typer:
         if isinstance(target, typer.Typer):
             root_app.add_typer(target, name=name)
         else:
-            root_app.command(name)(guarded(target))
+            command(root_app, name, target)
     return root_app
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from stroute.cli.context import Globals
-from stroute.cli.errors import guarded
+from stroute.cli.help import command, examples
 from stroute.cli.output import emit, new_table
 
 app = typer.Typer(
@@ -60,8 +60,11 @@ def _origins(g: Globals, config: Any) -> dict[str, str]:
     return origins
 
 
+@examples("stroute config show", "stroute --config prod.yaml config show -o yaml > copy.yaml")
 def show(ctx: typer.Context) -> None:
-    """The effective config: file, then STROUTE_* environment, then flags.
+    """The effective config and where each value came from.
+
+    The file, then the STROUTE_* environment, then flags.
 
     With -o yaml or -o json the output is a config file: passwords are left
     out (null, and the URL without them) and a note says where each came from.
@@ -115,15 +118,19 @@ def _show_table(data: dict):
     return table
 
 
+@examples("stroute config validate stroute.yaml", "stroute config validate")
 def validate(
     ctx: typer.Context,
     file: Annotated[
         Optional[str],
-        typer.Argument(help="Config file to check alone (environment ignored); "
+        typer.Argument(metavar="FILE", help="Config file to check alone (environment ignored); "
                        "default: the effective config.", show_default=False),
     ] = None,
 ) -> None:
-    """Check a config file (or the effective config): exit 0 if valid, 2 if not."""
+    """Check a config file, or the effective config.
+
+    Exit 0 if it is valid, 2 if not.
+    """
     from stroute import backends
     from stroute import config as config_module
     from stroute.errors import ConfigError
@@ -148,5 +155,5 @@ def _validate_table(data: dict):
     return Text(f"{what} is valid")
 
 
-app.command("show")(guarded(show))
-app.command("validate")(guarded(validate))
+command(app, "show", show)
+command(app, "validate", validate)

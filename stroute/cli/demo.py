@@ -7,17 +7,22 @@ from typing import Annotated
 import typer
 
 from stroute.cli.context import Globals
+from stroute.cli.help import examples
 from stroute.cli.output import emit, new_table
 
 
+@examples("stroute demo", "stroute demo --users 100 -o json")
 def demo(
     ctx: typer.Context,
-    users: Annotated[int, typer.Option(min=1, max=100_000, help="Users to place.")] = 1000,
+    users: Annotated[int, typer.Option(metavar="N", min=1, max=100_000, help="Users to place.")] = 1000,
     redis_url: Annotated[
-        str, typer.Option("--demo-url", help="Store to run on (default: in-process memory://).")
+        str, typer.Option("--demo-url", metavar="URL", help="Store to run on (default: in-process memory://).")
     ] = "memory://demo",
 ) -> None:
-    """Run four pods (one DRAINING) and place users on them, on an in-process store."""
+    """Run four pods (one DRAINING) and place users on them.
+
+    On an in-process store, unless --demo-url names another.
+    """
     from stroute import demo as core_demo
 
     g: Globals = ctx.obj

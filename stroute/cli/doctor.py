@@ -7,18 +7,22 @@ from typing import Annotated
 import typer
 
 from stroute.cli.context import Globals
+from stroute.cli.help import examples
 from stroute.cli.output import emit
 
 
+@examples("stroute doctor", "stroute doctor --sample 10000 -o json")
 def doctor(
     ctx: typer.Context,
     sample: Annotated[
-        int, typer.Option("--sample", min=1, max=1_000_000, help="Links and index hashes to check, at most.")
+        int, typer.Option("--sample", metavar="N", min=1, max=1_000_000,
+                          help="Links and index hashes to check, at most.")
     ] = 1000,
 ) -> None:
-    """Check Redis (its memory, and a write probe: one key with a 10 s TTL under the
-    namespace's hash tag, deleted at once), the scripts, every service's pods,
-    clocks and a sample of links.
+    """Check Redis, the scripts, the pods and a sample of links.
+
+    Redis: its memory, and a write probe (one key with a 10 s TTL under the
+    namespace's hash tag, deleted at once); also the clocks.
 
     Exit 0 when nothing fails (warnings allowed), 1 when a check fails,
     6 when Redis cannot be reached at all.

@@ -5,12 +5,12 @@ from __future__ import annotations
 import typer
 
 from stroute.cli.context import Globals
-from stroute.cli.errors import guarded
+from stroute.cli.help import command, examples
 from stroute.cli.output import emit, new_table
 
 app = typer.Typer(
     name="embedded",
-    help="The embedded Redis server (embedded://, the default with no URL configured): show or stop it.",
+    help="Show or stop the embedded Redis server.\n\nembedded:// is the default when no Redis URL is configured.",
     no_args_is_help=True,
 )
 
@@ -27,8 +27,12 @@ def _server(g: Globals):
     return EmbeddedServer(data_file_for(""))
 
 
+@examples("stroute embedded status", "stroute embedded status -o json")
 def status(ctx: typer.Context) -> None:
-    """Whether the embedded server runs, where its data lives, and its clients. Exit 3 if it is not running."""
+    """Whether the embedded server runs, and where its data lives.
+
+    Also its clients and uptime. Exit 3 if it is not running.
+    """
     from stroute.errors import NotFound
 
     g: Globals = ctx.obj
@@ -40,8 +44,12 @@ def status(ctx: typer.Context) -> None:
                        hint="any stroute command starts it when no Redis URL is configured")
 
 
+@examples("stroute embedded stop")
 def stop(ctx: typer.Context) -> None:
-    """Save the data and stop the embedded server. Exit 3 if it was not running."""
+    """Save the data and stop the embedded server.
+
+    Exit 3 if it was not running.
+    """
     from stroute.errors import NotFound, RedisUnavailable
 
     g: Globals = ctx.obj
@@ -69,5 +77,5 @@ def _stopped_table(data: dict) -> str:
     return f"stopped the embedded Redis server (data saved in {data['data_file']})" if data["stopped"] else ""
 
 
-app.command("status")(guarded(status))
-app.command("stop")(guarded(stop))
+command(app, "status", status)
+command(app, "stop", stop)

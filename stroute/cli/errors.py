@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from stroute.cli.output import FORMATS, check_names, configure, printable_lines
+from stroute.cli.output import FORMATS, OutputFormat, check_names, configure, printable_lines
 from stroute.errors import StoreError, StrouteError
 
 # The other codes travel with the core's exceptions (StrouteError.exit_code).
@@ -77,8 +77,8 @@ def _set_no_headers(ctx: typer.Context, value: bool) -> bool:
 
 
 _OUTPUT_OPTION = Annotated[
-    Optional[str],
-    typer.Option("-o", "--output", callback=_set_output, is_eager=True, show_default=False,
+    Optional[OutputFormat],
+    typer.Option("-o", "--output", callback=_set_output, is_eager=True, show_default=False, metavar="FORMAT",
                  help="table, wide, name, json or yaml (also accepted before the command)."),
 ]
 

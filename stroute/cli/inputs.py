@@ -13,17 +13,21 @@ from typing import Annotated, Iterable, Optional
 import typer
 
 from stroute import names
+from stroute.cli import complete
 from stroute.errors import InvalidInput
 
 # The service a command works on (link, place).
-Service = Annotated[str, typer.Option("-s", "--service", help="Service name.", show_default=False)]
+Service = Annotated[str, typer.Option("-s", "--service", metavar="SVC", help="Service name.", show_default=False,
+                                      autocompletion=complete.services)]
 
 # The filters of the commands that walk the namespace's links (list, export).
 ServiceFilter = Annotated[
-    Optional[str], typer.Option("-s", "--service", help="Only this service.", show_default=False)
+    Optional[str], typer.Option("-s", "--service", metavar="SVC", help="Only this service.", show_default=False,
+                                autocompletion=complete.services)
 ]
 PodFilter = Annotated[
-    Optional[str], typer.Option("--pod", metavar="N", help="Only links to pod N.", show_default=False)
+    Optional[str], typer.Option("--pod", metavar="N", help="Only links to pod N.", show_default=False,
+                                autocompletion=complete.pods)
 ]
 
 

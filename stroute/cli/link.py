@@ -10,7 +10,8 @@ import typer
 from stroute.cli import inputs
 from stroute.cli.inputs import Service
 from stroute.cli.context import Globals
-from stroute.cli.errors import guarded
+from stroute.cli import complete
+from stroute.cli.help import command, examples
 from stroute.cli.output import (Column, RowStream, columns_wanted, emit, info, new_table, printable, silence_stdout,
                                 wide_wanted)
 
@@ -20,8 +21,9 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-Uid = Annotated[str, typer.Argument(help="User id.", show_default=False)]
-Pod = Annotated[str, typer.Option("--pod", metavar="N", help="Pod index (0..65535).", show_default=False)]
+Uid = Annotated[str, typer.Argument(metavar="UID", help="User id.", show_default=False)]
+Pod = Annotated[str, typer.Option("--pod", metavar="N", help="Pod index (0..65535).", show_default=False,
+                                  autocompletion=complete.pods)]
 Ttl = Annotated[
     Optional[str],
     typer.Option("--ttl", metavar="SECONDS", help="Make the link temporary: it expires after SECONDS.",
@@ -40,16 +42,19 @@ def _ttl_text(ttl: Any) -> str:
 # --- get ----------------------------------------------------------------------
 
 
+@examples("stroute link get 42 -s lobby", "stroute link get 42 -o json")
 def get(
     ctx: typer.Context,
     uid: Uid,
     service: Annotated[
         Optional[str],
-        typer.Option("-s", "--service", help="Service; without it, all persistent links of UID.",
-                     show_default=False),
+        typer.Option("-s", "--service", metavar="SVC", help="Service; without it, all persistent links of UID.",
+                     show_default=False, autocompletion=complete.services),
     ] = None,
 ) -> None:
-    """Show one link (-s SVC), or every persistent link of UID. Exit 3 if none.
+    """Show one link (-s SVC), or every persistent link of UID.
+
+    Exit 3 if there is none.
 
     Either way the JSON is one shape: "links", a list of link objects (the
     rows of 'link list'); -s only narrows it, and no link is an empty list.
@@ -101,8 +106,12 @@ def _links_of_table(data: dict):
 # --- set / try-set --------------------------------------------------------------
 
 
+@examples("stroute link set 42 -s lobby --pod 1", "stroute link set 42 -s lobby --pod 1 --ttl 300")
 def set_(ctx: typer.Context, uid: Uid, service: Service, pod: Pod, ttl: Ttl = None) -> None:
-    """Force the link of UID to pod N (persistent, or temporary with --ttl)."""
+    """Force the link of UID to pod N.
+
+    The link is persistent, or temporary with --ttl.
+    """
     g: Globals = ctx.obj
     pod_n = inputs.pod(pod)
     ttl_ms = inputs.ttl_ms(ttl)
@@ -128,8 +137,12 @@ def _set_table(data: dict):
     return table
 
 
+@examples("stroute link try-set 42 -s lobby --pod 2", "stroute link try-set 42 -s lobby --pod 2 --ttl 300")
 def try_set(ctx: typer.Context, uid: Uid, service: Service, pod: Pod, ttl: Ttl = None) -> None:
-    """Set the link unless a persistent link to another pod exists (exit 4 then)."""
+    """Set the link unless a persistent one to another pod exists.
+
+    Refused (exit 4) when a persistent link points at another pod.
+    """
     from stroute.errors import Conflict
 
     g: Globals = ctx.obj
@@ -155,6 +168,8 @@ def _try_set_table(data: dict):
 # --- remove -----------------------------------------------------------------------
 
 
+@examples("stroute link remove 42 -s lobby", "stroute link remove 42 -s lobby --if-pod 1",
+          "stroute link remove 42 -s lobby --after 30")
 def remove(
     ctx: typer.Context,
     uid: Uid,
@@ -162,7 +177,7 @@ def remove(
     if_pod: Annotated[
         Optional[str],
         typer.Option("--if-pod", metavar="N", help="Only if the link points at pod N (exit 4 otherwise).",
-                     show_default=False),
+                     show_default=False, autocompletion=complete.pods),
     ] = None,
     after: Annotated[
         Optional[str],
@@ -174,7 +189,9 @@ def remove(
         typer.Option("--delayed", help="Delayed removal after links.remove_delay seconds (default 60)."),
     ] = False,
 ) -> None:
-    """Remove a link now, --after SECONDS, or --delayed. Exit 3 if there is none.
+    """Remove a link now, --after SECONDS, or --delayed.
+
+    Exit 3 if there is none.
 
     Also removes a link key whose value is no pod index (unless --if-pod):
     that is how such a value, reported by the other commands, is cleared.
@@ -216,12 +233,13 @@ def _remove_table(pod: int | None, after_ms: int):
 # --- batch-get ------------------------------------------------------------------------
 
 
+@examples("stroute link batch-get -s lobby 42 43 44", "seq 1 1000 | stroute link batch-get -s lobby - -o json")
 def batch_get(
     ctx: typer.Context,
     service: Service,
     uids: Annotated[
         Optional[list[str]],
-        typer.Argument(help="User ids; '-' reads them from stdin (whitespace or newline separated).",
+        typer.Argument(metavar="UID...", help="User ids; '-' reads them from stdin (whitespace or newline separated).",
                        show_default=False),
     ] = None,
 ) -> None:
@@ -275,7 +293,8 @@ UidPattern = Annotated[
 ]
 Kind = Annotated[
     Optional[str],
-    typer.Option("--kind", metavar="temporary|persistent", help="Only links of this kind.", show_default=False),
+    typer.Option("--kind", metavar="KIND", help="Only links of this kind: temporary or persistent.",
+                 show_default=False, autocompletion=lambda: ["temporary", "persistent"]),
 ]
 TtlBelow = Annotated[
     Optional[str],
@@ -309,6 +328,8 @@ _LIST_COLUMNS = [Column("UID"), Column("Service", drop=1), Column("Pod"), Column
                  Column("Key", wide=True)]
 
 
+@examples("stroute link list -s lobby --pod 1", "stroute link list --kind temporary --ttl-below 60",
+          "stroute link list --uid-pattern 'bot-*' --limit 10 -o json")
 def list_(
     ctx: typer.Context,
     service: inputs.ServiceFilter = None,
@@ -323,8 +344,9 @@ def list_(
         bool, typer.Option("--sort", help="Sort by service and uid. Buffers every link before the first prints.")
     ] = False,
 ) -> None:
-    """Every link of the namespace (SCAN, never KEYS), printed as it is scanned.
+    """Every link of the namespace, printed as it is scanned.
 
+    A SCAN, never KEYS.
     Rows come in SCAN's order, as they are read: memory stays flat and the
     first row shows at once. --sort reads every link first. Keys that are no
     readable link are skipped and reported (exit 7).
@@ -444,9 +466,11 @@ def _list_table(data: dict, key):
 # --- count ---------------------------------------------------------------------------------
 
 
+@examples("stroute link count", "stroute link count -s lobby -o json")
 def count(ctx: typer.Context, service: inputs.ServiceFilter = None) -> None:
-    """Links per pod and per kind (persistent, temporary), by one SCAN.
+    """Links per pod and per kind (persistent, temporary).
 
+    One SCAN.
     HAProxy's table summary: how many users each pod holds, without listing
     them. Keys that are no readable link are skipped and reported (exit 7).
     """
@@ -498,6 +522,7 @@ def _count_table(data: dict):
 # --- clear ---------------------------------------------------------------------------------
 
 
+@examples("stroute link clear -s lobby --pod 3 --dry-run", "stroute link clear -s lobby --pod 3")
 def clear(
     ctx: typer.Context,
     service: Service,
@@ -505,8 +530,9 @@ def clear(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count the links, remove nothing.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Clear even if the pod is alive.")] = False,
 ) -> None:
-    """Remove every link to pod N of a service, with its index entry.
+    """Remove every link to pod N of a service.
 
+    Each link goes with its entry in the user's index hash.
     Each removal is fenced (remove-if-pod N): a link that moved to another pod
     meanwhile survives. Refuses an alive pod (exit 4) unless --force: its
     users would lose their links while it still holds their state. Keys that
@@ -552,14 +578,14 @@ def _clear_text(data: dict):
     return Text(text)
 
 
-app.command("get")(guarded(get))
-app.command("set")(guarded(set_))
-app.command("try-set")(guarded(try_set))
-app.command("remove")(guarded(remove))
-app.command("batch-get")(guarded(batch_get))
-app.command("list")(guarded(list_))
-app.command("count")(guarded(count))
-app.command("clear")(guarded(clear))
+command(app, "get", get)
+command(app, "set", set_)
+command(app, "try-set", try_set)
+command(app, "remove", remove)
+command(app, "batch-get", batch_get)
+command(app, "list", list_)
+command(app, "count", count)
+command(app, "clear", clear)
 
 
 for _command in (get, batch_get, list_, count):

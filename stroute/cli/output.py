@@ -28,9 +28,11 @@ import json
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Literal, get_args
 
-FORMATS = ("table", "json", "yaml", "wide", "name")
+# -o's choices, in the order help and completion list them.
+OutputFormat = Literal["table", "wide", "name", "json", "yaml"]
+FORMATS = get_args(OutputFormat)
 # The formats drawn for people (the rest are documents for programs).
 PEOPLE = ("table", "wide", "name")
 

@@ -8,14 +8,17 @@ import typer
 
 from stroute.cli import inputs
 from stroute.cli.context import Globals
+from stroute.cli.help import examples
 from stroute.cli.output import emit, new_table
 
 
+@examples("stroute place 42 -s lobby", "stroute place 42 -s lobby --explain",
+          "seq 1 1000 | stroute place -s lobby - -o json")
 def place(
     ctx: typer.Context,
     uids: Annotated[
         list[str],
-        typer.Argument(help="User ids; '-' reads them from stdin (whitespace or newline separated).",
+        typer.Argument(metavar="UID...", help="User ids; '-' reads them from stdin (whitespace or newline separated).",
                        show_default=False),
     ],
     service: inputs.Service,
@@ -26,14 +29,15 @@ def place(
         bool, typer.Option("--explain", help="Show the pod states, the candidates and why the pod was chosen.")
     ] = False,
 ) -> None:
-    """Place users on pods, creating their links as a client driver does.
+    """Place users on pods, creating their links.
 
+    It does what a client driver does.
     An existing link to an alive pod stands; a new user goes to a routable pod
     chosen by the placement strategy. Several uids (or '-') are placed in one
     process over one connection. Exit 5 when a uid finds no available pod.
 
-    The JSON is one shape however many uids: "placements", a list of
-    {uid, pod, source}, and "failed", a list of {uid, error}.
+    The JSON is one shape however many uids: "placements", a list of objects
+    with uid, pod and source, and "failed", a list of objects with uid and error.
     """
     from stroute import names
     from stroute.errors import InvalidInput
@@ -50,14 +54,17 @@ def place(
     # One command, one process: nothing cached would be asked for twice, so no
     # invalidation channel (a thread and a connection) is opened.
     driver = ClientDriver(config, store=g.store(), coherent=False)
-    if explain:
-        _explained(g, driver, wanted[0], service, persist)
-        return
-    if several:
-        results = _place_many(driver, wanted, service, persist, from_file="-" in uids and _stdin_is_a_file())
-    else:
-        results = {wanted[0]: _place_one(driver, wanted[0], service, persist)}
-    _report(g, driver, wanted, service, results, several)
+    try:
+        if explain:
+            _explained(g, driver, wanted[0], service, persist)
+            return
+        if several:
+            results = _place_many(driver, wanted, service, persist, from_file="-" in uids and _stdin_is_a_file())
+        else:
+            results = {wanted[0]: _place_one(driver, wanted[0], service, persist)}
+        _report(g, driver, wanted, service, results, several)
+    finally:
+        driver.close()  # leaves the service's live gateways now, not when its registration expires
 
 
 def _place_one(driver: Any, uid: str, service: str, persist: bool) -> Any:
@@ -176,19 +183,25 @@ def _explained(g: Globals, driver: Any, uid: str, service: str, persist: bool) -
     decision = result.decision
     placed = result.placement
     data = placement_data(driver.namespace, service, [uid], {uid: placed if placed is not None else result.error})
+    warming = result.slow_start
     data["explain"] = {
         "strategy": result.strategy,
         "expire_ms": driver.config.state.expire_ms,
         "pods": [
             {"pod": v.pod, "state": v.display_state, "load": v.load, "heartbeat_age_ms": v.heartbeat_age_ms,
-             "alive": v.alive, "routable": v.routable, "cordoned": v.cordoned}
+             "alive": v.alive, "routable": v.routable, "cordoned": v.cordoned,
+             "slow_start": (None if v.pod not in warming else
+                            {"weight": warming[v.pod].weight, "remaining_ms": warming[v.pod].remaining_ms})}
             for v in snap.pods.values()
         ],
         "unparseable": list(snap.invalid),
+        "gateways": result.gateways,
         "candidates": [
-            {"pod": v.pod, "load": v.load, "placed_by_this_client": n, "effective_load": v.load + n}
+            {"pod": v.pod, "load": v.load, "placed_by_this_client": n // max(1, result.gateways),
+             "placed_estimate": n, "effective_load": v.load + n}
             for v, n in result.candidates
         ],
+        "left_out": list(result.left_out),
         "considered": [] if decision is None else [v.pod for v in decision.considered],
         "choice": None if decision is None else decision.pod.pod,
         "why": _why(result),
@@ -211,6 +224,9 @@ def _why(result: Any) -> str:
         return (f"no routable pod; uid {result.uid!r} already has a link to pod {placed.pod}, "
                 "which is alive, so it stands")
     chose = f"{result.strategy}: {decision.why}"
+    if result.left_out:
+        chose += (f" (slow start left pod{'s' if len(result.left_out) > 1 else ''} "
+                  f"{', '.join(map(str, result.left_out))} out of this draw)")
     if placed.source == "new":
         return f"{chose}; a new link to pod {placed.pod} was created"
     if placed.source == "moved":
@@ -244,6 +260,11 @@ def _explain_table(data: dict):
         notes = []
         if row["cordoned"]:
             notes.append("cordoned")
+        if row.get("slow_start"):
+            notes.append(f"slow start: weight {row['slow_start']['weight']:.2f}, "
+                         f"{row['slow_start']['remaining_ms'] / 1000:.0f} s left")
+        if row["pod"] in explain["left_out"]:
+            notes.append("left out of this draw")
         if row["pod"] == explain["choice"]:
             notes.append("chosen")
         elif row["pod"] in considered and len(considered) < len(candidates):
@@ -257,7 +278,9 @@ def _explain_table(data: dict):
         )
     for pod in explain["unparseable"]:
         table.add_row(str(pod), "?", "-", "-", "no", "-", "unparseable state field")
-    lines = [f"strategy {explain['strategy']}; {len(candidates)} routable candidates"]
+    gateways = explain["gateways"]
+    lines = [f"strategy {explain['strategy']}; {len(candidates)} routable candidates; {gateways} live "
+             f"gateway{'s' if gateways != 1 else ''}: this client's placements count x{gateways} in the effective load"]
     if placed["pod"] is None:
         lines.append(f"uid {uid!r}: not placed")
     else:

@@ -1,8 +1,12 @@
-"""`stroute pod cordon|uncordon|forget|drain SVC POD`: operator overrides of one pod.
+"""`stroute pod cordon|uncordon|forget|drain -s SVC --pod N`: operator overrides of one pod.
 
 A cordon lives in `P:{ns:state:svc}:ctl`, not in the pod's own state field,
 so it survives the pod's restarts: the pod keeps serving its linked users and
 gets no new ones until it is uncordoned.
+
+A pod is named with options, `-s SVC --pod N`, as every other command names
+a service and a pod (link, place, pods, serve). The positional `SVC POD` of
+earlier releases still works for one release, with a warning on stderr.
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from stroute.cli import complete
 from stroute.cli.context import Globals
-from stroute.cli.errors import guarded
+from stroute.cli.help import command, examples
 from stroute.cli.output import emit, info
 
 app = typer.Typer(
@@ -21,17 +26,51 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-ServiceArg = Annotated[str, typer.Argument(metavar="SVC", help="Service name.", show_default=False)]
-PodArg = Annotated[str, typer.Argument(metavar="POD", help="Pod index (the StatefulSet ordinal).", show_default=False)]
+ServiceOption = Annotated[
+    Optional[str],
+    typer.Option("-s", "--service", metavar="SVC", help="Service of the pod (required).", show_default=False,
+                 autocompletion=complete.services),
+]
+PodOption = Annotated[
+    Optional[str],
+    typer.Option("--pod", metavar="N", help="Pod index, the StatefulSet ordinal (required).", show_default=False,
+                 autocompletion=complete.pods),
+]
+# The positional form of earlier releases: accepted, not shown.
+ServiceArg = Annotated[Optional[str], typer.Argument(metavar="SVC", hidden=True, show_default=False)]
+PodArg = Annotated[Optional[str], typer.Argument(metavar="POD", hidden=True, show_default=False)]
 
 
-def _cordon(ctx: typer.Context, service: str, pod: str, cordoned: bool) -> None:
+def address(command_name: str, service: str | None, pod: str | None, service_arg: str | None,
+            pod_arg: str | None) -> tuple[str, int]:
+    """(service, pod index) from -s SVC --pod N, or from the deprecated positional
+    SVC POD (with a warning on stderr); both forms at once is invalid input."""
     from stroute import names
+    from stroute.errors import InvalidInput
 
+    positional = [v for v in (service_arg, pod_arg) if v is not None]
+    if positional and (service is not None or pod is not None):
+        given = " ".join(positional)
+        raise InvalidInput(f"pod {command_name}: the pod is named twice, as {given!r} and with -s/--pod: "
+                           f"give -s SVC --pod N only")
+    if positional:
+        if pod_arg is None:
+            raise InvalidInput(f"pod {command_name}: missing POD after {service_arg!r}: "
+                               f"use 'stroute pod {command_name} -s SVC --pod N'")
+        checked = names.service(service_arg), names.pod(pod_arg)
+        info(f"warning: 'stroute pod {command_name} SVC POD' is deprecated and goes in the next release: "
+             f"use 'stroute pod {command_name} -s {checked[0]} --pod {checked[1]}'")
+        return checked
+    missing = [flag for flag, value in (("-s SVC", service), ("--pod N", pod)) if value is None]
+    if missing:
+        raise InvalidInput(f"pod {command_name} needs {' and '.join(missing)}: "
+                           f"'stroute pod {command_name} -s SVC --pod N'")
+    return names.service(service), names.pod(pod)
+
+
+def _cordon(ctx: typer.Context, service: str, index: int, cordoned: bool) -> None:
     g: Globals = ctx.obj
     config = g.config()
-    names.service(service)
-    index = names.pod(pod)
     store = g.store()
     changed = store.set_cordon(config.namespace, service, index, cordoned)
     data = {
@@ -59,31 +98,43 @@ def _cordon_text(data: dict):
     return Text(f"{where} {what}")
 
 
-def cordon(ctx: typer.Context, service: ServiceArg, pod: PodArg) -> None:
-    """Stop sending new users to a pod (its linked users stay); survives restarts."""
-    _cordon(ctx, service, pod, True)
+@examples("stroute pod cordon -s lobby --pod 1", "stroute pod cordon -s lobby --pod 1 -o json")
+def cordon(ctx: typer.Context, service: ServiceOption = None, pod: PodOption = None,
+           service_arg: ServiceArg = None, pod_arg: PodArg = None) -> None:
+    """Stop sending new users to a pod; its linked users stay.
+
+    The cordon survives the pod's restarts, until 'stroute pod uncordon'.
+    """
+    _cordon(ctx, *address("cordon", service, pod, service_arg, pod_arg), True)
 
 
-def uncordon(ctx: typer.Context, service: ServiceArg, pod: PodArg) -> None:
+@examples("stroute pod uncordon -s lobby --pod 1")
+def uncordon(ctx: typer.Context, service: ServiceOption = None, pod: PodOption = None,
+             service_arg: ServiceArg = None, pod_arg: PodArg = None) -> None:
     """Let a cordoned pod take new users again."""
-    _cordon(ctx, service, pod, False)
+    _cordon(ctx, *address("uncordon", service, pod, service_arg, pod_arg), False)
 
 
+@examples("stroute pod forget -s lobby --pod 3", "stroute pod forget -s lobby --pod 3 --force")
 def forget(
     ctx: typer.Context,
-    service: ServiceArg,
-    pod: PodArg,
+    service: ServiceOption = None,
+    pod: PodOption = None,
     force: Annotated[bool, typer.Option("--force", help="Forget it even if it is alive.")] = False,
+    service_arg: ServiceArg = None,
+    pod_arg: PodArg = None,
 ) -> None:
-    """Remove a dead pod's state field (after a scale-down); refuses an alive pod."""
-    from stroute import names
+    """Remove a dead pod's state field, after a scale-down.
+
+    Refuses a pod that is alive (exit 4) unless --force. Exit 3 if the pod
+    has no state field.
+    """
     from stroute.errors import NotFound
     from stroute.operations import forget_pod
 
     g: Globals = ctx.obj
     config = g.config()
-    names.service(service)
-    index = names.pod(pod)
+    service, index = address("forget", service, pod, service_arg, pod_arg)
     removed = forget_pod(g.store(), config.namespace, service, index, force=force,
                          expire_ms=config.state.expire_ms)
     data = {"namespace": config.namespace, "service": service, "pod": index, "removed": removed}
@@ -103,10 +154,13 @@ def _text(message: str):
 # --- drain ---------------------------------------------------------------------------
 
 
+@examples("stroute pod drain -s lobby --pod 1 --migrate --dry-run",
+          "stroute pod drain -s lobby --pod 1 --migrate --rate 200",
+          "stroute pod drain -s lobby --pod 1 --deadline 60")
 def drain(
     ctx: typer.Context,
-    service: ServiceArg,
-    pod: PodArg,
+    service: ServiceOption = None,
+    pod: PodOption = None,
     migrate: Annotated[
         bool, typer.Option("--migrate", help="Move the pod's temporary links to routable pods (compare-and-set).")
     ] = False,
@@ -122,24 +176,27 @@ def drain(
     ] = None,
     deadline: Annotated[
         Optional[str],
-        typer.Option("--deadline", metavar="S", show_default=False,
-                     help="Stop after S seconds. Without --migrate: wait up to S seconds for the links to leave."),
+        typer.Option("--deadline", metavar="SECONDS", show_default=False,
+                     help="Stop after SECONDS. Without --migrate: wait up to SECONDS for the links to leave."),
     ] = None,
+    service_arg: ServiceArg = None,
+    pod_arg: PodArg = None,
 ) -> None:
-    """Cordon a pod and, with --migrate, move its links to other routable pods.
+    """Cordon a pod and move its links to other routable pods.
+
+    Without --migrate it only cordons, and waits (--deadline) for the links
+    to leave on their own.
 
     Each move is a compare-and-set: a link that changed meanwhile is skipped,
     never overwritten; a temporary link keeps its remaining TTL. Exit 5 when
     no other pod is routable, 1 when the deadline stops it with links left.
     """
-    from stroute import names
     from stroute.cli.progress import Bar
     from stroute.operations import Drain
 
     g: Globals = ctx.obj
     config = g.config()
-    names.service(service)
-    index = names.pod(pod)
+    service, index = address("drain", service, pod, service_arg, pod_arg)
     moves_per_s = _number(rate, "--rate", "a number of moves per second greater than 0", allow_zero=False)
     seconds = _number(deadline, "--deadline", "a number of seconds, 0 or more", allow_zero=True)
     if include_persistent and not migrate:
@@ -221,7 +278,7 @@ def _links(n: int, what: str = "link") -> str:
     return f"{n} {what}{' stays' if n == 1 else 's stay'}"
 
 
-app.command("cordon")(guarded(cordon))
-app.command("uncordon")(guarded(uncordon))
-app.command("forget")(guarded(forget))
-app.command("drain")(guarded(drain))
+command(app, "cordon", cordon)
+command(app, "uncordon", uncordon)
+command(app, "forget", forget)
+command(app, "drain", drain)

@@ -8,19 +8,22 @@ costs no extra round trip, and still says something when pod 0 is dead.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass
 from typing import Annotated, Any, Mapping, Optional
 
 import typer
 
+from stroute.cli import complete
 from stroute.cli.context import Globals
+from stroute.cli.help import examples
 from stroute.cli.output import Column, columns_wanted, emit, info, plain, wide_wanted
+from stroute.cli.plot import DEFAULT_HISTORY_S, History, capacity
 
 BAR_WIDTH = 10
-TREND_SAMPLES = 8  # top --watch: loads kept per pod for its trend
 
 CountLinks = Annotated[
     bool,
@@ -38,15 +41,19 @@ class ServiceView:
 
 
 def service_view(namespace: str, snap, links: Mapping[int, int] | None = None,
-                 notes: Mapping[int, Any] | None = None) -> ServiceView:
+                 notes: Mapping[int, Any] | None = None, slow_start_ms: int = 0) -> ServiceView:
     """`links` (pod -> links counted) adds "links" to each pod, and the
     service's "links_total" and "links_to_unknown_pods" (pods with links but no state).
     `notes` (pod -> PodNotes) gives each pod its "reason" (why it publishes
     what it does, or null), "recent_epochs" (epochs first seen in the last
-    10 minutes) and "flapping" (its epoch keeps changing)."""
+    10 minutes) and "flapping" (its epoch keeps changing). `slow_start_ms`
+    (placement.slow_start_window_ms) gives each pod its "slow_start": its
+    current weight and the ms left of its window, or null when it is not in one."""
+    from stroute.placement import slow_start
     from stroute.podstate import PodNotes
 
     notes = notes or {}
+    warming = slow_start(snap, snap.now_ms, slow_start_ms)
     data = {
         "namespace": namespace,
         "service": snap.service,
@@ -64,6 +71,8 @@ def service_view(namespace: str, snap, links: Mapping[int, int] | None = None,
                 "reason": notes.get(v.pod, PodNotes()).reason,
                 "recent_epochs": notes.get(v.pod, PodNotes()).recent_epochs(snap.now_ms),
                 "flapping": notes.get(v.pod, PodNotes()).flapping(snap.now_ms),
+                "slow_start": (None if v.pod not in warming else
+                               {"weight": warming[v.pod].weight, "remaining_ms": warming[v.pod].remaining_ms}),
             }
             for v in snap.pods.values()
         ],
@@ -106,10 +115,21 @@ Watch = Annotated[
                  "per line and refresh (NDJSON; -o yaml: a '---' separated stream)."),
 ]
 Interval = Annotated[
-    Optional[float], typer.Option("--interval", "-i", help="Seconds between refreshes with --watch [default: 2].")
+    Optional[float], typer.Option("--interval", "-i", metavar="SECONDS",
+                                  help="Seconds between refreshes with --watch [default: 2].")
 ]
 WatchCount = Annotated[
-    Optional[int], typer.Option("--count", min=1, help="With --watch: stop after this many refreshes.")
+    Optional[int], typer.Option("--count", metavar="N", min=1, help="Stop watching after N refreshes.")
+]
+HistoryOption = Annotated[
+    Optional[float],
+    typer.Option("--history", metavar="SECONDS", show_default=False,
+                 help="With --watch or --plot: seconds of samples kept and drawn [default: 300]."),
+]
+Plot = Annotated[
+    bool,
+    typer.Option("--plot", help="Watch, and draw each pod's load over the last --history seconds "
+                 "(a chart per pod; ASCII in a pipe or with --no-headers). Refused with -o json, yaml or name."),
 ]
 
 
@@ -126,26 +146,31 @@ class Sample:
 
 
 def _pods_sample(g: Globals, service: str, links: bool) -> Sample:
+    from stroute.placement import slow_start_window_ms
+
     config = g.config()
     store = g.store()
     snap = store.snapshot(config.namespace, service, expire_ms=config.state.expire_ms)
     bad = _bad_keys() if links else None
     counts = count_links(store, config.namespace, service, bad).get(service, Counter()) if links else None
-    view = service_view(config.namespace, snap, counts, store.pod_notes(config.namespace, service))
+    view = service_view(config.namespace, snap, counts, store.pod_notes(config.namespace, service),
+                        slow_start_window_ms(config))
     if bad is not None:
         view.data["bad_keys"] = bad.to_dict()
     return Sample(view.data, [view], [], bad, lambda trends: render([view], trends=trends))
 
 
+@examples("stroute pods -s lobby", "stroute pods -s lobby --count-links -o json", "stroute pods -s lobby --watch")
 def pods(
     ctx: typer.Context,
-    service: Annotated[str, typer.Option("-s", "--service", help="Service whose pods to show.")],
+    service: Annotated[str, typer.Option("-s", "--service", metavar="SVC", help="Service whose pods to show.",
+                                         autocompletion=complete.services)],
     links: CountLinks = False,
     watch: Watch = False,
     interval: Interval = None,
     count: WatchCount = None,
 ) -> None:
-    """One service's pods: state, load, heartbeat age, incarnation age."""
+    """One service's pods: state, load, heartbeat and incarnation age."""
     from stroute import names
     from stroute.errors import NotFound
 
@@ -154,7 +179,7 @@ def pods(
     period = _watch_period(watch, interval, count)
     if period is not None:
         _watch(g, period, count, lambda: _pods_sample(g, service, links), "pods",
-               f"stroute pods: service {service!r}")
+               f"stroute pods: service {service!r}", DEFAULT_HISTORY_S)
         return
     sample = _pods_sample(g, service, links)
     view = sample.views[0]
@@ -191,6 +216,7 @@ def _top_views(g: Globals, links: bool = False, bad=None) -> tuple[list[ServiceV
     data to show, not a reason to fail the whole table. Link keys that are no
     readable link are collected in `bad` (--count-links)."""
     from stroute.errors import InvalidInput, PermissionDenied, RedisUnavailable, StoreError
+    from stroute.placement import slow_start_window_ms
 
     config = g.config()
     store = g.store()
@@ -228,7 +254,7 @@ def _top_views(g: Globals, links: bool = False, bad=None) -> tuple[list[ServiceV
                                                             "not a hash"})
             continue
         views.append(service_view(ns, snap, None if counts is None else counts.get(service, Counter()),
-                                  store.pod_notes(ns, service)))
+                                  store.pod_notes(ns, service), slow_start_window_ms(config)))
     return views, warnings
 
 
@@ -249,19 +275,33 @@ def _top_sample(g: Globals, links: bool) -> Sample:
                   lambda trends: render(views, namespace=namespace, trends=trends, warnings=warnings))
 
 
+@examples("stroute top", "stroute top --watch --interval 1", "stroute top --plot --history 600")
 def top(
     ctx: typer.Context,
     watch: Watch = False,
     interval: Interval = None,
     count: WatchCount = None,
     links: CountLinks = False,
+    plot: Plot = False,
+    history: HistoryOption = None,
 ) -> None:
-    """Every service of the namespace: one row per pod and a summary per service."""
+    """Every service of the namespace, a row per pod.
+
+    And a summary row per service. --watch refreshes it, with each pod's
+    recent loads in a Trend column; --plot draws each pod's load over the
+    last --history seconds instead.
+    """
     g: Globals = ctx.obj
-    period = _watch_period(watch, interval, count)
+    period = _watch_period(watch or plot, interval, count, history)
+    if plot and g.output not in ("table", "wide"):
+        from stroute.errors import InvalidInput
+
+        raise InvalidInput(f"--plot draws for people and cannot be printed as -o {g.output}",
+                           hint="use 'stroute top --watch -o json' for the samples")
     if period is not None:
         _watch(g, period, count, lambda: _top_sample(g, links), "top",
-               f"stroute top: namespace {g.config().namespace!r}")
+               f"stroute top: namespace {g.config().namespace!r}",
+               DEFAULT_HISTORY_S if history is None else history, plot=plot)
         return
     sample = _top_sample(g, links)
     if not g.for_people:  # the table shows them itself
@@ -277,22 +317,28 @@ def _warn_sample(sample: Sample) -> None:
     _warn(sample.warnings)
 
 
-def _watch_period(watch: bool, interval: float | None, count: int | None) -> float | None:
+def _watch_period(watch: bool, interval: float | None, count: int | None,
+                  history: float | None = None) -> float | None:
     """The seconds between refreshes with --watch, None without it."""
     from stroute.errors import InvalidInput
 
     if not watch:
         if interval is not None or count is not None:
             raise InvalidInput("--interval and --count only apply with --watch")
+        if history is not None:
+            raise InvalidInput("--history only applies with --watch or --plot")
         return None
     period = 2.0 if interval is None else interval
     if not period >= 0.1:
         raise InvalidInput(f"invalid --interval {interval!r}: must be a number of seconds, at least 0.1")
+    if history is not None and not period <= history <= 86_400:
+        raise InvalidInput(f"invalid --history {history!r}: must be a number of seconds from the interval "
+                           f"({period:g}) to 86400 (a day)")
     return period
 
 
 def _frame(title: str, period: float, sample: Sample | None = None, error: str | None = None,
-           history: dict | None = None):
+           history: History | None = None):
     from rich.console import Group
     from rich.text import Text
 
@@ -308,24 +354,38 @@ def _frame(title: str, period: float, sample: Sample | None = None, error: str |
     return Group(header, table)
 
 
-def _record(history: dict, views: list[ServiceView]) -> None:
-    """Append each alive pod's load to its history; a dead pod's history starts over."""
-    for view in views:
-        for row in view.data["pods"]:
-            key = (view.data["service"], row["pod"])
-            if row["alive"]:
-                history.setdefault(key, deque(maxlen=TREND_SAMPLES)).append(row["load"])
-            else:
-                history.pop(key, None)
+def _plot_frame(out, title: str, period: float, sample: Sample | None = None, error: str | None = None,
+                history: History | None = None):
+    """top --plot's frame: a header, then a chart line per pod (ASCII when the
+    output is columns: a pipe, or --no-headers)."""
+    from rich.console import Group
+    from rich.text import Text
+
+    from stroute.cli.plot import plot_lines
+
+    header = Text(f"{title}, {time.strftime('%H:%M:%S')}, every {period:g} s (Ctrl-C to quit)", style="bold")
+    lines = plot_lines(history, width=out.width, period=period, ascii=columns_wanted())
+    parts = [header, Text("\n".join(lines))]
+    if sample is None:
+        parts.append(Text(f"error: {error} (retrying)", style="red"))
+    return Group(*parts)
 
 
-def _watch(g: Globals, period: float, count: int | None, take, schema: str, title: str) -> None:
+def _record(history: History, views: list[ServiceView]) -> None:
+    """One sample of each pod's load (None for a dead pod: its trend starts over)."""
+    history.record({(view.data["service"], row["pod"]): row["load"] if row["alive"] else None
+                    for view in views for row in view.data["pods"]})
+
+
+def _watch(g: Globals, period: float, count: int | None, take, schema: str, title: str, history_s: float,
+           plot: bool = False) -> None:
     """Take a sample every `period` seconds, `count` times (or until Ctrl-C):
-    a live table, or one document per sample (-o json: NDJSON)."""
+    a live table (or plot), or one document per sample (-o json: NDJSON)."""
     first = take()  # a bad config or an unreachable Redis fails here
+    history = History(capacity(history_s, period))
     try:
         if g.for_people:
-            _watch_table(period, count, take, first, title)
+            _watch_table(period, count, take, first, title, history, plot)
         else:
             _watch_documents(g.output, period, count, take, first, schema)
     except KeyboardInterrupt:  # Ctrl-C is how a watch ends: not an error
@@ -361,13 +421,14 @@ def _watch_documents(fmt: str, period: float, count: int | None, take, first: Sa
             emit(sample.data, fmt, schema=schema, stream=True)
 
 
-def _watch_table(period: float, count: int | None, take, first: Sample, title: str) -> None:
+def _watch_table(period: float, count: int | None, take, first: Sample, title: str, history: History,
+                 plot: bool = False) -> None:
     from stroute.cli.output import console, print_columns
 
     out = console()
-    history: dict = {}
+    draw = functools.partial(_plot_frame, out) if plot else _frame
     _record(history, first.views)
-    frame = _frame(title, period, first, history=history)
+    frame = draw(title, period, first, history=history)
     live = None
     try:
         if out.is_terminal:
@@ -380,10 +441,10 @@ def _watch_table(period: float, count: int | None, take, first: Sample, title: s
             sys.stdout.flush()
         for sample in _samples(period, count, take):
             if isinstance(sample, str):
-                frame = _frame(title, period, error=sample)
+                frame = draw(title, period, error=sample, history=history)
             else:
                 _record(history, sample.views)
-                frame = _frame(title, period, sample, history=history)
+                frame = draw(title, period, sample, history=history)
             if live is not None:
                 live.update(frame, refresh=True)
             else:
@@ -544,6 +605,9 @@ def render(views: list[ServiceView], namespace: str | None = None, trends: Mappi
             where = f"pod {row['pod']} of {view.data['service']}"
             if row.get("reason"):
                 notes.append(f"{where} ({row['state']}): {_printable(row['reason'])}")
+            if row.get("slow_start"):
+                notes.append(f"{where}: slow start, weight {row['slow_start']['weight']:.2f} of a warm pod's, "
+                             f"{_age(row['slow_start']['remaining_ms'])} left")
             if row.get("flapping"):
                 notes.append(f"{where}: {row['recent_epochs']} epochs in the last "
                              f"{EPOCH_FLAP_WINDOW_MS // 60000} min (restarting, or two instances taking it in turn)")

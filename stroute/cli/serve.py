@@ -15,51 +15,58 @@ from typing import Annotated, Optional
 
 import typer
 
+from stroute.cli import complete
 from stroute.cli.context import Globals
+from stroute.cli.help import examples
 from stroute.cli.output import emit
 
 log = logging.getLogger("stroute.serve")
 
 
+@examples("stroute serve -s lobby --pod 0 --load 120", "stroute serve -s lobby --load-file /run/load --http 0.0.0.0:9090",
+          "stroute serve -s lobby --pod 0 --once -o json")
 def serve(
     ctx: typer.Context,
     service: Annotated[
         Optional[str],
-        typer.Option("-s", "--service", envvar="STROUTE_SERVICE", help="Service this pod belongs to.",
-                     show_default=False),
+        typer.Option("-s", "--service", envvar="STROUTE_SERVICE", metavar="SVC", help="Service this pod belongs to.",
+                     show_default=False, autocompletion=complete.services),
     ] = None,
     pod: Annotated[
         Optional[str],
-        typer.Option("--pod", envvar="STROUTE_POD", show_default=False,
+        typer.Option("--pod", envvar="STROUTE_POD", metavar="N", show_default=False,
                      help="Pod index. Default: the ordinal of POD_NAME, else HOSTNAME ('lobby-3' -> 3)."),
     ] = None,
     load: Annotated[
-        Optional[str], typer.Option("--load", show_default=False, help="Publish this fixed load.")
+        Optional[str], typer.Option("--load", metavar="N", show_default=False, help="Publish this fixed load.")
     ] = None,
     load_file: Annotated[
         Optional[Path],
-        typer.Option("--load-file", show_default=False,
+        typer.Option("--load-file", metavar="FILE", show_default=False,
                      help="Publish the integer in this regular file, re-read every period."),
     ] = None,
     load_cmd: Annotated[
         Optional[str],
-        typer.Option("--load-cmd", show_default=False,
+        typer.Option("--load-cmd", metavar="CMD", show_default=False,
                      help="Publish what this shell command prints, run every period."),
     ] = None,
     load_timeout: Annotated[
         Optional[float],
-        typer.Option("--load-timeout", show_default=False,
+        typer.Option("--load-timeout", metavar="SECONDS", show_default=False,
                      help="Seconds --load-cmd may run (server.load_timeout; default 5, at most half the period)."),
     ] = None,
     period: Annotated[
-        Optional[float], typer.Option("--period", show_default=False, help="Heartbeat period (state.period).")
+        Optional[float], typer.Option("--period", metavar="SECONDS", show_default=False,
+                                      help="Heartbeat period (state.period).")
     ] = None,
     expire: Annotated[
-        Optional[float], typer.Option("--expire", show_default=False, help="Stale after (state.expire).")
+        Optional[float], typer.Option("--expire", metavar="SECONDS", show_default=False,
+                                      help="Stale after (state.expire).")
     ] = None,
     drain_seconds: Annotated[
         Optional[float],
-        typer.Option("--drain-seconds", show_default=False, help="Drain window on stop (server.drain_seconds)."),
+        typer.Option("--drain-seconds", metavar="SECONDS", show_default=False,
+                     help="Drain window on stop (server.drain_seconds)."),
     ] = None,
     takeover: Annotated[
         bool,
@@ -73,7 +80,9 @@ def serve(
                      help="Serve /healthz, /readyz and /metrics (Prometheus) on HOST:PORT; port 0 takes a free one."),
     ] = None,
 ) -> None:
-    """Publish this pod's load and routing state until a stop signal (the server driver, in the foreground).
+    """Publish this pod's load and routing state until stopped.
+
+    The server driver, in the foreground (a sidecar).
 
     Without a load option the load is the host's CPU use times server.cpu_factor.
     """

@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from stroute.cli.context import Globals
-from stroute.cli.errors import guarded
+from stroute.cli import complete
+from stroute.cli.help import command, examples
 from stroute.cli.output import emit, new_table
 
 app = typer.Typer(
@@ -16,11 +17,16 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-Tag = Annotated[str, typer.Argument(help="Tag name.", show_default=False)]
+Tag = Annotated[str, typer.Argument(metavar="TAG", help="Tag name.", show_default=False,
+                                    autocompletion=complete.tags)]
 
 
+@examples("stroute tag get lobby", "stroute tag get lobby -o json")
 def get(ctx: typer.Context, tag: Tag) -> None:
-    """The service TAG points at. Exit 3 if the tag is not set."""
+    """The service TAG points at.
+
+    Exit 3 if the tag is not set.
+    """
     from stroute.errors import NotFound
 
     g: Globals = ctx.obj
@@ -30,15 +36,20 @@ def get(ctx: typer.Context, tag: Tag) -> None:
     if service is not None or not g.for_people:
         emit(data, g.output, _table, schema="tag-get")
     if service is None:
-        raise NotFound(f"tag {tag!r} is not set in namespace {ns!r}", hint="set it with: stroute tag set TAG SERVICE")
+        raise NotFound(f"tag {tag!r} is not set in namespace {ns!r}", hint="set it with: stroute tag set TAG SVC")
 
 
+@examples("stroute tag set lobby lobby-v2")
 def set_(
     ctx: typer.Context,
     tag: Tag,
-    service: Annotated[str, typer.Argument(help="Service the tag points at.", show_default=False)],
+    service: Annotated[str, typer.Argument(metavar="SVC", help="Service the tag points at.", show_default=False,
+                                           autocompletion=complete.services)],
 ) -> None:
-    """Point TAG at SERVICE; shows the service it pointed at before."""
+    """Point TAG at service SVC.
+
+    Shows the service it pointed at before.
+    """
     from stroute import names
 
     g: Globals = ctx.obj
@@ -59,5 +70,5 @@ def _table(data: dict):
     return table
 
 
-app.command("get")(guarded(get))
-app.command("set")(guarded(set_))
+command(app, "get", get)
+command(app, "set", set_)

@@ -10,12 +10,14 @@ import typer
 from stroute.cli import inputs
 from stroute.cli import link as link_cli
 from stroute.cli.context import Globals
+from stroute.cli.help import examples
 from stroute.cli.output import emit, info, silence_stdout
 
 # Rejected lines listed on stderr; the JSON lists up to transfer.MAX_ERRORS_KEPT.
 _SHOWN_REJECTIONS = 20
 
 
+@examples("stroute export > links.jsonl", "stroute export -s lobby --kind persistent > lobby.jsonl")
 def export(
     ctx: typer.Context,
     service: inputs.ServiceFilter = None,
@@ -24,10 +26,11 @@ def export(
     kind: link_cli.Kind = None,
     ttl_below: link_cli.TtlBelow = None,
 ) -> None:
-    """Write the namespace's links to stdout as JSON lines, one link per line.
+    """Write the namespace's links to stdout as JSON lines.
 
-    Each line is {"schema","namespace","uid","service","pod","persistent","ttl_s"},
-    schema "stroute/export/v1"; ttl_s is the seconds a temporary link has left
+    One link per line.
+    Each line is an object with schema ("stroute/export/v1"), namespace, uid,
+    service, pod, persistent and ttl_s; ttl_s is the seconds a temporary link has left
     (null when persistent). The output is
     always JSON lines, whatever -o says. Every line imports again: a key that
     is no readable link is left out and named on stderr (exit 7).
@@ -63,6 +66,8 @@ def export(
         raise error
 
 
+@examples("stroute import links.jsonl --dry-run", "stroute import links.jsonl",
+          "stroute export | stroute -n staging import -")
 def import_(
     ctx: typer.Context,
     file: Annotated[
@@ -75,7 +80,7 @@ def import_(
         bool, typer.Option("--overwrite", help="Replace links that exist with another pod or kind (default: keep them).")
     ] = False,
 ) -> None:
-    """Import links from `stroute export` lines; safe to run again.
+    """Import links from 'stroute export' lines; safe to run again.
 
     Every line is validated first: a bad one is rejected with its line number
     and nothing of it is written, and the good lines are still imported (exit 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from stroute.cli.context import Globals
+from stroute.cli.help import examples
 from stroute.cli.output import emit, new_table
 
 
@@ -23,9 +24,13 @@ def versions() -> dict[str, str | None]:
     return out
 
 
+@examples("stroute version", "stroute --redis-url redis://127.0.0.1:6379 version -o json")
 def version(ctx: typer.Context) -> None:
-    """stroute's version, redis-py's and hiredis's, and the Redis server's when a URL is configured
-    (with none, the embedded server is not started for this)."""
+    """The versions of stroute, redis-py, hiredis and the Redis server.
+
+    The server's when a URL is configured (with none, the embedded server is
+    not started for this).
+    """
     g: Globals = ctx.obj
     data = {**versions(), "server": None}
     config = g.config()

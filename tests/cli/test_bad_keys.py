@@ -139,7 +139,7 @@ def test_drain_migrate_moves_every_good_link(url, store):
     plant(store)
     put_state(store.client, "game", 3)
     put_state(store.client, "game", 4)
-    code, data, stderr = cli_json("--redis-url", url, "pod", "drain", "game", "3", "--migrate")
+    code, data, stderr = cli_json("--redis-url", url, "pod", "drain", "-s", "game", "--pod", "3", "--migrate")
     assert_reported(code, data, stderr)
     assert (data["links_before"], data["moved"], data["remaining"]) == (7, 6, 1)  # the persistent one stays
     assert {l.uid for l in store.scan_links("default", pod=4, bad=_bad())} >= {f"t{i}" for i in range(6)}

@@ -26,7 +26,7 @@ def test_show_defaults():
     assert data["state"] == {"period": 30.0, "expire": 60.0, "refresh": 2.0}
     assert data["links"] == {"temp_ttl": 300.0, "cache_seconds": 240.0, "remove_delay": 60.0,
                              "coherent": True, "coherence_bound": 1.0}
-    assert data["placement"] == {"strategy": "p2c", "good_load_range": 500}
+    assert data["placement"] == {"strategy": "p2c", "good_load_range": 500, "slow_start": 0.0}
 
 
 def test_show_layers_file_then_environment_then_flags(isolated):

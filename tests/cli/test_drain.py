@@ -1,4 +1,4 @@
-"""`stroute pod drain SVC POD`: cordon, migrate by compare-and-set, dry run, rate, deadline.
+"""`stroute pod drain -s SVC --pod N`: cordon, migrate by compare-and-set, dry run, rate, deadline.
 
 In-process CliRunner tests run on every backend of the `url` fixture; the
 drain under load runs the installed entry point as a child process against
@@ -107,12 +107,12 @@ def test_include_persistent_moves_them_with_their_index(url, store):
 
 def test_table_output(url, store):
     setup_service(store, persistent=0)
-    result = cli("--redis-url", url, "pod", "drain", "game", "1", "--migrate", env=FAST)
+    result = cli("--redis-url", url, "pod", "drain", "-s", "game", "--pod", "1", "--migrate", env=FAST)
     assert result.exit_code == 0, result.stderr
     assert "pod 1 of 'game' cordoned (namespace 'default'): 6 links before" in result.stdout
     assert "moved 6 (pod 0: " in result.stdout or "moved 6 (pod 4: " in result.stdout
     assert "skipped 0 (changed meanwhile), 0 remaining" in result.stdout
-    again = cli("--redis-url", url, "pod", "drain", "game", "1", env=FAST)
+    again = cli("--redis-url", url, "pod", "drain", "-s", "game", "--pod", "1", env=FAST)
     assert "was already cordoned" in again.stdout
 
 
@@ -151,7 +151,7 @@ def test_dry_run_changes_nothing_not_even_the_cordon(url, store, extra):
 
 def test_dry_run_table_says_what_it_would_do(url, store):
     setup_service(store)
-    result = cli("--redis-url", url, "pod", "drain", "game", "1", "--migrate", "--dry-run", env=FAST)
+    result = cli("--redis-url", url, "pod", "drain", "-s", "game", "--pod", "1", "--migrate", "--dry-run", env=FAST)
     assert result.exit_code == 0
     assert "dry run, nothing changed: would cordon pod 1 of 'game'" in result.stdout
     assert "would move 6 of its 8 links" in result.stdout and "2 would stay" in result.stdout
@@ -423,7 +423,8 @@ def test_drain_while_other_processes_place_users(real_url, redis_server, tmp_pat
             for placer in placers:  # each is placing before the drain starts
                 line = placer.stdout.readline()
                 assert line.startswith("placed"), placer.stderr.read()
-            result = subprocess.run([stroute_bin(), "-o", "json", "pod", "drain", "game", "1", "--migrate"],
+            result = subprocess.run([stroute_bin(), "-o", "json", "pod", "drain", "-s", "game", "--pod", "1",
+                                     "--migrate"],
                                     capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
             # Keep placing a little after the drain, then stop.
             for placer in placers:

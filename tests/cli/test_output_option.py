@@ -31,10 +31,15 @@ def test_the_later_output_option_wins(isolated, url):
     assert json.loads(result.stdout)["links"][0]["pod"] == 1
 
 
-def test_unknown_output_after_the_command_is_a_plain_usage_error(isolated, url):
-    result = run("--redis-url", url, "link", "get", "42", "-s", "lobby", "-o", "xml")
+@pytest.mark.parametrize("place", ["before", "after"])
+def test_unknown_output_is_a_plain_usage_error_naming_the_value_and_the_choices(isolated, url, place):
+    command = ["link", "get", "42", "-s", "lobby"]
+    args = ["-o", "xml", *command] if place == "before" else [*command, "-o", "xml"]
+    result = run("--redis-url", url, *args)
     assert result.exit_code == 2
-    assert "'xml' is not one of table, json, yaml" in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == ["Error: Invalid value for '-o' / '--output': "
+                      "'xml' is not one of 'table', 'wide', 'name', 'json', 'yaml'."]
     assert "╭" not in result.stderr  # no Rich box: one plain line a CI log keeps readable
     assert result.stdout == ""
 

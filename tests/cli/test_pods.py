@@ -15,7 +15,7 @@ from stroute.server import ServerDriver
 pytestmark = pytest.mark.usefixtures("isolated")
 
 POD_FIELDS = ["pod", "state", "load", "heartbeat_age_ms", "alive", "routable", "cordoned", "epoch_ms", "reason",
-              "recent_epochs", "flapping"]
+              "recent_epochs", "flapping", "slow_start"]
 SERVICE_FIELDS = ["namespace", "service", "workload", "pods"]  # a service of top; pods adds "schema" first
 PODS_FIELDS = ["schema", *SERVICE_FIELDS]
 STALE_MS = 120_000  # the CLI runs with the default expiry, 60 s

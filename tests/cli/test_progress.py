@@ -113,8 +113,8 @@ def link_count(client, pod: int | None = None) -> int:
 def test_drain_bar_on_a_terminal_has_rate_and_eta_and_counts_only_links_it_moves(real_url, redis_server, tmp_path):
     client = redis_server.client()
     drain_setup(client, 6000, persistent=40)
-    code, out, err = on_a_terminal(tmp_path, "--redis-url", real_url, "-o", "json", "pod", "drain", "game", "1",
-                                   "--migrate", "--rate", "4000", STROUTE_STATE_REFRESH="0")
+    code, out, err = on_a_terminal(tmp_path, "--redis-url", real_url, "-o", "json", "pod", "drain", "-s", "game",
+                                   "--pod", "1", "--migrate", "--rate", "4000", STROUTE_STATE_REFRESH="0")
     assert code == 0, err
     assert json.loads(out)["moved"] == 6000
     assert "moving links off pod 1" in err
@@ -132,7 +132,7 @@ def test_without_a_terminal_only_the_periodic_log_lines_show(url, store, monkeyp
     monkeypatch.setattr(progress, "_LOG_EVERY_S", 0)  # a log line at every update
     monkeypatch.setattr(operations, "BATCH", 10)
     drain_setup(store.client, 30, persistent=2)
-    code, data, err = cli_json("--redis-url", url, "pod", "drain", "game", "1", "--migrate",
+    code, data, err = cli_json("--redis-url", url, "pod", "drain", "-s", "game", "--pod", "1", "--migrate",
                                env={"STROUTE_STATE_REFRESH": "0"})
     assert code == 0 and data["moved"] == 30, err
     assert "stroute: moving links off pod 1: 10 of 30, " in err
@@ -142,7 +142,7 @@ def test_without_a_terminal_only_the_periodic_log_lines_show(url, store, monkeyp
 
 def test_a_short_run_without_a_terminal_prints_no_progress(url, store):
     drain_setup(store.client, 30)
-    code, _, err = cli_json("--redis-url", url, "pod", "drain", "game", "1", "--migrate",
+    code, _, err = cli_json("--redis-url", url, "pod", "drain", "-s", "game", "--pod", "1", "--migrate",
                             env={"STROUTE_STATE_REFRESH": "0"})
     assert code == 0 and err == ""
 
@@ -345,8 +345,8 @@ def test_batched_drain_and_clear_on_every_backend(url, store, monkeypatch):
     """Batches cross the cluster's nodes: each goes down a pipeline per node."""
     monkeypatch.setattr(operations, "BATCH", 300)
     drain_setup(store.client, 1000, persistent=20)
-    code, data, err = cli_json("--redis-url", url, "pod", "drain", "game", "1", "--migrate", "--include-persistent",
-                               env={"STROUTE_STATE_REFRESH": "0"})
+    code, data, err = cli_json("--redis-url", url, "pod", "drain", "-s", "game", "--pod", "1", "--migrate",
+                               "--include-persistent", env={"STROUTE_STATE_REFRESH": "0"})
     assert code == 0, err
     assert (data["moved"], data["remaining"]) == (1020, 0)
     assert link_count(store.client, 1) == 0 and link_count(store.client) == 1020
@@ -373,8 +373,8 @@ def test_a_bad_index_in_a_drain_batch_is_reported_and_the_rest_moves(url, store,
     monkeypatch.setattr(operations, "BATCH", 4)
     drain_setup(store.client, 10, persistent=6)
     bad_index(store.client)
-    code, data, err = cli_json("--redis-url", url, "pod", "drain", "game", "1", "--migrate", "--include-persistent",
-                               env={"STROUTE_STATE_REFRESH": "0"})
+    code, data, err = cli_json("--redis-url", url, "pod", "drain", "-s", "game", "--pod", "1", "--migrate",
+                               "--include-persistent", env={"STROUTE_STATE_REFRESH": "0"})
     assert code == 7, err
     assert (data["moved"], data["skipped"], data["remaining"]) == (15, 1, 1)
     assert data["bad_keys"] == {"count": 1, "keys": [
@@ -464,7 +464,8 @@ def test_a_drain_stopped_half_way_loses_and_duplicates_nothing(real_url, redis_s
     client = redis_server.client()
     drain_setup(client, 20_000, persistent=50)
     stopped_half_way(tmp_path, real_url, client,
-                            ["pod", "drain", "game", "1", "--migrate", "--include-persistent", "--rate", "4000"],
+                            ["pod", "drain", "-s", "game", "--pod", "1", "--migrate", "--include-persistent",
+                             "--rate", "4000"],
                             lambda _: link_count(client, 1) < 19_000, sig)
     after = links_by_uid(client)
     assert len(after) == 20_050  # every user still has its one link
@@ -472,7 +473,7 @@ def test_a_drain_stopped_half_way_loses_and_duplicates_nothing(real_url, redis_s
     assert sum(on.values()) == 20_050 and 0 < on["1"] < 19_000, on
     check_invariant(client)
     # Running it again finishes the job.
-    code, data, err = cli_json("--redis-url", real_url, "pod", "drain", "game", "1", "--migrate",
+    code, data, err = cli_json("--redis-url", real_url, "pod", "drain", "-s", "game", "--pod", "1", "--migrate",
                                "--include-persistent", env={"STROUTE_STATE_REFRESH": "0"})
     assert code == 0 and data["remaining"] == 0, err
     assert len(links_by_uid(client)) == 20_050 and link_count(client, 1) == 0
