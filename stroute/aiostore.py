@@ -41,6 +41,7 @@ class AsyncStore:
             self._pipe = AutoPipeline.for_client(client, max_batch=max_batch)
         self._keyspaces: dict[str, KeySpace] = {}
         self._loading: dict[str, asyncio.Future] = {}  # script name -> its SCRIPT LOAD in flight
+        self._shared: dict[tuple, asyncio.Future] = {}  # a shared command's args -> its reply in flight
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "sf", options: Any = None) -> "AsyncStore":
@@ -72,6 +73,23 @@ class AsyncStore:
             ks = self._keyspaces[namespace] = KeySpace(self.prefix, names.namespace(namespace))
         return ks
 
+    def follow_tracking(self, store: Any) -> None:
+        """Track this store's reads for the invalidation source of `store`, a
+        sync Store on the same deployment (its listener threads hear Redis's
+        invalidations): each connection turns CLIENT TRACKING on, redirected
+        to that source's listener, and a cluster redirect is reported to it."""
+        if self.cluster:
+            self._pipe.tracking_of = store._node_tracking.get
+
+            def redirected(reason: str) -> None:
+                if store.on_topology_change is not None:
+                    store.on_topology_change(reason)
+
+            self._pipe.on_redirect = redirected
+        elif store._direct is not None:
+            direct = store._direct
+            self._pipe.tracking_from = lambda: direct.tracking
+
     # --- the transport -----------------------------------------------------
 
     async def run(self, op: storeops.Op) -> Any:
@@ -90,6 +108,15 @@ class AsyncStore:
         return replies
 
     async def _one(self, command: storeops.Command) -> Any:
+        if not command.shared:
+            return await self._one_sent(command)
+        pending = self._shared.get(command.args)
+        if pending is None:
+            pending = self._shared[command.args] = asyncio.ensure_future(self._one_sent(command))
+            pending.add_done_callback(lambda done: (self._shared.pop(command.args, None), _retrieved(done)))
+        return await asyncio.shield(pending)
+
+    async def _one_sent(self, command: storeops.Command) -> Any:
         import redis
 
         try:
@@ -113,7 +140,7 @@ class AsyncStore:
         pending = self._loading.get(command.script)
         if pending is None:
             pending = self._loading[command.script] = asyncio.ensure_future(self._send(load))
-            pending.add_done_callback(lambda _: self._loading.pop(command.script, None))
+            pending.add_done_callback(lambda done: (self._loading.pop(command.script, None), _retrieved(done)))
         await asyncio.shield(pending)
 
     def _send(self, command: storeops.Command) -> Any:
@@ -167,8 +194,13 @@ class AsyncStore:
 
     # --- pod states --------------------------------------------------------
 
-    async def snapshot(self, namespace: str, service: str, *, expire_ms: int):
-        return await self.run(storeops.snapshot(self.keys(namespace), service, expire_ms=expire_ms))
+    async def snapshot(self, namespace: str, service: str, *, expire_ms: int, gateway: str | None = None,
+                       gateway_expire_ms: int = 0):
+        return await self.run(storeops.snapshot(self.keys(namespace), service, expire_ms=expire_ms,
+                                                gateway=gateway, gateway_expire_ms=gateway_expire_ms))
+
+    async def leave_gateways(self, namespace: str, services: list[str], gateway: str) -> None:
+        await self.run(storeops.leave_gateways(self.keys(namespace), services, gateway))
 
     async def publish_state(self, namespace: str, service: str, pod: int, **kwargs: Any) -> Published:
         return await self.run(storeops.publish_state(self.keys(namespace), service, pod, cluster=self.cluster,
@@ -181,6 +213,12 @@ class AsyncStore:
 
     async def get_tag(self, namespace: str, tag: str) -> str | None:
         return await self.run(storeops.get_tag(self.keys(namespace), tag))
+
+
+def _retrieved(done: asyncio.Future) -> None:
+    """Mark a shared task's error as seen: its waiters may all have gone."""
+    if not done.cancelled():
+        done.exception()
 
 
 def _ping() -> storeops.Op[Any]:

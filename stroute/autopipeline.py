@@ -70,6 +70,13 @@ class AutoPipeline:
         self._connection_kwargs = dict(connection_kwargs)
         self.max_batch = max_batch
         self.tracking: Any = None
+        # Or, when set, where to find it at each write: a store whose
+        # invalidation source sets and clears its tracking (see follow()).
+        self.tracking_from: Any = None
+        # memory:// only: a context the writes run in, so the in-process
+        # invalidation source knows this driver's own writes (fakeredis runs
+        # each command as it is sent).
+        self.own_writes: Any = None
         self._connection: Any = None
         self._pending: list[_Entry] = []
         self._flush_scheduled = False
@@ -102,7 +109,7 @@ class AutoPipeline:
         """`call`, asking Redis not to track the keys it reads (CLIENT CACHING
         NO, sent in the same write) when tracking is on: for reads whose
         answers are not cached."""
-        if self.tracking is None:
+        if self._tracking() is None:
             return self._queue((args,))
         return self._queue((_CACHING_NO, args))
 
@@ -167,7 +174,15 @@ class AutoPipeline:
                     # batch queued when its first reply arrives.
                     self._inflight.append((connection, batch))
                     self._wake_reader()
-                    await connection.send_packed_command(packed, check_health=False)
+                    if self.own_writes is None:
+                        await connection.send_packed_command(packed, check_health=False)
+                    else:
+                        # fakeredis runs the commands inside write(): mark
+                        # just that, never across an await, where other
+                        # coroutines' writes would be taken for ours.
+                        with self.own_writes():
+                            connection._writer.writelines(packed)
+                        await connection._writer.drain()
                 except BaseException as exc:
                     self._fail(batch, exc)
                     await self._broken(connection, exc)
@@ -187,10 +202,13 @@ class AutoPipeline:
             self._connection = connection
         return self._connection
 
+    def _tracking(self) -> Any:
+        return self.tracking if self.tracking_from is None else self.tracking_from()
+
     def _with_tracking(self, connection: Any, batch: list[_Entry]) -> list[_Entry]:
         """The batch, led by CLIENT TRACKING ON when this connection is not yet
         redirected to the listener's current id."""
-        tracking = self.tracking
+        tracking = self._tracking()
         redirect = None if tracking is None else tracking.client_id
         if redirect is None or getattr(connection, "_stroute_redirect", None) == redirect:
             return batch
@@ -391,6 +409,10 @@ class ClusterAutoPipeline:
         self._initializing: asyncio.Future | None = None
         self._closed = False
         self.redirects = 0
+        # Set by the asyncio driver's invalidation source: the Tracking of a
+        # node by its name ("host:port"), and who hears of a MOVED or ASK.
+        self.tracking_of: Any = None
+        self.on_redirect: Any = None
 
     async def call(self, key: str, *args: Any) -> Any:
         """Run one command whose keys share `key`'s slot; its reply, or
@@ -418,11 +440,17 @@ class ClusterAutoPipeline:
                 return await pipeline.call(*args)
             except redis.exceptions.AskError as exc:
                 address, asking = (exc.host, int(exc.port)), True
+                redirected = exc
             except redis.exceptions.MovedError as exc:
                 address, asking = (exc.host, int(exc.port)), False
                 self._moved[exc.slot_id] = address
                 self._refresh_slots()
+                redirected = exc
             self.redirects += 1
+            if self.on_redirect is not None:
+                # A read answered by another node than the one tracked for
+                # its slot must not be trusted by a cache.
+                self.on_redirect(f"Redis Cluster redirected a command ({redirected})")
         raise redis.exceptions.ClusterError(
             f"slot {slot} was redirected more than {MAX_REDIRECTS} times in a row")
 
@@ -453,6 +481,7 @@ class ClusterAutoPipeline:
             node = self._client.get_default_node() or self._client.get_nodes()[0]
             kwargs = {**node.connection_kwargs, "host": address[0], "port": address[1]}
             pipeline = AutoPipeline(node.connection_class, kwargs, max_batch=self.max_batch)
+            pipeline.tracking_from = lambda: None if self.tracking_of is None else self.tracking_of(name)
             self._pipelines[name] = pipeline
         return pipeline
 

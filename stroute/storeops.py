@@ -59,6 +59,10 @@ class Command:
     key: str | None  # a key it touches: its slot routes the command on a cluster (None: any node)
     script: str | None = None  # the package script an EVALSHA runs, loaded again on NOSCRIPT
     untracked: bool = False  # a read whose answer no cache keeps: Redis need not track its keys
+    # The same command sent by several callers at once may be sent once and
+    # its reply shared (an asyncio transport does: a thousand coroutines
+    # finding a service's snapshot stale together read it once).
+    shared: bool = False
 
 
 Step = Command | list[Command]
@@ -67,6 +71,10 @@ Op = Generator[Step, Any, T]
 
 def script(name: str, keys: list[str], args: list[Any]) -> Command:
     return Command(("EVALSHA", script_sha(name), len(keys), *keys, *args), keys[0], name)
+
+
+def _shared(command: Command) -> Command:
+    return Command(command.args, command.key, command.script, command.untracked, True)
 
 
 def link_keys(ks: KeySpace, uid: str, service: str) -> list[str]:
@@ -200,17 +208,31 @@ def batch_pods(ks: KeySpace, uids: list[str], service: str, *, cluster: bool) ->
 
 # --- pod states ----------------------------------------------------------------------------------
 
-def snapshot(ks: KeySpace, service: str, *, expire_ms: int) -> Op["Snapshot"]:
+def snapshot(ks: KeySpace, service: str, *, expire_ms: int, gateway: str | None = None,
+             gateway_expire_ms: int = 0) -> Op["Snapshot"]:
+    """The service's pod states. A client driver that places users names
+    itself (`gateway`): it is registered among the service's live gateways
+    for `gateway_expire_ms`, and the snapshot says how many there are."""
     names.service(service)
-    keys = [ks.state(service), ks.control(service)]
+    keys = [ks.state(service), ks.control(service), ks.notes(service), ks.gateways(service)]
     try:
-        states, controls, secs, micros = yield script("state_snapshot", keys, [])
+        states, controls, secs, micros, notes, gateways = yield _shared(script(
+            "state_snapshot", keys, [gateway or "", int(gateway_expire_ms)]))
     except StoreError as exc:
-        raise (yield from wrong_type(exc, keys, "hash", f"the pod states of service {service!r}")) from None
+        raise (yield from wrong_type(exc, keys[:2], "hash", f"the pod states of service {service!r}")) from None
     now_ms = int(secs) * 1000 + int(micros) // 1000
     from stroute.podstate import Snapshot
 
-    return Snapshot.build(service, _pairs(states), _pairs(controls), now_ms, expire_ms)
+    return Snapshot.build(service, _pairs(states), _pairs(controls), now_ms, expire_ms,
+                          notes=_pairs(notes), gateways=int(gateways))
+
+
+def leave_gateways(ks: KeySpace, services: list[str], gateway: str) -> Op[None]:
+    """Take a client driver out of the live gateways of these services at once
+    (a driver that closes), instead of when its registration expires."""
+    for service in services:
+        key = ks.gateways(names.service(service))
+        yield Command(("ZREM", key, gateway), key)
 
 
 def publish_state(ks: KeySpace, service: str, pod: int, *, load: int, state: "RoutingState", epoch: int | None,
