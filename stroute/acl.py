@@ -21,8 +21,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from stroute import names
 from stroute.errors import InvalidInput, PermissionDenied, StoreError
+from stroute.keys import DEFAULT_LAYOUT, keyspace
 
 # What stroute sends, found by running the test suite as a user with nothing
 # else (tests/test_acl.py). Subcommands are allowed one by one.
@@ -90,7 +90,8 @@ class AclRule:
 
 
 def default_user(namespace: str) -> str:
-    return f"stroute-{namespace}"
+    # A homo-java namespace (APP:REGION:LOGICTYPE) has ':', which no user name may.
+    return f"stroute-{namespace.replace(':', '.')}"
 
 
 def user_name(value: object) -> str:
@@ -99,19 +100,20 @@ def user_name(value: object) -> str:
     return value
 
 
-def key_patterns(namespace: str, prefix: str = "sf") -> tuple[str, ...]:
+def key_patterns(namespace: str, prefix: str | None = None, layout: str = DEFAULT_LAYOUT) -> tuple[str, ...]:
     """The ACL key patterns of every key of the namespace (see stroute.keys)."""
-    ns, p = names.namespace(namespace), names.prefix(prefix)
-    return (f"{p}:{{{ns}:*", f"{p}:{{{ns}}}:*")
+    return keyspace(layout, prefix, namespace).acl_patterns()
 
 
-def rule(namespace: str, *, prefix: str = "sf", user: str | None = None, scan: bool = True) -> AclRule:
+def rule(namespace: str, *, prefix: str | None = None, user: str | None = None, scan: bool = True,
+         layout: str = DEFAULT_LAYOUT) -> AclRule:
     """The rule confining `user` (default stroute-NAMESPACE) to one namespace."""
     commands = CONNECT + SCRIPTS + DATA + COHERENCE + DIAGNOSE + (SCAN if scan else ())
+    space = keyspace(layout, prefix, namespace)
     return AclRule(
         user=user_name(user if user is not None else default_user(namespace)),
-        namespace=names.namespace(namespace),
-        keys=key_patterns(namespace, prefix),
+        namespace=space.namespace,
+        keys=space.acl_patterns(),
         commands=commands,
         channels=(INVALIDATION_CHANNEL,),
     )

@@ -140,7 +140,13 @@ class ClientDriver(ClientCore):
         """Every persistent link of one user: {service: pod}."""
         return self._run(self._links_of_op(namespace, uid))
 
-    def get_link_service(self, namespace: str, tag: str) -> str | None:
+    def get_link_service(self, namespace: str, uid: str) -> dict[str, int]:
+        """The user's linked services, {service: pod}: the Go original's GetLinkService
+        (its persistent links, the user's index hash). Until this version this
+        method resolved a tag: that is resolve_tag()."""
+        return self.links_of(namespace, uid)
+
+    def resolve_tag(self, namespace: str, tag: str) -> str | None:
         """The service a tag points at (e.g. 'lobby' -> 'lobby-v2'), or None."""
         return self._run(self._tag_op(namespace, tag))
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from stroute import names
+from stroute import keys as keys_module, names
 from stroute.errors import ConfigError, InvalidInput
 
 DEFAULT_URL = "embedded://"
@@ -84,7 +84,8 @@ class ServerConfig:
 @dataclass(frozen=True)
 class Config:
     namespace: str = "default"
-    prefix: str = "sf"
+    prefix: str = "sf"  # the layout's default when not set: sf (homo-go), slug (homo-java)
+    layout: str = keys_module.DEFAULT_LAYOUT  # whose key names: homo-go or homo-java (see stroute.keys)
     redis: RedisConfig = field(default_factory=RedisConfig)
     state: StateConfig = field(default_factory=StateConfig)
     links: LinksConfig = field(default_factory=LinksConfig)
@@ -124,7 +125,7 @@ class Config:
     def open_store(self):
         from stroute.store import Store
 
-        return Store.from_url(self.redis_url, prefix=self.prefix, options=self.connect_options())
+        return Store.from_url(self.redis_url, prefix=self.prefix, options=self.connect_options(), layout=self.layout)
 
     def open_async_store(self):
         """The AsyncStore for this configuration (stroute.aio's drivers)."""
@@ -134,8 +135,12 @@ class Config:
 
     def with_overrides(self, origin: str = "override", /, **dotted: Any) -> "Config":
         """A copy with keys replaced, e.g. with_overrides(**{"state.period": 1});
-        `origin` names where they came from in error messages."""
-        return _build(_as_tree(self), [(dotted, origin)], source=self.source)
+        `origin` names where they came from in error messages. A prefix that is
+        the old layout's default follows a new layout to its own default."""
+        tree = _as_tree(self)
+        if "layout" in dotted and "prefix" not in dotted and self.prefix == keys_module.default_prefix(self.layout):
+            del tree["prefix"]
+        return _build(tree, [(dotted, origin)], source=self.source)
 
     def to_dict(self, *, redact: bool = True, omit_secrets: bool = False) -> dict[str, Any]:
         """All keys as plain data; the passwords shown as '***' (or None).
@@ -183,7 +188,9 @@ _SECTIONS = {
     "placement": PlacementConfig,
     "server": ServerConfig,
 }
-_TOP = ("namespace", "prefix")
+# `layout` is a top-level key beside `prefix` and `namespace`, not a `redis.` one:
+# it decides how those two make key names, and is no property of the connection.
+_TOP = ("namespace", "prefix", "layout")
 
 
 def _positive(value: float) -> str | None:
@@ -230,9 +237,23 @@ def _name_rule(check: Callable[[Any], Any]) -> Callable[[str], str | None]:
     return rule
 
 
+def _namespace(value: str) -> str | None:
+    """A namespace of some layout; _check holds it to the configured one's rule."""
+    try:
+        keys_module.any_namespace(value)
+    except InvalidInput:
+        return f"must be {names.NAME_RULE} (layout homo-java: {keys_module.JAVA_NAMESPACE_RULE})"
+    return None
+
+
+def _layout(value: str) -> str | None:
+    return None if value in keys_module.LAYOUTS else f"must be {keys_module.LAYOUT_RULE}"
+
+
 _RULES: dict[str, Callable[[Any], str | None]] = {
-    "namespace": _name_rule(names.namespace),
+    "namespace": _namespace,  # the layout's own rule: see _check
     "prefix": _name_rule(names.prefix),
+    "layout": _layout,
     "redis.socket_timeout": _positive,
     "state.period": _positive,
     "state.expire": _duration,  # also the workload key's TTL
@@ -333,6 +354,7 @@ def _build(
     flat: dict[str, tuple[Any, str]] = {}
     for key in _TOP:
         flat[key] = (tree.get(key, getattr(Config, key)), "")
+    prefix_set = tree.get("prefix") is not None
     for section, cls in _SECTIONS.items():
         values = tree.get(section)
         values = values if isinstance(values, dict) else {}
@@ -345,6 +367,7 @@ def _build(
                 problems.append(f"config {unknown_key(key)}")
             elif value is not None:
                 flat[key] = (value, origin)
+                prefix_set = prefix_set or key == "prefix"
 
     typed: dict[str, Any] = {}
     for key, (value, where) in flat.items():
@@ -377,7 +400,8 @@ def _build(
         section: cls(**{f.name: typed[f"{section}.{f.name}"] for f in dataclasses.fields(cls)})
         for section, cls in _SECTIONS.items()
     }
-    config = Config(namespace=typed["namespace"], prefix=typed["prefix"], source=source, **sections)
+    prefix = typed["prefix"] if prefix_set else keys_module.default_prefix(typed["layout"])
+    config = Config(namespace=typed["namespace"], prefix=prefix, layout=typed["layout"], source=source, **sections)
     _check(config)
     return config
 
@@ -395,7 +419,13 @@ def validate(config: Config) -> None:
 
 
 def _check(config: Config) -> None:
-    """Rules between keys (the seed's checks and the cache/TTL order)."""
+    """Rules between keys (the seed's checks, the cache/TTL order, the layout's namespace)."""
+    try:
+        keys_module.layout_class(config.layout).check_namespace(config.namespace)
+    except InvalidInput:
+        rule = keys_module.layout_class(config.layout).namespace_rule
+        raise ConfigError(f"invalid value {config.namespace!r} for namespace: with layout {config.layout} "
+                          f"it must be {rule}") from None
     if config.state.period > config.state.expire:
         raise ConfigError(
             f"invalid value {config.state.period!r} for state.period: must be at most state.expire "

@@ -98,7 +98,7 @@ def run(store: Store, config: Config, *, sample: int = 1000, clock: Callable[[],
 
     snapshots: dict[str, Snapshot] = {}
     try:
-        registry = store.registry(ns)
+        registry = store.registry(ns, discover=True)
     except StrouteError as exc:
         report.checks.append(Check("services", FAIL, str(exc)))
         services = []
@@ -123,10 +123,17 @@ def run(store: Store, config: Config, *, sample: int = 1000, clock: Callable[[],
                 "services", WARN,
                 f"no service has registered in namespace {ns!r}: no server driver has published a heartbeat yet",
             ))
+        elif registry.unregistered:
+            report.checks.append(Check(
+                "services", PASS,
+                f"{_count(len(services), 'service')}; found by their state keys only, not in the registry "
+                f"{registry.key} (an original Go or Java server driver registers nothing): "
+                f"{_examples(list(registry.unregistered))}",
+            ))
     for service in services:
         def one(service: str = service) -> Check:
             snapshots[service] = snap = store.snapshot(ns, service, expire_ms=expire_ms)
-            return check_service(snap, store.pod_notes(ns, service))
+            return check_service(snap, store.pod_notes(ns, service), store.keys(ns).state(service))
 
         report.checks.append(_guard(f"service:{service}", one))
 
@@ -394,7 +401,7 @@ def check_scripts(store: Store) -> Check:
     return Check("scripts", PASS, f"{len(loaded)} scripts load (SCRIPT LOAD)")
 
 
-def check_service(snap: Snapshot, pod_notes: dict[int, PodNotes] | None = None) -> Check:
+def check_service(snap: Snapshot, pod_notes: dict[int, PodNotes] | None = None, state_key: str | None = None) -> Check:
     """`pod_notes` (Store.pod_notes) adds a WARN for a pod whose epoch keeps
     changing: EPOCH_FLAP_COUNT epochs within EPOCH_FLAP_WINDOW_MS (a crash
     loop, or two instances taking the pod in turn), kept by state_publish.lua."""
@@ -419,7 +426,13 @@ def check_service(snap: Snapshot, pod_notes: dict[int, PodNotes] | None = None) 
         for v in views
         if not v.alive
     ]
-    problems += [f"pod {pod} has an unparseable state field" for pod in snap.invalid]
+    where = f" of {state_key}" if state_key else ""
+    raws = dict(snap.unparseable)
+    for pod in snap.invalid:
+        raw = raws.get(pod)
+        shown = "" if raw is None else f": {raw!r}"
+        why = " (the original Go server driver writes the literal 'state')" if raw == "state" else ""
+        problems.append(f"pod {pod} has an unparseable state field{where}{shown}, treated as dead{why}")
     dead = bool(problems)
     problems = flapping + problems
     cordoned = [str(v.pod) for v in views if v.cordoned]
@@ -574,7 +587,7 @@ def check_index(store: Store, ns: str, links: list[Link], sample: int) -> Check:
     for (uid, service), reply in zip(ordered, _read_pairs(store, ns, ordered, atomic=False)):
         if any(isinstance(r, Exception) for r in reply):  # WRONGTYPE: reported by the links check or above
             problem = f"the keys of {uid} -> {service} are not of the types stroute writes"
-            if not any(f"lk:{uid}}}" in w for w in wrong_type):
+            if not any(f" {store.keys(ns).index(uid)} " in w for w in wrong_type):
                 wrong_type.append(problem)
         elif _problem(uid, service, *reply) is not None:
             suspects.append((uid, service))

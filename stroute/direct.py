@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from itertools import repeat as _repeat
+from typing import Any, Callable, Iterator, NamedTuple
 
 # Bumped in a forked child: connections made before the fork belong to the parent.
 _generation = 0
@@ -36,6 +37,37 @@ try:
     from hiredis import pack_command as _pack_command
 except ImportError:  # redis-py's own packer then
     _pack_command = None
+
+# What the bulk reply reader (_read_bulk) needs of redis-py and hiredis,
+# looked up on first use (importing redis here would slow every command's
+# start): it reads a connection's hiredis reader itself, where the
+# connection class reads replies redis-py's plain way.
+_bulk_found: Any = None
+
+
+class _BulkNeeds(NamedTuple):
+    parser: Any  # redis-py's hiredis parser class
+    read_response: Any  # the plain Connection.read_response
+    not_enough_data: Any  # what the reader returns when a reply is incomplete
+    push: Any  # hiredis's RESP3 push type, or None
+    special: tuple[type, ...]  # what the reader looks at twice: error replies and pushes
+
+
+def _bulk_needs() -> _BulkNeeds | None:
+    global _bulk_found
+    if _bulk_found is None:
+        try:
+            import hiredis
+            from redis._parsers.hiredis import NOT_ENOUGH_DATA, _HiredisParser
+            from redis.connection import AbstractConnection
+
+            push = getattr(hiredis, "PushNotification", None)
+            _bulk_found = _BulkNeeds(_HiredisParser, AbstractConnection.read_response, NOT_ENOUGH_DATA, push,
+                               (Exception,) if push is None else (Exception, push))
+        except ImportError:  # no hiredis, or a redis-py laid out otherwise: replies one by one
+            _bulk_found = False
+    return _bulk_found or None
+
 
 _CACHING_NO = ("CLIENT", "CACHING", "NO")
 
@@ -94,6 +126,75 @@ class DirectCommands:
             return self._run(_pack(commands), len(commands), keep_errors=True)
         mixed = [part for command in commands for part in (_CACHING_NO, command)]
         return self._run(_pack(mixed), len(mixed), keep_errors=True)[1::2]
+
+    def chain(self, commands: list[Any], follow: Callable[[Any], list[Any] | None]) -> Iterator[list[Any]]:
+        """Pipelines of reads on one connection, each one's replies yielded in
+        turn; `follow(first)` gives the next pipeline from the first reply of
+        the last one (None: the chain ends). A pipeline is a list of command
+        tuples and Packed commands.
+
+        The next pipeline is written as soon as that first reply is in, while
+        Redis still works on the rest of the last one, and before its replies
+        are yielded: Redis always has the next page of a SCAN walk to work
+        on while this process reads and builds the last one. An error reply
+        raises (redis-py's exception) once its pipeline is read. Closing the
+        iterator early, or any exception, with a pipeline unanswered, closes
+        the connection: its late replies must not answer another command. A
+        broken connection is replaced and the unanswered pipelines sent once
+        more, as `_run` does.
+        """
+        import redis
+
+        conn = self._acquire()
+        # Pipelines written and not yet answered in full, oldest first:
+        # [packed, count, whether follow() has had its first reply].
+        flight: list[list[Any]] = []
+        try:
+            try:
+                self._ready(conn)
+            except redis.ConnectionError:
+                conn.disconnect()
+                conn.connect()
+                self._ready(conn)
+            _write(conn, flight, commands)
+            retried = False
+            while flight:
+                oldest = flight[0]
+                try:
+                    replies = _read_replies(conn, 1, True)
+                    if not oldest[2]:
+                        oldest[2] = True
+                        following = None if isinstance(replies[0], Exception) else follow(replies[0])
+                        if following is not None:
+                            _write(conn, flight, following)
+                    replies += _read_replies(conn, oldest[1] - 1, True)
+                except redis.ConnectionError:
+                    if retried:
+                        raise
+                    retried = True
+                    conn.disconnect()
+                    conn.connect()  # through connect(), so a Sentinel connection asks where the master is now
+                    self._ready(conn)
+                    conn.send_packed_command([part for packed, _, _ in flight for part in packed])
+                    continue
+                retried = False
+                flight.pop(0)
+                for reply in replies:
+                    if isinstance(reply, Exception):
+                        raise reply
+                yield replies
+        finally:
+            if flight:
+                conn.disconnect()
+            self._release(conn)
+
+    def _ready(self, conn: Any) -> None:
+        """With tracking, a connection not yet redirected to the listener's
+        current id turns it on (see _send) before a chain writes on it."""
+        tracking = self.tracking
+        redirect = None if tracking is None else tracking.client_id
+        if redirect is not None and getattr(conn, "_stroute_redirect", None) != redirect:
+            self._send(conn, _pack([("PING",)]), 1, False)
 
     def _run(self, packed: Any, count: int, *, keep_errors: bool = False) -> list[Any]:
         """Send packed commands and read their `count` replies.
@@ -204,12 +305,69 @@ class PooledCommands(DirectCommands):
         self._pool.release(conn)
 
 
-def _pack(commands: list[tuple[Any, ...]]) -> list[bytes]:
-    """The commands in Redis's protocol, packed before a connection is taken:
-    by hiredis in one pass (redis-py's packer walks every argument in Python
-    first), else by redis-py's own packer."""
+class Packed(NamedTuple):
+    """Commands already in Redis's protocol (see pack_per_key), and how many
+    they are; chain() takes them among its command tuples."""
+
+    data: bytes
+    count: int
+
+
+def pack_per_key(keys: list[str], *, together: tuple[str, ...] = (), each: tuple[str, ...] = ()) -> Packed:
+    """Commands over many keys, packed in one pass over the keys: each
+    command of `together` once with every key (MGET k1 k2 ...), then each
+    command of `each` once per key (PTTL k1, PTTL k2, ...). A listing sends
+    a PTTL per link; packing each through the general packer costs more than
+    the round trip's share."""
     import redis
 
+    try:
+        args = [b"$%d\r\n%s\r\n" % (len(key), key) for key in map(str.encode, keys)]
+    except UnicodeEncodeError as exc:
+        raise redis.DataError(f"cannot send {type(exc).__name__}: {exc}") from None
+    if not args:
+        return Packed(b"", 0)
+    parts = []
+    for command in together:
+        parts.append(b"*%d\r\n" % (len(args) + 1) + _bulk_string(command))
+        parts.extend(args)
+    for command in each:
+        lead = b"*2\r\n" + _bulk_string(command)
+        parts.append(lead)
+        parts.append(lead.join(args))
+    return Packed(b"".join(parts), len(together) + len(each) * len(args))
+
+
+def _bulk_string(text: str) -> bytes:
+    data = text.encode()
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+def _write(conn: Any, flight: list[list[Any]], commands: list[Any]) -> None:
+    """Write a chain's pipeline and count it in flight; a write that breaks
+    the connection is left for the read that follows to find and retry."""
+    import redis
+
+    packed = _pack(commands)
+    flight.append([packed, _count(commands), False])
+    try:
+        conn.send_packed_command(packed)
+    except redis.ConnectionError:
+        pass
+
+
+def _count(commands: list[Any]) -> int:
+    return sum(part.count if type(part) is Packed else 1 for part in commands)
+
+
+def _pack(commands: list[Any]) -> list[bytes]:
+    """The commands in Redis's protocol, packed before a connection is taken:
+    by hiredis in one pass (redis-py's packer walks every argument in Python
+    first), else by redis-py's own packer. A Packed part is taken as it is."""
+    import redis
+
+    if any(type(part) is Packed for part in commands):
+        return [b"".join(part.data if type(part) is Packed else _pack([part])[0] for part in commands)]
     try:
         if _pack_command is not None:
             return [b"".join(map(_pack_command, commands))]
@@ -222,6 +380,23 @@ def _pack(commands: list[tuple[Any, ...]]) -> list[bytes]:
 
 
 def _read_replies(conn: Any, count: int, keep_errors: bool) -> list[Any]:
+    """The next `count` replies on conn. An error reply is returned in its place
+    with `keep_errors`, else the first one raises once all `count` are read (so
+    the connection stays in step)."""
+    parser = getattr(conn, "_parser", None)
+    needs = _bulk_needs()
+    if needs is not None and type(parser) is needs.parser and type(conn).read_response is needs.read_response:
+        replies = _read_bulk(conn, parser, count, needs)
+    else:
+        replies = _read_one_by_one(conn, count)
+    if not keep_errors:
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+    return replies
+
+
+def _read_one_by_one(conn: Any, count: int) -> list[Any]:
     from redis.exceptions import ResponseError
 
     replies: list[Any] = []
@@ -230,10 +405,66 @@ def _read_replies(conn: Any, count: int, keep_errors: bool) -> list[Any]:
         try:
             replies.append(read())
         except ResponseError as exc:
-            if not keep_errors:
-                raise
             replies.append(exc)
     return replies
+
+
+def _read_bulk(conn: Any, parser: Any, count: int, needs: _BulkNeeds) -> list[Any]:
+    """`count` replies straight from the connection's hiredis reader: each recv
+    is drained of every reply it completed, in a loop that does nothing else.
+
+    Going through conn.read_response costs a few microseconds of Python per
+    reply; a listing reads a PTTL reply per link. What read_response does per
+    reply is done here per batch: an error reply stays in place (a
+    ResponseError, as hiredis's reader builds it for redis-py), a connection
+    error among the replies is raised, a RESP3 push is handed to the parser's
+    handler and not counted, and a socket error is raised as redis-py's
+    ConnectionError or TimeoutError. The caller closes the connection on any
+    exception but a ResponseError, as it does for read_response's.
+    """
+    import redis
+
+    reader = getattr(parser, "_reader", None)  # set once connected, None once closed
+    if reader is None:
+        raise redis.ConnectionError("Connection closed by server.")
+    gets, more, not_enough_data, special = reader.gets, parser.read_from_socket, needs.not_enough_data, needs.special
+    replies: list[Any] = []
+    append = replies.append
+    try:
+        while True:
+            for _ in range(count - len(replies)):
+                reply = gets()
+                if reply is not_enough_data:
+                    more()
+                    break
+                append(reply)
+            else:
+                if not any(map(isinstance, replies, _repeat(special))):
+                    return replies
+                replies = _special_replies(parser, replies, needs.push)
+                if len(replies) == count:
+                    return replies
+                append = replies.append
+    except OSError as exc:  # what read_response turns a socket error into
+        if isinstance(exc, TimeoutError):
+            raise redis.TimeoutError(f"Timeout reading from {conn._host_error()}") from None
+        raise redis.ConnectionError(f"Error while reading from {conn._host_error()} : {exc.args}") from None
+
+
+def _special_replies(parser: Any, replies: list[Any], push: Any) -> list[Any]:
+    """replies without RESP3 pushes (handed to the parser's handler); a
+    connection error raises, as read_response does."""
+    import redis
+
+    kept = []
+    for reply in replies:
+        if push is not None and isinstance(reply, push):
+            parser.handle_push_response(reply)
+            continue
+        if isinstance(reply, redis.ConnectionError):
+            raise reply
+        kept.append(reply)
+    return kept
 
 
 def _disconnect(conn: Any) -> None:

@@ -1,9 +1,17 @@
 """Pod state: the value codec, staleness, and the per-service snapshot.
 
-A pod publishes one hash field `pod -> "load-heartbeatMillis-state[-epoch]"`.
-`load-millis-state` is the Java original's format (state 1 = available,
-0 = not); 2 = DRAINING and the epoch suffix are stroute's, and Java readers
-that split on '-' and read the first three fields still understand them.
+A pod publishes one hash field `pod -> value`, in one of two forms:
+
+    load-heartbeatMillis-state[-epoch]      READY (not cordoned) and DOWN
+    load-heartbeatMillis-0-[epoch]-state    DRAINING, and a cordoned pod: "withheld"
+
+`load-millis-state` is the Java original's format. Its reader splits on '-',
+reads the first three fields, and takes any state but 0 as available; the
+Go original's reader takes only the literal value READY as routable. A pod
+that must get no new user therefore publishes 0 in the third field, which
+both originals read as "not available", and its real state in a fifth one,
+which only stroute reads (see docs/mixed-fleets.md). The epoch is empty
+when the pod has none. 2 = DRAINING and the epoch are stroute's.
 """
 
 from __future__ import annotations
@@ -46,15 +54,29 @@ class PodState:
     heartbeat_ms: int
     state: RoutingState
     epoch: int | None = None
+    # A READY pod withheld from the original drivers (it was cordoned when it
+    # published). DRAINING is always withheld and DOWN needs no withholding,
+    # so for them this stays False.
+    withheld: bool = False
 
     def encode(self) -> str:
+        if self.state is RoutingState.DRAINING or (self.withheld and self.state is RoutingState.READY):
+            return f"{self.load}-{self.heartbeat_ms}-0-{'' if self.epoch is None else self.epoch}-{int(self.state)}"
         base = f"{self.load}-{self.heartbeat_ms}-{int(self.state)}"
         return base if self.epoch is None else f"{base}-{self.epoch}"
 
     @classmethod
     def decode(cls, raw: str) -> "PodState | None":
-        """Parse a state field; None when it is not in the seed's format."""
+        """Parse a state field; None when it is in neither form."""
         parts = raw.split("-")
+        if len(parts) == 5:
+            if parts[2] != "0" or not (parts[3] == "" or _is_number(parts[3])) or parts[4] not in ("1", "2"):
+                return None
+            if not (_is_number(parts[0]) and _is_number(parts[1])):
+                return None
+            epoch = int(parts[3]) if parts[3] else None
+            state = RoutingState(int(parts[4]))
+            return cls(int(parts[0]), int(parts[1]), state, epoch, withheld=state is RoutingState.READY)
         if len(parts) not in (3, 4) or not all(_is_number(p) for p in parts):
             return None
         state = int(parts[2])
@@ -97,7 +119,8 @@ class Snapshot:
 
     `now_ms` is Redis's own clock (TIME), so staleness does not depend on the
     reader's clock. `invalid` lists pods whose field could not be parsed:
-    they are treated as dead.
+    they are treated as dead; `unparseable` has their raw values (an
+    original Go server driver writes the literal `state`).
     """
 
     service: str
@@ -110,6 +133,7 @@ class Snapshot:
     # Client drivers that read the service's states to place users within the
     # gateway expiry, the reader included; 0 when the reader did not register.
     gateways: int = 0
+    unparseable: tuple[tuple[int, str], ...] = ()  # (pod, raw value) of each invalid pod
 
     @classmethod
     def build(
@@ -124,7 +148,7 @@ class Snapshot:
         gateways: int = 0,
     ) -> "Snapshot":
         pods: dict[int, PodView] = {}
-        invalid: list[int] = []
+        invalid: dict[int, str] = {}
         cordoned = {int(p) for p, v in controls.items() if _is_number(p) and v == "cordon"}
         for field_name, raw in states.items():
             if not _is_number(field_name):
@@ -132,7 +156,7 @@ class Snapshot:
             pod = int(field_name)
             parsed = PodState.decode(raw)
             if parsed is None:
-                invalid.append(pod)
+                invalid[pod] = raw
                 continue
             age = now_ms - parsed.heartbeat_ms
             pods[pod] = PodView(
@@ -153,7 +177,8 @@ class Snapshot:
                     if epoch == view.epoch:
                         since[pod] = seen
                         break
-        return cls(service, now_ms, dict(sorted(pods.items())), tuple(sorted(invalid)), since, gateways)
+        return cls(service, now_ms, dict(sorted(pods.items())), tuple(sorted(invalid)), since, gateways,
+                   tuple(sorted(invalid.items())))
 
     def __post_init__(self) -> None:
         # Placement asks these for every user: work them out once.

@@ -13,11 +13,12 @@ import hashlib
 import math
 import os
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple
 
 from stroute import direct, names
-from stroute.errors import CorruptData, InvalidInput, PermissionDenied, RedisUnavailable, StoreError
-from stroute.keys import KeySpace
+from stroute.errors import ConfigError, CorruptData, InvalidInput, PermissionDenied, RedisUnavailable, StoreError
+from stroute.keys import DEFAULT_LAYOUT, KeySpace, keyspace, layout_class
 
 if TYPE_CHECKING:
     # Imported where used: a command that reads links never loads pod states.
@@ -33,6 +34,7 @@ SCRIPTS = (
     "state_snapshot",
     "state_publish",
     "link_import",
+    "state_cordon",
 )
 
 # How a heartbeat claims its pod's field (see state_publish.lua).
@@ -144,6 +146,10 @@ class Published:
 
 _POD_TEXT: dict[str, int] = {}  # "3" -> 3: replies repeat a few pod values
 
+# Builds a Link from a tuple of its fields in C: Link(...) runs the
+# NamedTuple's __new__, a Python function, and a listing builds one per link.
+_new_tuple = tuple.__new__
+
 
 def _pod_of(raw: Any, key: str) -> int:
     pod = _POD_TEXT.get(raw) if isinstance(raw, str) else None
@@ -248,6 +254,9 @@ class Registry:
     services: list[str]
     invalid: list[str]
     wrong_type: str | None = None
+    # With discover: services found by their state keys that are not in the
+    # registry (an original driver's pods never add their service to it).
+    unregistered: tuple[str, ...] = ()
 
 
 class Store:
@@ -257,17 +266,26 @@ class Store:
     `where` is the redacted URL, used in error messages.
     """
 
-    def __init__(self, client: Any, *, prefix: str = "sf", where: str = "redis") -> None:
+    def __init__(self, client: Any, *, prefix: str | None = None, where: str = "redis",
+                 layout: str = DEFAULT_LAYOUT) -> None:
         self.client = client
-        self.prefix = names.prefix(prefix)
+        self.layout = layout
+        self.prefix = names.prefix(prefix or layout_class(layout).default_prefix)
         self.where = where
         self._cluster_scripts: dict[str, Any] = {}  # redis-py script objects, made on first use
         self.cluster = _is_cluster(client)
+        if self.cluster and not layout_class(layout).one_slot:
+            raise ConfigError(
+                f"layout {layout} does not run on Redis Cluster ({where}): it keeps a user's link and "
+                "link index under different hash tags, so no script can change both at once there "
+                "(the original Java driver's scripts fail there too); use a single Redis or Sentinel, "
+                "or layout homo-go")
         self._direct = direct.for_client(client)  # None on a cluster
         if self._direct is None and not self.cluster:
             raise TypeError(f"a Store needs a redis-py (or fakeredis) client, not {type(client).__name__}")
         self._loaded: set[str] = set()  # scripts this Store has SCRIPT LOADed for its pipelines
         self._keyspaces: dict[str, KeySpace] = {}
+        self._discovered: dict[str, tuple[float, list[str]]] = {}  # namespace -> (when, services)
         # A cluster's scripts go to the node owning their keys on connections
         # kept per node (`_node_direct`), so client-side caching can track them.
         self._node_directs: dict[str, Any] = {}
@@ -275,10 +293,17 @@ class Store:
         self.on_topology_change: Any = None  # called with a reason on MOVED/ASK
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = "sf", options: Any = None) -> "Store":
+    def from_url(cls, url: str, *, prefix: str | None = None, options: Any = None,
+                 layout: str = DEFAULT_LAYOUT) -> "Store":
         from stroute.backends import connect, redact
 
-        return cls(connect(url, options), prefix=prefix, where=redact(url))
+        layout_class(layout)  # a bad layout is refused before connecting
+        client = connect(url, options)
+        try:
+            return cls(client, prefix=prefix, where=redact(url), layout=layout)
+        except ConfigError:
+            client.close()
+            raise
 
     def close(self) -> None:
         if self._direct is not None:
@@ -293,7 +318,7 @@ class Store:
     def keys(self, namespace: str) -> KeySpace:
         ks = self._keyspaces.get(namespace)
         if ks is None:
-            ks = self._keyspaces[namespace] = KeySpace(self.prefix, names.namespace(namespace))
+            ks = self._keyspaces[namespace] = keyspace(self.layout, self.prefix, namespace)
         return ks
 
     # --- the border ---------------------------------------------------------
@@ -759,43 +784,65 @@ class Store:
 
     def _link_pages(
         self, ks: KeySpace, match: str, count: int, bad: BadKeys | None
-    ) -> Iterator[tuple[list[tuple[str, str, str]], list[Any], list[Any]]]:
+    ) -> Iterator[tuple[tuple[list[str], list[str], list[str]], list[Any], list[Any]]]:
         """(parsed keys, values, PTTLs) of each SCAN page, on one Redis.
 
         Redis has no command that reads many TTLs at once, so a page is one
-        MGET and a PTTL per key; they go in one write with the SCAN of the
-        next page, so each page costs one round trip and Redis scans on while
-        this process turns the page into links."""
+        MGET and a PTTL per key; they go in one write after the SCAN of the
+        next page, so each page costs one round trip. The next write goes
+        out as soon as that SCAN is answered (DirectCommands.chain), while
+        Redis still reads the page's values and TTLs: Redis always has a
+        page to read while this process builds the last one."""
         scan = ("SCAN", "MATCH", match, "COUNT", count)
-        cursor, keys = self._call(self._direct.call, scan[0], 0, *scan[1:])
-        while True:
-            parsed = self._parse_page(ks, keys, bad) if keys else []
-            commands: list[tuple[Any, ...]] = []
-            if parsed:
-                page_keys = [key for key, _, _ in parsed]
-                commands.append(("MGET", *page_keys))
-                commands.extend([("PTTL", key) for key in page_keys])
+        # What each write in flight carries, oldest first: the parsed keys of
+        # the page it reads (None: none; or the CorruptData their names
+        # raised, due when that page's turn comes), and whether it starts
+        # with a SCAN.
+        writes: list[tuple[Any, bool]] = [(None, True)]
+
+        def follow(first: Any) -> list[Any] | None:
+            if not writes[-1][1]:
+                return None
+            cursor, keys = first
+            try:
+                parsed = self._parse_page(ks, keys, bad) if keys else None
+            except CorruptData as exc:
+                writes.append((exc, False))
+                return None
             more = int(cursor) != 0
-            if more:
-                commands.append((scan[0], cursor, *scan[1:]))
-            if not commands:
-                return
-            replies = self._pipeline(commands)
-            if parsed:
-                yield parsed, replies[0], replies[1:len(parsed) + 1]
-            if not more:
-                return
-            cursor, keys = replies[-1]
+            commands: list[Any] = [(scan[0], cursor, *scan[1:])] if more else []
+            if parsed is not None and parsed[0]:
+                commands.append(direct.pack_per_key(parsed[0], together=("MGET",), each=("PTTL",)))
+            else:
+                parsed = None
+            writes.append((parsed, more))
+            return commands or None
+
+        chain = self._direct.chain([(scan[0], 0, *scan[1:])], follow)
+        try:
+            while True:
+                replies = self._call(next, chain, None)
+                if replies is None:
+                    break
+                parsed, scanned = writes.pop(0)
+                if parsed is not None:
+                    reads = replies[1:] if scanned else replies
+                    yield parsed, reads[0], reads[1:]
+            for parsed, _ in writes:  # a page whose keys were never read: its bad name is raised now
+                if isinstance(parsed, CorruptData):
+                    raise parsed
+        finally:
+            chain.close()
 
     def _cluster_link_pages(
         self, ks: KeySpace, match: str, count: int, pod: int | None, bad: BadKeys | None
-    ) -> Iterator[tuple[list[tuple[str, str, str]], list[Any], list[Any]]]:
+    ) -> Iterator[tuple[tuple[list[str], list[str], list[str]], list[Any], list[Any]]]:
         """(parsed keys, values, PTTLs) of each SCAN page, node by node of a cluster."""
         for batch in self.scan_keys(match, count=count):
             parsed = self._parse_page(ks, batch, bad)
-            if not parsed:
+            keys = parsed[0]
+            if not keys:
                 continue
-            keys = [key for key, _, _ in parsed]
             if pod is None:
                 values, pttls = self._values_and_pttls(keys)
             else:
@@ -804,35 +851,42 @@ class Store:
                 values = self._values(keys)
                 wanted = [i for i, raw in enumerate(values)
                           if raw is not None and (raw is _WRONG_TYPE or parse_pod(raw) in (pod, None))]
-                parsed = [parsed[i] for i in wanted]
+                parsed = tuple([column[i] for i in wanted] for column in parsed)
                 values = [values[i] for i in wanted]
                 pttls = self._pttls([keys[i] for i in wanted]) if wanted else []
             yield parsed, values, pttls
 
     @staticmethod
-    def _parse_page(ks: KeySpace, keys: list[str], bad: BadKeys | None) -> list[tuple[str, str, str]]:
+    def _parse_page(ks: KeySpace, keys: list[str], bad: BadKeys | None) -> tuple[list[str], list[str], list[str]]:
+        """The link keys among keys, with their uids and services (three lists)."""
         unparseable: list[tuple[str, str]] = []
-        parsed = ks.parse_links(keys, unparseable)
+        parsed = ks.parse_link_columns(keys, unparseable)
         for key, problem in unparseable:
             _report(bad, key, problem)
         return parsed
 
     def _page_links(
-        self, namespace: str, parsed: list[tuple[str, str, str]], values: list[Any], pttls: list[Any],
+        self, namespace: str, parsed: tuple[list[str], list[str], list[str]], values: list[Any], pttls: list[Any],
         pod: int | None, kind: str | None, ttl_below_ms: int | None, bad: BadKeys | None,
     ) -> list[Link]:
         """The Links of one page that pass the filters. This runs for every
-        link of a listing: locals, one dict lookup per pod value, and the
-        filters as plain comparisons."""
-        known = _POD_TEXT
+        link of a listing. The common page (no filter, every value a pod
+        index seen before, every key with its TTL read) is built by whole-list
+        operations, a Link each without a Python call; any other page goes
+        link by link."""
+        keys, uids, services = parsed
+        pods = list(map(_POD_TEXT.get, values))
+        if pod is None and kind is None and ttl_below_ms is None and None not in pods \
+                and -2 not in pttls and 0 not in pttls:
+            ttls = [None if pttl < 0 else pttl for pttl in pttls]
+            return list(map(_new_tuple, repeat(Link), zip(repeat(namespace), uids, services, pods, ttls)))
         persistent_only = kind == "persistent"
         temporary_only = kind == "temporary" or ttl_below_ms is not None
         below = ttl_below_ms if ttl_below_ms is not None else 0
-        make = Link
         out: list[Link] = []
         append = out.append
         suspects = []
-        for (key, uid, svc), raw, pttl in zip(parsed, values, pttls):
+        for key, uid, svc, raw, linked, pttl in zip(keys, uids, services, values, pods, pttls):
             if raw is None:
                 if pttl != -2:
                     suspects.append(key)  # of another type, or written between the MGET and its PTTL
@@ -840,7 +894,6 @@ class Store:
             if raw is _WRONG_TYPE:
                 suspects.append(key)
                 continue
-            linked = known.get(raw)
             if linked is None:
                 try:
                     linked = _pod_of(raw, key)
@@ -854,9 +907,9 @@ class Store:
             if pttl < 0:
                 if temporary_only:
                     continue
-                append(make(namespace, uid, svc, linked, None))
+                append(_new_tuple(Link, (namespace, uid, svc, linked, None)))
             elif not persistent_only and (not below or pttl < below):
-                append(make(namespace, uid, svc, linked, pttl))
+                append(_new_tuple(Link, (namespace, uid, svc, linked, pttl)))
         if suspects:
             for key, kind_of in zip(suspects, self._types(suspects)):
                 if kind_of not in ("string", "none"):
@@ -1056,12 +1109,50 @@ class Store:
         """The registry's service names; entries that are none are left out (see registry())."""
         return self.registry(namespace).services
 
-    def registry(self, namespace: str) -> Registry:
-        """The services registry, its entries that are no service name apart.
+    # A discovery scans the whole keyspace: `top --watch` repeats it at most this often.
+    DISCOVERY_MAX_AGE_S = 30.0
+
+    def discover_services(self, namespace: str, *, max_age_s: float | None = None) -> list[str]:
+        """Services that have a state key in the namespace, found by SCAN (the
+        original drivers write no registry). Names that break the name rule are
+        left out. Kept for `max_age_s` (default DISCOVERY_MAX_AGE_S) per Store."""
+        import time
+
+        ks = self.keys(namespace)
+        max_age = self.DISCOVERY_MAX_AGE_S if max_age_s is None else max_age_s
+        cached = self._discovered.get(namespace)
+        if cached is not None and time.monotonic() - cached[0] < max_age:
+            return cached[1]
+        found = set()
+        for batch in self.scan_keys(ks.state_pattern(), count=1000):
+            for key in batch:
+                parsed = ks.parse_state(key)
+                if parsed is not None and not parsed[1]:
+                    try:
+                        found.add(names.service(parsed[0]))
+                    except InvalidInput:
+                        continue
+        services = sorted(found)
+        self._discovered[namespace] = (time.monotonic(), services)
+        return services
+
+    def registry(self, namespace: str, *, discover: bool = False) -> Registry:
+        """The services registry, its entries that are no service name apart;
+        with `discover`, also the services found by their state keys
+        (discover_services), in `services` and, when not registered, in `unregistered`.
 
         A foreign entry ('bad{name') or a key of another type is data to
         report, not a reason for a command to fail.
         """
+        found = self._registry(namespace)
+        if not discover:
+            return found
+        extra = [s for s in self.discover_services(namespace) if s not in found.services]
+        if not extra:
+            return found
+        return Registry(found.key, sorted([*found.services, *extra]), found.invalid, found.wrong_type, tuple(extra))
+
+    def _registry(self, namespace: str) -> Registry:
         key = self.keys(namespace).services()
         try:
             members = self._call(self.client.smembers, key)
@@ -1104,12 +1195,14 @@ class Store:
         return self._call(self.client.type, key)
 
     def set_cordon(self, namespace: str, service: str, pod: int, cordoned: bool) -> bool:
-        """Set or clear the operator's cordon; returns whether anything changed."""
+        """Set or clear the operator's cordon; returns whether anything changed.
+
+        The pod's state field is withheld from the original drivers (or given
+        back) in the same step: see state_cordon.lua."""
         ks = self.keys(namespace)
-        key = ks.control(names.service(service))
-        if cordoned:
-            return bool(self._call(self.client.hset, key, names.pod(pod), "cordon"))
-        return bool(self._call(self.client.hdel, key, names.pod(pod)))
+        service = names.service(service)
+        keys = [ks.state(service), ks.control(service)]
+        return bool(self._script("state_cordon", keys, [names.pod(pod), int(bool(cordoned))]))
 
     # --- tags ---------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterable, Iterator
 from stroute import names
 from stroute.contract import schema_id
 from stroute.errors import CorruptData, InvalidInput
+from stroute.keys import any_namespace
 from stroute.store import BadKeys, Link, Store, parse_pod
 
 SCHEMA = schema_id("export")
@@ -79,7 +80,7 @@ def export_links(
     other filters of Store.scan_links) as export records, each one a line
     import accepts; the keys left out go to `bad` (without one, the first
     raises CorruptData)."""
-    ks = store.keys(names.namespace(namespace))
+    ks = store.keys(namespace)
     for link in store.scan_links(namespace, service=service, pod=pod, bad=bad, **filters):
         if link.ttl_ms is not None and link.ttl_ms > names.TTL_MAX_S * 1000:
             problem = (f"has a TTL of {link.ttl_ms // 1000} s, past the {names.TTL_MAX_S} s (10 years) "
@@ -141,7 +142,7 @@ def parse_line(text: str, namespace: str, line: int = 0) -> Entry:
     for key in ("namespace", "uid", "service"):
         if not isinstance(obj[key], str):
             raise InvalidInput(f"invalid {key} {names.show(obj[key])}: must be a JSON string")
-    ns = names.namespace(obj["namespace"])
+    ns = obj["namespace"] if obj["namespace"] == namespace else any_namespace(obj["namespace"])
     if ns != namespace:
         raise InvalidInput(f"namespace {ns!r} is not the namespace being imported into ({namespace!r}); "
                            f"import it with -n {ns}")
@@ -241,7 +242,7 @@ def import_links(
     on_progress: Callable[[ImportReport], None] | None = None,
 ) -> ImportReport:
     """Import export lines (str or UTF-8 bytes, numbered from 1); blank lines are skipped."""
-    namespace = names.namespace(namespace)
+    namespace = store.keys(namespace).namespace
     report = ImportReport(namespace, dry_run=dry_run)
     writer = _Writer(store, namespace, overwrite=overwrite, dry_run=dry_run)
     seen: dict[tuple[str, str], tuple[int, int, bool]] = {}  # (uid, service) -> (line, pod, persistent)

@@ -50,6 +50,20 @@ def test_a_batch_read_a_batch_placement_and_a_heartbeat_are_one_round_trip_each(
     raw.close()
 
 
+def test_a_listing_is_one_round_trip_per_scan_page(real_url, redis_server):
+    """A page's MGET and PTTLs go in one write with the next page's SCAN."""
+    raw = redis_server.client()
+    raw.mset({f"sf:{{default:lk:u{i}}}lobby": i % 3 for i in range(5_000)})
+    with ClientDriver(_config(real_url)) as client:
+        scans = raw.info("commandstats").get("cmdstat_scan", {}).get("calls", 0)
+        links = []
+        trips = count_round_trips(client.store, lambda: links.extend(client.store.scan_links("default", count=500)))
+        scans = raw.info("commandstats")["cmdstat_scan"]["calls"] - scans
+    assert len(links) == 5_000 and scans >= 5
+    assert scans <= trips <= scans + 1  # the last page's reads may follow the last SCAN on their own
+    raw.close()
+
+
 def test_the_benchmarks_run_and_write_their_keys(real_url, tmp_path):
     out = tmp_path / "bench.json"
     run = subprocess.run(

@@ -136,9 +136,19 @@ def test_set_linked_pod_if_absent(client, store, cfg):
 
 
 def test_tags(client, store):
-    assert client.get_link_service(NS, "lobby") is None
+    assert client.resolve_tag(NS, "lobby") is None
     store.set_tag(NS, "lobby", "lobby-v2")
-    assert client.get_link_service(NS, "lobby") == "lobby-v2"
+    assert client.resolve_tag(NS, "lobby") == "lobby-v2"
+
+
+def test_get_link_service_is_the_uids_services_as_in_the_go_original(client, store):
+    """Go's GetLinkService(namespace, uid): the uid's map service -> pod (its persistent links)."""
+    assert client.get_link_service(NS, "42") == {}
+    store.set(NS, "42", "lobby", 0)
+    store.set(NS, "42", "chat", 3)
+    store.set(NS, "42", "game", 2, 30_000)  # temporary: not in the index, as in Go
+    store.set_tag(NS, "42", "lobby")  # a tag of the same name is not what it reads
+    assert client.get_link_service(NS, "42") == {"chat": 3, "lobby": 0}
 
 
 def test_snapshot_is_refreshed_at_most_once_per_refresh_period(cfg, store, clock):
@@ -185,7 +195,8 @@ def test_threads_share_one_driver(cfg, store):
         ("get_linked_in_cache", ("prod", "u", "lobby")),
         ("batch_get_linked_pod", ("prod", ["u"], "lobby")),
         ("links_of", ("prod", "u")),
-        ("get_link_service", ("prod", "lobby")),
+        ("get_link_service", ("prod", "u")),
+        ("resolve_tag", ("prod", "lobby")),
         ("set_linked_pod_if_absent", ("prod", "u", "lobby", 1)),
         ("set_cache", ("prod", "u", "lobby", 1)),
         ("cache_expired", ("prod", "u", "lobby")),

@@ -206,3 +206,133 @@ def test_a_cluster_client_keeps_its_own_path(redis_cluster, cluster_url):
     client = connect(cluster_url)
     assert direct.for_client(client) is None
     client.close()
+
+
+# --- replies read in bulk, and chains of pipelines ------------------------------------------------
+
+
+def test_a_pipeline_of_many_replies_is_read_whole_with_its_errors_in_place(raw, real_url):
+    """Thousands of replies arrive over many socket reads; each is in its place."""
+    commands = _commands(real_url, "direct-bulk")
+    raw.mset({f"k{i}": str(i) for i in range(3000)})
+    raw.hset("h", "f", "v")
+    pipeline = [("GET", f"k{i}") for i in range(3000)]
+    pipeline[1500] = ("GET", "h")
+    replies = commands.pipeline(pipeline)
+    assert isinstance(replies[1500], redis.ResponseError) and "WRONGTYPE" in str(replies[1500])
+    assert replies[:1500] + replies[1501:] == [str(i) for i in range(3000) if i != 1500]
+    assert commands.call("GET", "k7") == "7"
+    commands.close()
+
+
+def test_a_push_between_replies_is_not_taken_for_one(raw, real_url, monkeypatch):
+    """RESP3: an invalidation pushed on the connection itself (tracking without
+    a redirect) comes before the next pipeline's replies; it goes to redis-py's
+    push handler and is not counted as a reply."""
+    from redis._parsers.hiredis import _HiredisParser
+
+    pushed = []
+    real = _HiredisParser.handle_push_response
+    monkeypatch.setattr(_HiredisParser, "handle_push_response",
+                        lambda self, response, **kw: (pushed.append(response), real(self, response, **kw))[1])
+    commands = _commands(real_url, "direct-push")
+    raw.set("watched", "1")
+    assert commands.call("CLIENT", "TRACKING", "ON") == "OK"
+    assert commands.call("GET", "watched") == "1"
+    raw.set("watched", "2")  # the invalidation is queued on the connection before anything sent after this
+    assert commands.pipeline([("GET", "watched"), ("PTTL", "watched")]) == ["2", -1]
+    assert [p[0] for p in pushed] == ["invalidate"]
+    assert commands.call("ECHO", "in step") == "in step"
+    commands.close()
+
+
+def test_a_chain_writes_the_next_pipeline_once_the_first_reply_is_in(raw, real_url):
+    """The next pipeline goes out while Redis works on the rest of the last one,
+    on the same connection, which is handed back in step."""
+    commands = _commands(real_url, "direct-chain")
+    raw.mset({"a": "1", "b": "2", "c": "3"})
+    firsts = []
+
+    def follow(first):
+        firsts.append(first)
+        # Pipelines after the first start with the CLIENT ID the last one's
+        # follow saw, so the connection can be compared across them.
+        return None if len(firsts) == 3 else [("CLIENT", "ID"), ("GET", "abc"[len(firsts)])]
+
+    chain = commands.chain([("CLIENT", "ID"), ("GET", "a")], follow)
+    first = next(chain)
+    assert first[1] == "1" and firsts == [first[0]]  # the second pipeline was written before this was yielded
+    assert [replies[1] for replies in chain] == ["2", "3"]
+    assert len(set(firsts)) == 1  # one connection throughout
+    assert commands.call("CLIENT", "ID") == first[0]  # handed back in step
+    commands.close()
+
+
+def test_a_chain_closed_with_a_pipeline_unanswered_closes_its_connection(raw, real_url):
+    """A late reply must not answer the next command: the connection goes."""
+    commands = _commands(real_url, "direct-chain-closed")
+    raw.set("a", "1")
+    chain = commands.chain([("CLIENT", "ID")], lambda first: [("GET", "a")])
+    used = next(chain)[0]
+    chain.close()
+    assert commands.call("GET", "a") == "1"
+    assert commands.call("CLIENT", "ID") != used
+    wait_until(lambda: used not in _client_ids(raw, "direct-chain-closed"), what="the chain's connection to close")
+    commands.close()
+
+
+@pytest.mark.parametrize("when", ["between pipelines", "with two in flight"])
+def test_a_chain_whose_connection_breaks_sends_the_unanswered_pipelines_again(raw, real_url, when):
+    commands = _commands(real_url, f"direct-chain-killed-{when[0]}")
+    raw.mset({"a": "1", "b": "2"})
+    ids = []
+
+    def follow(first):
+        ids.append(first)
+        if len(ids) == 1:
+            if when == "between pipelines":
+                raw.client_kill_filter(_id=first)  # before the second pipeline is written
+            return [("CLIENT", "ID"), ("GET", "a")]
+        if len(ids) == 2:
+            if when == "with two in flight":
+                raw.client_kill_filter(_id=first)  # the first pipeline's rest and the third unread
+            return [("CLIENT", "ID"), ("GET", "b")]
+        return None
+
+    pipelines = list(commands.chain([("CLIENT", "ID"), ("ECHO", "x")], follow))
+    assert [p[1] for p in pipelines] == ["x", "1", "2"]
+    assert len(set(p[0] for p in pipelines)) == 2  # one new connection, once
+    commands.close()
+
+
+def test_an_error_reply_in_a_chain_raises_and_keeps_the_connection_in_step(raw, real_url):
+    commands = _commands(real_url, "direct-chain-error")
+    raw.hset("h", "f", "v")
+    chain = commands.chain([("CLIENT", "ID")], lambda first: [("PING",), ("GET", "h")] if first != "PONG" else None)
+    used = next(chain)[0]
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        next(chain)
+    assert commands.call("CLIENT", "ID") == used  # every reply was read
+    commands.close()
+
+
+def test_commands_packed_per_key_are_packed_as_one_by_one(raw, real_url):
+    keys = ["sf:{d:lk:用户}s", "k", "sf:{d:lk:a}b"]
+    packed = direct.pack_per_key(keys, together=("MGET",), each=("PTTL", "TYPE"))
+    assert packed.count == 1 + 2 * 3
+    assert packed.data == direct._pack([("MGET", *keys), *[("PTTL", k) for k in keys],
+                                        *[("TYPE", k) for k in keys]])[0]
+    assert direct.pack_per_key([], together=("MGET",), each=("PTTL",)) == (b"", 0)
+    with pytest.raises(redis.DataError):
+        direct.pack_per_key(["a\ud800b"], each=("PTTL",))
+
+
+def test_a_refused_connection_raises_connection_error_from_a_chain_and_a_pipeline():
+    from stroute.testing import free_port
+
+    commands = direct.for_client(connect(f"redis://127.0.0.1:{free_port()}/0", ConnectOptions(socket_timeout=1)))
+    with pytest.raises(redis.ConnectionError):
+        list(commands.chain([("PING",)], lambda first: None))
+    with pytest.raises(redis.ConnectionError):
+        commands.pipeline([("PING",), ("PING",)])
+    commands.close()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from stroute import names
@@ -199,7 +201,10 @@ def test_pod_state_round_trips(load, state, epoch):
 def test_java_format_without_epoch_parses():
     assert PodState.decode("120-1700000000000-1") == PodState(120, 1_700_000_000_000, RoutingState.READY, None)
     assert PodState.decode("0-1700000000000-0").state is RoutingState.DOWN
-    assert PodState(5, 6, RoutingState.DRAINING).encode() == "5-6-2"
+    # DRAINING is withheld from the originals: 0 where they read the state, the real one fifth.
+    assert PodState(5, 6, RoutingState.DRAINING).encode() == "5-6-0--2"
+    assert PodState(5, 6, RoutingState.DRAINING, 7).encode() == "5-6-0-7-2"
+    assert PodState.decode("5-6-2") == PodState(5, 6, RoutingState.DRAINING)  # as stroute wrote it before
     assert PodState(5, 6, RoutingState.READY, 7).encode().split("-")[:3] == ["5", "6", "1"]  # Java readers' fields
 
 
@@ -271,3 +276,53 @@ def test_workload_summary(states, workload):
 
 def test_describe_with_no_pods():
     assert _snap({}).describe() == "no pod has published a state"
+
+
+# --- a listing's pages: uids and key names checked a page at a time ---------------------------
+
+
+def test_the_bulk_uid_check_agrees_with_the_single_one_on_every_ascii_character():
+    """names.uids checks ASCII batches with str methods, not the regex."""
+    for code in range(128):
+        value = f"a{chr(code)}b"
+        try:
+            names.uid(value)
+        except InvalidInput:
+            with pytest.raises(InvalidInput):
+                names.uids(["ok", value])
+        else:
+            assert names.uids(["ok", value]) == ["ok", value]
+
+
+_PAGE_KEYS = st.one_of(
+    st.builds(lambda uid, svc: f"sf:{{default:lk:{uid}}}{svc}",
+              st.text(st.characters(codec="utf-8"), min_size=0, max_size=6),
+              st.text(st.characters(codec="utf-8"), min_size=0, max_size=6)),
+    st.sampled_from(["sf:{default:lk:a}game", "sf:{default:lk:b}b}game", "sf:{default:lk:c", "sf:{default:lk:}x",
+                     "sf:{default:lk:d}", "sf:{default:lk:e}x\nsf:{default:lk:f}y", "sf:{other:lk:g}x",
+                     "xsf:{default:lk:h}y", "sf:{default:lk:i}game\n", "sf:{default:lk:a b}game",
+                     "sf:{default:lk:用户}game", "sf:{default:lk:" + "u" * 257 + "}game", "sf:{default:lk:j}" + "s" * 64]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PAGE_KEYS, max_size=12))
+def test_a_page_split_whole_reads_as_the_key_by_key_parse(keys):
+    """parse_link_columns splits a page of good keys by whole-page string
+    operations; whatever the page holds, it finds what the key-by-key parse
+    finds, and reports the same keys."""
+    from unittest import mock
+
+    from stroute import keys as keys_module
+
+    space = KeySpace("sf", "default")
+    whole: list[tuple[str, str]] = []
+    found = space.parse_link_columns(keys, whole)
+    with mock.patch.object(keys_module, "_split_page", lambda keys, head: None):
+        one_by_one: list[tuple[str, str]] = []
+        expected = space.parse_link_columns(keys, one_by_one)
+    assert [list(column) for column in found] == [list(column) for column in expected]
+    assert whole == one_by_one
+    if list(expected[0]) == keys:  # every key a good link key: the page was split whole
+        assert keys_module._split_page(keys, "sf:{default:lk:") is not None
+    assert space.parse_links(keys) == list(zip(*expected))

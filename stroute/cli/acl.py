@@ -42,7 +42,8 @@ def acl(
 
     g: Globals = ctx.obj
     config = g.config()
-    rule = acl_module.rule(config.namespace, prefix=config.prefix, user=user, scan=not no_scan)
+    rule = acl_module.rule(config.namespace, prefix=config.prefix, user=user, scan=not no_scan,
+                           layout=config.layout)
     data = {
         "namespace": rule.namespace,
         "user": rule.user,

@@ -45,6 +45,10 @@ def root(
     namespace: Annotated[
         Optional[str], typer.Option("-n", "--namespace", metavar="NAMESPACE", help="Namespace. Env: STROUTE_NAMESPACE.")
     ] = None,
+    layout: Annotated[
+        Optional[str], typer.Option("--layout", help="Key layout: homo-go (the default) or homo-java, the original "
+                                    "Go or Java driver's key names. Env: STROUTE_LAYOUT.", show_default=False)
+    ] = None,
     output: Annotated[
         OutputFormat, typer.Option("-o", "--output", callback=check_output_format, metavar="FORMAT",
                           help="table, wide (every column), name (one identifier per line), json or yaml.")
@@ -59,7 +63,7 @@ def root(
     from stroute.cli.output import configure
 
     configure(output=output, no_headers=no_headers)
-    g = Globals(config_file=config, redis_url=redis_url, namespace=namespace, output=output)
+    g = Globals(config_file=config, redis_url=redis_url, namespace=namespace, output=output, layout=layout)
     ctx.obj = g
     ctx.call_on_close(g.close)
 

@@ -14,6 +14,7 @@ class Globals:
     redis_url: str | None = None
     namespace: str | None = None
     output: str = "table"
+    layout: str | None = None
     _config: Any = field(default=None, repr=False)
     _store: Any = field(default=None, repr=False)
 
@@ -29,7 +30,7 @@ class Globals:
         if self._config is None:
             from stroute import config as config_module
 
-            flags = {"redis.url": self.redis_url, "namespace": self.namespace}
+            flags = {"redis.url": self.redis_url, "namespace": self.namespace, "layout": self.layout}
             self._config = config_module.load(self.config_file, overrides=flags, overrides_origin="the command line")
         if overrides:
             return self._config.with_overrides(**overrides)

@@ -41,14 +41,19 @@ class ServiceView:
 
 
 def service_view(namespace: str, snap, links: Mapping[int, int] | None = None,
-                 notes: Mapping[int, Any] | None = None, slow_start_ms: int = 0) -> ServiceView:
+                 notes: Mapping[int, Any] | None = None, slow_start_ms: int = 0,
+                 published_workload: str | None = None) -> ServiceView:
     """`links` (pod -> links counted) adds "links" to each pod, and the
     service's "links_total" and "links_to_unknown_pods" (pods with links but no state).
     `notes` (pod -> PodNotes) gives each pod its "reason" (why it publishes
     what it does, or null), "recent_epochs" (epochs first seen in the last
     10 minutes) and "flapping" (its epoch keeps changing). `slow_start_ms`
     (placement.slow_start_window_ms) gives each pod its "slow_start": its
-    current weight and the ms left of its window, or null when it is not in one."""
+    current weight and the ms left of its window, or null when it is not in one.
+    "unparseable" lists the pods whose state field stroute cannot read, with
+    the raw value; "published_workload" is the service's workload key as
+    written (stroute's pod 0: READY/DEGRADED/DOWN; Go's server driver:
+    Normal, Idle, High, Overloaded, Shutdown), null when there is none."""
     from stroute.placement import slow_start
     from stroute.podstate import PodNotes
 
@@ -76,6 +81,8 @@ def service_view(namespace: str, snap, links: Mapping[int, int] | None = None,
             }
             for v in snap.pods.values()
         ],
+        "unparseable": [{"pod": pod, "value": raw} for pod, raw in snap.unparseable],
+        "published_workload": published_workload,
     }
     if links is not None:
         for row in data["pods"]:
@@ -103,10 +110,22 @@ def _pod_names(service: dict[str, Any]) -> list[str]:
     return [f"{service['service']}/{row['pod']}" for row in service["pods"]]
 
 
+def published_workload(store, namespace: str, service: str) -> str | None:
+    """The service's workload key as written, or None (none, or a key of another type)."""
+    from stroute.errors import PermissionDenied, RedisUnavailable, StoreError
+
+    try:
+        return store.workload(namespace, service)
+    except (RedisUnavailable, PermissionDenied):
+        raise
+    except StoreError:
+        return None
+
+
 def _warn_invalid(view: ServiceView) -> None:
-    if view.invalid:
-        info(f"warning: {view.data['service']}: pod {', '.join(map(str, view.invalid))} published a state "
-             "field stroute cannot parse (treated as dead)")
+    for row in view.data.get("unparseable", ()):
+        info(f"warning: {view.data['service']}: pod {row['pod']} published a state field stroute cannot parse "
+             f"(treated as dead): {row['value']!r}")
 
 
 Watch = Annotated[
@@ -154,7 +173,7 @@ def _pods_sample(g: Globals, service: str, links: bool) -> Sample:
     bad = _bad_keys() if links else None
     counts = count_links(store, config.namespace, service, bad).get(service, Counter()) if links else None
     view = service_view(config.namespace, snap, counts, store.pod_notes(config.namespace, service),
-                        slow_start_window_ms(config))
+                        slow_start_window_ms(config), published_workload(store, config.namespace, service))
     if bad is not None:
         view.data["bad_keys"] = bad.to_dict()
     return Sample(view.data, [view], [], bad, lambda trends: render([view], trends=trends))
@@ -223,7 +242,7 @@ def _top_views(g: Globals, links: bool = False, bad=None) -> tuple[list[ServiceV
     ns = config.namespace
     expire_ms = config.state.expire_ms
     counts = count_links(store, ns, bad=bad) if links else None
-    registry = store.registry(ns)
+    registry = store.registry(ns, discover=True)
     warnings: list[dict[str, Any]] = [
         {"service": entry, "problem": f"not a service name: an entry of the services registry {registry.key} "
                                      "written by another program, skipped"}
@@ -254,7 +273,8 @@ def _top_views(g: Globals, links: bool = False, bad=None) -> tuple[list[ServiceV
                                                             "not a hash"})
             continue
         views.append(service_view(ns, snap, None if counts is None else counts.get(service, Counter()),
-                                  store.pod_notes(ns, service), slow_start_window_ms(config)))
+                                  store.pod_notes(ns, service), slow_start_window_ms(config),
+                                  published_workload(store, ns, service)))
     return views, warnings
 
 
@@ -565,10 +585,30 @@ def render(views: list[ServiceView], namespace: str | None = None, trends: Mappi
                 *([str(row["epoch_ms"]) if row["epoch_ms"] is not None else "", _printable(row.get("reason") or "")]
                   if wide else []),
             )
+        for bad in obj.get("unparseable", ()):
+            cells = [""] * ((trends is not None) + with_links)
+            value = _printable(repr(bad["value"]))
+            value = value.replace(" ", "\\x20") if every_row else value[:40]
+            table.add_row(
+                obj["service"] if (not rows and bad is obj["unparseable"][0]) or every_row else "",
+                str(bad["pod"]),
+                Text("UNPARSEABLE", style="red" if color else ""),
+                "",
+                "",
+                value,
+                *cells,
+                "",
+                "",
+                *(["", ""] if wide else []),
+            )
         routable = sum(r["routable"] for r in rows)
         alive = sum(r["alive"] for r in rows)
         total = len(rows) + len(view.invalid)
-        workload = Text(obj["workload"], style=_WORKLOAD_STYLES.get(obj["workload"], "") if color else "")
+        shown = obj["workload"]
+        foreign = obj.get("published_workload")
+        if foreign is not None and foreign not in ("READY", "DEGRADED", "DOWN"):  # not stroute's pod 0's
+            shown = f"{shown}({_printable(foreign)})" if every_row else f"{shown} ({_printable(foreign)})"
+        workload = Text(shown, style=_WORKLOAD_STYLES.get(obj["workload"], "") if color else "")
         cordoned = sum(r["cordoned"] for r in rows)
         cells = [""] if trends is not None else []
         if with_links:

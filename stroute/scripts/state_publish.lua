@@ -3,7 +3,9 @@
 -- written when this instance may own it (ARGV[6]), so two instances of one
 -- pod never overwrite each other in turn: the check and the write are one
 -- atomic step.
--- KEYS[1] state hash    P:{ns:state:svc}        pod -> load-millis-state[-epoch]
+-- KEYS[1] state hash    P:{ns:state:svc}        pod -> load-millis-state[-epoch], or load-millis-0-[epoch]-state
+--                                               for a pod no original driver may send new users to
+--                                               (DRAINING, or cordoned: see stroute/podstate.py)
 -- KEYS[2] control hash  P:{ns:state:svc}:ctl    pod -> operator override
 -- KEYS[3] notes hash    P:{ns:state:svc}:notes  'POD:reason' -> why the pod is not plainly READY,
 --                                               'POD:epochs' -> 'changedMs:epoch,...' newest first
@@ -34,6 +36,9 @@ local previous = redis.call('HGET', KEYS[1], pod)
 local before = ''
 if previous then
   local _, beat, state, found = string.match(previous, '^(%d+)-(%d+)-([012])-?(%d*)$')
+  if not beat then
+    _, beat, found, state = string.match(previous, '^(%d+)%-(%d+)%-0%-(%d*)%-([12])$')
+  end
   if beat then
     before = found
     if found ~= '' and found ~= epoch then
@@ -44,9 +49,19 @@ if previous then
     end
   end
 end
-local value = ARGV[2] .. '-' .. string.format('%d', millis) .. '-' .. ARGV[3]
-if epoch ~= '' then
-  value = value .. '-' .. epoch
+-- Read before the write: a cordon withholds the pod from the originals in this very heartbeat.
+local control = redis.pcall('HGET', KEYS[2], pod)
+if type(control) ~= 'string' then
+  control = false
+end
+local value = ARGV[2] .. '-' .. string.format('%d', millis) .. '-'
+if ARGV[3] == '2' or (ARGV[3] == '1' and control == 'cordon') then
+  value = value .. '0-' .. epoch .. '-' .. ARGV[3]
+else
+  value = value .. ARGV[3]
+  if epoch ~= '' then
+    value = value .. '-' .. epoch
+  end
 end
 redis.call('HSET', KEYS[1], pod, value)
 if epoch ~= '' and before ~= epoch then
@@ -70,10 +85,6 @@ if ARGV[8] == 'set' then
   redis.pcall('HSET', KEYS[3], pod .. ':reason', ARGV[9])
 elseif ARGV[8] == 'clear' then
   redis.pcall('HDEL', KEYS[3], pod .. ':reason')
-end
-local control = redis.pcall('HGET', KEYS[2], pod)
-if type(control) ~= 'string' then
-  control = false
 end
 local states, controls = false, false
 if ARGV[5] == '1' then

@@ -142,8 +142,8 @@ def test_first_rows_print_before_the_scan_ends(monkeypatch, url, store, fmt):
 
     _many(store, 3000)
     events: list[str] = []
-    parse = KeySpace.parse_links
-    monkeypatch.setattr(KeySpace, "parse_links", lambda self, *a, **k: (events.append("page"), parse(self, *a, **k))[1])
+    parse = KeySpace.parse_link_columns
+    monkeypatch.setattr(KeySpace, "parse_link_columns", lambda self, *a, **k: (events.append("page"), parse(self, *a, **k))[1])
 
     class Spy:
         def __init__(self, real):
@@ -184,8 +184,8 @@ def test_limit_stops_the_scan(monkeypatch, url, store):
 
     _many(store, 3000)
     pages = []
-    parse = KeySpace.parse_links
-    monkeypatch.setattr(KeySpace, "parse_links", lambda self, *a, **k: (pages.append(1), parse(self, *a, **k))[1])
+    parse = KeySpace.parse_link_columns
+    monkeypatch.setattr(KeySpace, "parse_link_columns", lambda self, *a, **k: (pages.append(1), parse(self, *a, **k))[1])
     code, data, _ = cli_json("--redis-url", url, "link", "list", "--limit", "5")
     assert code == 0 and len(data["links"]) == 5
     every = len(pages)

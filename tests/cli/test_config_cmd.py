@@ -14,7 +14,7 @@ from stroute.testing import RedisServer
 pytestmark = pytest.mark.usefixtures("isolated")
 
 SECRET = "s3cret-Pa55word-never-shown"
-TOP_KEYS = ["schema", "namespace", "prefix", "redis", "state", "links", "placement", "server"]
+TOP_KEYS = ["schema", "namespace", "prefix", "layout", "redis", "state", "links", "placement", "server"]
 
 
 def test_show_defaults():
@@ -22,6 +22,7 @@ def test_show_defaults():
     assert code == 0
     assert list(data) == TOP_KEYS
     assert data["schema"] == "stroute/config/v1" and data["namespace"] == "default" and data["prefix"] == "sf"
+    assert data["layout"] == "homo-go"
     assert data["redis"]["url"] is None and data["redis"]["password"] is None
     assert data["state"] == {"period": 30.0, "expire": 60.0, "refresh": 2.0}
     assert data["links"] == {"temp_ttl": 300.0, "cache_seconds": 240.0, "remove_delay": 60.0,

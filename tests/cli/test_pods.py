@@ -16,7 +16,8 @@ pytestmark = pytest.mark.usefixtures("isolated")
 
 POD_FIELDS = ["pod", "state", "load", "heartbeat_age_ms", "alive", "routable", "cordoned", "epoch_ms", "reason",
               "recent_epochs", "flapping", "slow_start"]
-SERVICE_FIELDS = ["namespace", "service", "workload", "pods"]  # a service of top; pods adds "schema" first
+# a service of top; pods adds "schema" first
+SERVICE_FIELDS = ["namespace", "service", "workload", "pods", "unparseable", "published_workload"]
 PODS_FIELDS = ["schema", *SERVICE_FIELDS]
 STALE_MS = 120_000  # the CLI runs with the default expiry, 60 s
 
@@ -102,7 +103,7 @@ def test_pods_unknown_service_is_exit_3_with_the_object(url, store):
     code, data, stderr = pods(url, "-s", "lobyy")
     assert code == 3
     assert data == {"schema": "stroute/pods/v1", "namespace": "default", "service": "lobyy", "workload": "DOWN",
-                    "pods": []}
+                    "pods": [], "unparseable": [], "published_workload": None}
     assert len(error_lines(stderr)) == 1 and "'lobyy' has no pods" in stderr
 
 
@@ -380,7 +381,9 @@ def test_top_with_a_wrong_typed_registry_or_state_key_warns_and_carries_on(url, 
     store.client.set("sf:{default}:services", "not a set")
     code, data, stderr = cli_json("--redis-url", url, "top")
     assert code == 0, stderr
-    assert data["services"] == [] and "is a string, not a set" in data["warnings"][0]["problem"]
+    # No registry to read: the services are still found by their state keys.
+    assert [s["service"] for s in data["services"]] == ["lobby"]
+    assert "is a string, not a set" in data["warnings"][0]["problem"]
     table = cli("--redis-url", url, "top")
     assert table.exit_code == 0 and "is a string, not a set" in table.stderr
 
