@@ -152,7 +152,11 @@ class AsyncClientDriver(ClientCore):
         """Every persistent link of one user: {service: pod}."""
         return await self._run(self._links_of_op(namespace, uid))
 
-    async def get_link_service(self, namespace: str, tag: str) -> str | None:
+    async def get_link_service(self, namespace: str, uid: str) -> dict[str, int]:
+        """The user's linked services, {service: pod}: the Go original's GetLinkService."""
+        return await self.links_of(namespace, uid)
+
+    async def resolve_tag(self, namespace: str, tag: str) -> str | None:
         """The service a tag points at (e.g. 'lobby' -> 'lobby-v2'), or None."""
         return await self._run(self._tag_op(namespace, tag))
 

@@ -15,7 +15,7 @@ from typing import Any, Iterable
 from stroute import names, storeops
 from stroute.autopipeline import MAX_BATCH, AutoPipeline, ClusterAutoPipeline
 from stroute.errors import CorruptData, StoreError
-from stroute.keys import KeySpace
+from stroute.keys import DEFAULT_LAYOUT, KeySpace, keyspace, layout_class
 from stroute.store import Link, Published, SetIfAbsent, script_source
 
 
@@ -27,14 +27,22 @@ class AsyncStore:
     is the redacted URL, used in error messages.
     """
 
-    def __init__(self, client: Any, *, prefix: str = "sf", where: str = "redis",
-                 max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, client: Any, *, prefix: str | None = None, where: str = "redis",
+                 layout: str = DEFAULT_LAYOUT, max_batch: int = MAX_BATCH) -> None:
         from redis.asyncio.cluster import RedisCluster
 
+        from stroute.errors import ConfigError
+
         self.client = client
-        self.prefix = names.prefix(prefix)
+        self.layout = layout
+        self.prefix = names.prefix(prefix or layout_class(layout).default_prefix)
         self.where = where
         self.cluster = isinstance(client, RedisCluster)
+        if self.cluster and not layout_class(layout).one_slot:
+            raise ConfigError(
+                f"layout {layout} does not run on Redis Cluster ({where}): it keeps a user's link and "
+                "link index under different hash tags, so no script can change both at once there; "
+                "use a single Redis or Sentinel, or layout homo-go")
         if self.cluster:
             self._pipe: Any = ClusterAutoPipeline(client, max_batch=max_batch)
         else:
@@ -44,10 +52,12 @@ class AsyncStore:
         self._shared: dict[tuple, asyncio.Future] = {}  # a shared command's args -> its reply in flight
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = "sf", options: Any = None) -> "AsyncStore":
+    def from_url(cls, url: str, *, prefix: str | None = None, options: Any = None,
+                 layout: str = DEFAULT_LAYOUT) -> "AsyncStore":
         from stroute.backends import connect_async, redact
 
-        return cls(connect_async(url, options), prefix=prefix, where=redact(url))
+        layout_class(layout)  # a bad layout is refused before connecting
+        return cls(connect_async(url, options), prefix=prefix, where=redact(url), layout=layout)
 
     @property
     def pipeline(self) -> Any:
@@ -70,7 +80,7 @@ class AsyncStore:
     def keys(self, namespace: str) -> KeySpace:
         ks = self._keyspaces.get(namespace)
         if ks is None:
-            ks = self._keyspaces[namespace] = KeySpace(self.prefix, names.namespace(namespace))
+            ks = self._keyspaces[namespace] = keyspace(self.layout, self.prefix, namespace)
         return ks
 
     def follow_tracking(self, store: Any) -> None:

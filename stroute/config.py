@@ -131,7 +131,8 @@ class Config:
         """The AsyncStore for this configuration (stroute.aio's drivers)."""
         from stroute.aiostore import AsyncStore
 
-        return AsyncStore.from_url(self.redis_url, prefix=self.prefix, options=self.connect_options())
+        return AsyncStore.from_url(self.redis_url, prefix=self.prefix, options=self.connect_options(),
+                                   layout=self.layout)
 
     def with_overrides(self, origin: str = "override", /, **dotted: Any) -> "Config":
         """A copy with keys replaced, e.g. with_overrides(**{"state.period": 1});

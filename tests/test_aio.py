@@ -180,7 +180,8 @@ def test_sync_and_async_drivers_agree(real_url, redis_server):
             ("set_linked_pod_if_absent", ("default", uid, "game", rng.randrange(3)), {}),
             ("batch_get_linked_pod", ("default", rng.sample(uids[:30], 5), "game"), {}),
             ("place_many", (rng.sample(uids, 4), "game"), {}),
-            ("get_link_service", ("default", "lobby"), {}),
+            ("get_link_service", ("default", uid), {}),
+            ("resolve_tag", ("default", "lobby"), {}),
             ("cache_expired", ("default", uid, "game"), {}),
         ]))
 
