@@ -3,7 +3,7 @@
 `ClientCore` holds a driver's state (the link cache, the services' state
 snapshots, the placements not yet in the pods' reported loads, the outcome
 counters) and every decision SPEC's placement makes. Each method that needs
-Redis is an operation in the sense of `stroute.storeops`: a generator that
+Redis is an operation in the sense of `stroute.store.domain`: a generator that
 yields the store's commands and gets their replies. `ClientDriver` runs them
 with `Store.run`, `AsyncClientDriver` with `await AsyncStore.run`: the two
 drivers differ only in how they wait.
@@ -28,12 +28,13 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from stroute import names, placement, storeops
+from stroute import names, placement
+from stroute.store import domain
 from stroute.config import Config
 from stroute.errors import Conflict, InvalidInput, NoAvailablePod, PodUnavailable, StoreError
 from stroute.linkcache import LinkCache, Token
 from stroute.podstate import PodView, Snapshot
-from stroute.storeops import Op
+from stroute.store.domain import Op
 from stroute.store import Link, SetIfAbsent
 
 SOURCES = ("cache", "existing", "new", "moved")
@@ -188,7 +189,7 @@ class ClientCore:
         """Leave the live gateways of every service this driver placed in."""
         services, self._views = list(self._views), {}
         if services:
-            yield from storeops.leave_gateways(self._ks, services, self.gateway_id)
+            yield from domain.leave_gateways(self._ks, services, self.gateway_id)
 
     # --- what needs no Redis -------------------------------------------------------
 
@@ -248,7 +249,7 @@ class ClientCore:
         if view is not None and not refresh and self._fresh(service, view):
             return view
         marks = self._marks.get(service, (0, 0))
-        snap = yield from storeops.snapshot(self._ks, service, expire_ms=self._expire_ms, gateway=self.gateway_id,
+        snap = yield from domain.snapshot(self._ks, service, expire_ms=self._expire_ms, gateway=self.gateway_id,
                                             gateway_expire_ms=self._gateway_expire_ms)
         fetched = self._clock()
         new = _ServiceView(snap, fetched, marks, bump=max(1, snap.gateways))
@@ -373,7 +374,7 @@ class ClientCore:
             candidate = trace["decision"].pod.pod
         for _ in range(_MAX_RACE_ROUNDS):
             token = self.cache.begin()
-            result = yield from storeops.set_if_absent(self._ks, uid, service, candidate, ttl_ms)
+            result = yield from domain.set_if_absent(self._ks, uid, service, candidate, ttl_ms)
             settled = yield from self._settle_op(uid, service, view, candidate, result, ttl_ms, token,
                                                  reassign=reassign)
             if settled is not None:
@@ -423,7 +424,7 @@ class ClientCore:
             else:
                 unroutable.append(uid)
         token = self.cache.begin()
-        results = yield from storeops.set_if_absent_many(self._ks, service, todo, ttl_ms)
+        results = yield from domain.set_if_absent_many(self._ks, service, todo, ttl_ms)
         for (uid, candidate), result in zip(todo, results):
             if isinstance(result, StoreError):  # bad data under this uid's keys: nothing was written
                 with self._lock:
@@ -483,7 +484,7 @@ class ClientCore:
                 hint="wait for the pod to come back, or move the link (stroute link set)",
             )
         token = self.cache.begin()
-        moved, current = yield from storeops.move(self._ks, uid, service, result.pod, candidate)
+        moved, current = yield from domain.move(self._ks, uid, service, result.pod, candidate)
         if moved:
             with self._lock:
                 view.placed[candidate] += view.bump
@@ -496,11 +497,11 @@ class ClientCore:
 
     def _place_without_routable_op(self, uid: str, service: str, snap: Snapshot,
                                    ttl_ms: int | None) -> Op[Placement]:
-        link = yield from storeops.get(self._ks, uid, service)
+        link = yield from domain.get(self._ks, uid, service)
         if link is not None and snap.is_alive(link.pod):
             # Refresh (or upgrade) the link the user already has.
             token = self.cache.begin()
-            result = yield from storeops.set_if_absent(self._ks, uid, service, link.pod, ttl_ms)
+            result = yield from domain.set_if_absent(self._ks, uid, service, link.pod, ttl_ms)
             if snap.is_alive(result.pod):
                 self.cache.put(token, service, uid, result.pod, ttl_ms is None or result.was_persistent,
                                result.ttl_ms)
@@ -531,7 +532,7 @@ class ClientCore:
     def _get_linked_pod_not_cache_op(self, namespace: str, uid: str, service: str) -> Op[int | None]:
         names.bound_namespace(self.namespace, namespace)
         token = self.cache.begin()
-        link = yield from storeops.get(self._ks, uid, service)
+        link = yield from domain.get(self._ks, uid, service)
         if link is None:
             self.cache_expired(namespace, uid, service)
             return None
@@ -539,7 +540,7 @@ class ClientCore:
         return link.pod
 
     def _get_link_op(self, uid: str, service: str) -> Op[Link | None]:
-        return (yield from storeops.get(self._ks, uid, service))
+        return (yield from domain.get(self._ks, uid, service))
 
     def _in_cache_or_if_persist_op(self, namespace: str, uid: str, service: str) -> Op[int | None]:
         names.bound_namespace(self.namespace, namespace)
@@ -549,7 +550,7 @@ class ClientCore:
         # The link key itself, not the index hash: the cache is told of changes
         # to the keys it read, and it knows links by their link key.
         token = self.cache.begin()
-        link = yield from storeops.get(self._ks, uid, service)
+        link = yield from domain.get(self._ks, uid, service)
         if link is None or not link.persistent:
             return None
         self.cache.put(token, service, uid, link.pod, True)
@@ -558,7 +559,7 @@ class ClientCore:
     def _batch_get_op(self, namespace: str, uids: Iterable[str], service: str) -> Op[BatchLinks]:
         names.bound_namespace(self.namespace, namespace)
         wanted = list(dict.fromkeys(uids))
-        found = yield from storeops.batch_pods(self._ks, wanted, service, cluster=self.store.cluster)
+        found = yield from domain.batch_pods(self._ks, wanted, service, cluster=self.store.cluster)
         groups: defaultdict[int | None, list[str]] = defaultdict(list)
         for uid, pod in zip(wanted, found):
             groups[pod].append(uid)
@@ -567,11 +568,11 @@ class ClientCore:
 
     def _links_of_op(self, namespace: str, uid: str) -> Op[dict[str, int]]:
         names.bound_namespace(self.namespace, namespace)
-        return (yield from storeops.links_of(self._ks, uid))
+        return (yield from domain.links_of(self._ks, uid))
 
     def _tag_op(self, namespace: str, tag: str) -> Op[str | None]:
         names.bound_namespace(self.namespace, namespace)
-        return (yield from storeops.get_tag(self._ks, tag))
+        return (yield from domain.get_tag(self._ks, tag))
 
     # --- writes ------------------------------------------------------------------------
 
@@ -579,7 +580,7 @@ class ClientCore:
         names.bound_namespace(self.namespace, namespace)
         ttl_ms = None if persist else self._temp_ttl_ms
         token = self.cache.begin()
-        result = yield from storeops.set_if_absent(self._ks, uid, service, pod, ttl_ms)
+        result = yield from domain.set_if_absent(self._ks, uid, service, pod, ttl_ms)
         self.cache.put(token, service, uid, result.pod, persist or result.was_persistent, result.ttl_ms)
         return result
 
@@ -590,7 +591,7 @@ class ClientCore:
             self.cache.put(self.cache.begin(), service, uid, pod, persistent)
             return
         token = self.cache.begin()
-        link = yield from storeops.get(self._ks, uid, service)
+        link = yield from domain.get(self._ks, uid, service)
         if link is not None and link.pod == pod:
             self.cache.put(token, service, uid, pod, link.persistent, link.ttl_ms)
         else:

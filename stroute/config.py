@@ -129,7 +129,7 @@ class Config:
 
     def open_async_store(self):
         """The AsyncStore for this configuration (stroute.aio's drivers)."""
-        from stroute.aiostore import AsyncStore
+        from stroute.store.aio import AsyncStore
 
         return AsyncStore.from_url(self.redis_url, prefix=self.prefix, options=self.connect_options(),
                                    layout=self.layout)

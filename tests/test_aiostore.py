@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stroute.aiostore import AsyncStore
+from stroute.store.aio import AsyncStore
 from stroute.errors import CorruptData, InvalidInput
 from stroute.store import Store
 from test_differential import EXPIRE_MS, NS, data, operations, outcome

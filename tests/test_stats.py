@@ -8,7 +8,7 @@ import threading
 import pytest
 from typer.testing import CliRunner
 
-from stroute import storeops
+from stroute.store import domain
 from stroute.cli.app import app
 from stroute.client import OUTCOMES, ClientDriver
 from stroute.errors import Conflict, NoAvailablePod, PodUnavailable
@@ -81,11 +81,11 @@ def test_contention(config, store):
 
         def run(self, op):
             def execute(step):
-                if isinstance(step, storeops.Command) and step.script == "link_move":
+                if isinstance(step, domain.Command) and step.script == "link_move":
                     return [0, None]  # moved: no; the link in force: none readable
                 return store._execute(step)
 
-            return storeops.run(op, execute)
+            return domain.run(op, execute)
 
     with ClientDriver(config, store=Racing()) as driver:
         with pytest.raises(Conflict):

@@ -375,7 +375,7 @@ def test_tls_options_are_checked_before_connecting(tmp_path, tls):
 def test_the_asyncio_store_over_tls_with_a_client_certificate(tls):
     import asyncio
 
-    from stroute.aiostore import AsyncStore
+    from stroute.store.aio import AsyncStore
     from stroute.backends import ConnectOptions
 
     server, client = tls
@@ -399,7 +399,7 @@ def test_the_asyncio_store_over_tls_with_a_client_certificate(tls):
 def test_the_asyncio_store_with_an_acl_user_and_password(auth_server, admin):
     import asyncio
 
-    from stroute.aiostore import AsyncStore
+    from stroute.store.aio import AsyncStore
     from stroute.backends import ConnectOptions
 
     async def main():

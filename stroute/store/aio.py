@@ -1,4 +1,4 @@
-"""The store for asyncio: the drivers' operations (`stroute.storeops`) over
+"""The store for asyncio: the drivers' operations (`stroute.store.domain`) over
 automatic pipelining (`stroute.autopipeline`).
 
 Every command that concurrent coroutines send in one loop iteration goes out
@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Iterable
 
-from stroute import names, storeops
+from stroute import names
+from stroute.store import domain
 from stroute.autopipeline import MAX_BATCH, AutoPipeline, ClusterAutoPipeline
 from stroute.errors import CorruptData, StoreError
 from stroute.keys import DEFAULT_LAYOUT, KeySpace, keyspace, layout_class
-from stroute.store import Link, Published, SetIfAbsent, script_source
+from stroute.store.domain import Link, Published, SetIfAbsent, script_source
 
 
 class AsyncStore:
@@ -102,12 +103,12 @@ class AsyncStore:
 
     # --- the transport -----------------------------------------------------
 
-    async def run(self, op: storeops.Op) -> Any:
-        """Run one of `stroute.storeops`'s operations."""
-        return await storeops.run_async(op, self._execute)
+    async def run(self, op: domain.Op) -> Any:
+        """Run one of `stroute.store.domain`'s operations."""
+        return await domain.run_async(op, self._execute)
 
-    async def _execute(self, step: storeops.Step) -> Any:
-        if isinstance(step, storeops.Command):
+    async def _execute(self, step: domain.Step) -> Any:
+        if isinstance(step, domain.Command):
             return await self._one(step)
         # Started together, the calls are queued in one loop iteration: one
         # write per node. Each keeps its own reply or error.
@@ -117,7 +118,7 @@ class AsyncStore:
                 raise reply  # a cancellation, or a bug: not a reply
         return replies
 
-    async def _one(self, command: storeops.Command) -> Any:
+    async def _one(self, command: domain.Command) -> Any:
         if not command.shared:
             return await self._one_sent(command)
         pending = self._shared.get(command.args)
@@ -126,7 +127,7 @@ class AsyncStore:
             pending.add_done_callback(lambda done: (self._shared.pop(command.args, None), _retrieved(done)))
         return await asyncio.shield(pending)
 
-    async def _one_sent(self, command: storeops.Command) -> Any:
+    async def _one_sent(self, command: domain.Command) -> Any:
         import redis
 
         try:
@@ -138,12 +139,12 @@ class AsyncStore:
                 await self._load(command)
                 return await self._send(command)
         except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
-            raise storeops.translate(exc, self.where) from None
+            raise domain.translate(exc, self.where) from None
 
-    async def _load(self, command: storeops.Command) -> None:
+    async def _load(self, command: domain.Command) -> None:
         """SCRIPT LOAD for a command Redis answered NOSCRIPT. On one server the
         calls that met NOSCRIPT together share one load."""
-        load = storeops.Command(("SCRIPT", "LOAD", script_source(command.script)), command.key)
+        load = domain.Command(("SCRIPT", "LOAD", script_source(command.script)), command.key)
         if self.cluster:
             await self._send(load)
             return
@@ -153,7 +154,7 @@ class AsyncStore:
             pending.add_done_callback(lambda done: (self._loading.pop(command.script, None), _retrieved(done)))
         await asyncio.shield(pending)
 
-    def _send(self, command: storeops.Command) -> Any:
+    def _send(self, command: domain.Command) -> Any:
         pipe = self._pipe
         if self.cluster:
             return pipe.call(command.key or "", *command.args)
@@ -167,37 +168,37 @@ class AsyncStore:
     # --- links -------------------------------------------------------------
 
     async def get(self, namespace: str, uid: str, service: str) -> Link | None:
-        return await self.run(storeops.get(self.keys(namespace), uid, service))
+        return await self.run(domain.get(self.keys(namespace), uid, service))
 
     async def set(self, namespace: str, uid: str, service: str, pod: int, ttl_ms: int | None = None) -> int | None:
         """Force the link; returns the previous pod or None."""
-        return await self.run(storeops.set_link(self.keys(namespace), uid, service, pod, ttl_ms))
+        return await self.run(domain.set_link(self.keys(namespace), uid, service, pod, ttl_ms))
 
     async def try_set(self, namespace: str, uid: str, service: str, pod: int,
                       ttl_ms: int | None = None) -> tuple[bool, int]:
-        return await self.run(storeops.try_set(self.keys(namespace), uid, service, pod, ttl_ms))
+        return await self.run(domain.try_set(self.keys(namespace), uid, service, pod, ttl_ms))
 
     async def set_if_absent(self, namespace: str, uid: str, service: str, pod: int,
                             ttl_ms: int | None = None) -> SetIfAbsent:
-        return await self.run(storeops.set_if_absent(self.keys(namespace), uid, service, pod, ttl_ms))
+        return await self.run(domain.set_if_absent(self.keys(namespace), uid, service, pod, ttl_ms))
 
     async def set_if_absent_many(self, namespace: str, service: str, wanted: Iterable[tuple[str, int]],
                                  ttl_ms: int | None = None) -> list[SetIfAbsent | CorruptData]:
-        return await self.run(storeops.set_if_absent_many(self.keys(namespace), service, wanted, ttl_ms))
+        return await self.run(domain.set_if_absent_many(self.keys(namespace), service, wanted, ttl_ms))
 
     async def move(self, namespace: str, uid: str, service: str, expected: int,
                    new: int) -> tuple[bool, int | None]:
-        return await self.run(storeops.move(self.keys(namespace), uid, service, expected, new))
+        return await self.run(domain.move(self.keys(namespace), uid, service, expected, new))
 
     async def remove(self, namespace: str, uid: str, service: str, *, after_ms: int = 0,
                      if_pod: int | None = None) -> tuple[bool, int | None]:
-        return await self.run(storeops.remove(self.keys(namespace), uid, service, after_ms=after_ms, if_pod=if_pod))
+        return await self.run(domain.remove(self.keys(namespace), uid, service, after_ms=after_ms, if_pod=if_pod))
 
     async def links_of(self, namespace: str, uid: str) -> dict[str, int]:
-        return await self.run(storeops.links_of(self.keys(namespace), uid))
+        return await self.run(domain.links_of(self.keys(namespace), uid))
 
     async def batch_pods(self, namespace: str, uids: list[str], service: str) -> list[int | None]:
-        return await self.run(storeops.batch_pods(self.keys(namespace), uids, service, cluster=self.cluster))
+        return await self.run(domain.batch_pods(self.keys(namespace), uids, service, cluster=self.cluster))
 
     async def batch_get(self, namespace: str, uids: list[str], service: str) -> dict[str, int | None]:
         return dict(zip(uids, await self.batch_pods(namespace, uids, service)))
@@ -206,23 +207,23 @@ class AsyncStore:
 
     async def snapshot(self, namespace: str, service: str, *, expire_ms: int, gateway: str | None = None,
                        gateway_expire_ms: int = 0):
-        return await self.run(storeops.snapshot(self.keys(namespace), service, expire_ms=expire_ms,
+        return await self.run(domain.snapshot(self.keys(namespace), service, expire_ms=expire_ms,
                                                 gateway=gateway, gateway_expire_ms=gateway_expire_ms))
 
     async def leave_gateways(self, namespace: str, services: list[str], gateway: str) -> None:
-        await self.run(storeops.leave_gateways(self.keys(namespace), services, gateway))
+        await self.run(domain.leave_gateways(self.keys(namespace), services, gateway))
 
     async def publish_state(self, namespace: str, service: str, pod: int, **kwargs: Any) -> Published:
-        return await self.run(storeops.publish_state(self.keys(namespace), service, pod, cluster=self.cluster,
+        return await self.run(domain.publish_state(self.keys(namespace), service, pod, cluster=self.cluster,
                                                      **kwargs))
 
     async def remove_state(self, namespace: str, service: str, pod: int) -> bool:
-        return await self.run(storeops.remove_state(self.keys(namespace), service, pod))
+        return await self.run(domain.remove_state(self.keys(namespace), service, pod))
 
     # --- tags --------------------------------------------------------------
 
     async def get_tag(self, namespace: str, tag: str) -> str | None:
-        return await self.run(storeops.get_tag(self.keys(namespace), tag))
+        return await self.run(domain.get_tag(self.keys(namespace), tag))
 
 
 def _retrieved(done: asyncio.Future) -> None:
@@ -231,5 +232,5 @@ def _retrieved(done: asyncio.Future) -> None:
         done.exception()
 
 
-def _ping() -> storeops.Op[Any]:
-    return (yield storeops.Command(("PING",), None))
+def _ping() -> domain.Op[Any]:
+    return (yield domain.Command(("PING",), None))

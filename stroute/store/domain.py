@@ -19,34 +19,273 @@ one command under one hash tag, so each command routes to one cluster node.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generator, Iterable, TypeVar
+import functools
+import hashlib
+import math
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generator, Iterable, NamedTuple, TypeVar
 
 from stroute import names
 from stroute.errors import CorruptData, InvalidInput, StoreError
 from stroute.keys import KeySpace
-from stroute.store import (
-    _MGET_CHUNK,
-    _POD_TEXT,
-    _REPAIR,
-    _TTL_MAX_MS,
-    CLAIMS,
-    Link,
-    Published,
-    SetIfAbsent,
-    _not_a_pod,
-    _optional_pod,
-    _pairs,
-    _pod_of,
-    _report,
-    _set_if_absent_reply,
-    _ttl_arg,
-    script_sha,
-)
 
 if TYPE_CHECKING:
-    from stroute.podstate import RoutingState, Snapshot
-    from stroute.store import BadKeys
+    # Imported where used: a command that reads links never loads pod states.
+    from stroute.podstate import PodState, RoutingState, Snapshot
+
+SCRIPTS = (
+    "link_get",
+    "link_set",
+    "link_try_set",
+    "link_set_if_absent",
+    "link_move",
+    "link_remove",
+    "state_snapshot",
+    "state_publish",
+    "link_import",
+    "state_cordon",
+)
+
+# How a heartbeat claims its pod's field (see state_publish.lua).
+CLAIMS = ("start", "continue", "force")
+
+# What a link is: kept (no TTL) or expiring.
+LINK_KINDS = ("temporary", "persistent")
+
+# Keys per MGET: large enough to amortise, small enough not to block Redis.
+_MGET_CHUNK = 10_000
+
+
+_SCRIPT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
+
+
+@functools.cache
+def script_source(name: str) -> str:
+    """One of the package's Lua scripts (stroute/scripts/NAME.lua), read once."""
+    if name not in SCRIPTS:
+        raise KeyError(f"no script {name!r}")
+    try:
+        with open(os.path.join(_SCRIPT_DIR, f"{name}.lua"), encoding="utf-8") as fh:
+            return fh.read()
+    except OSError:  # not a directory on disk (a zipped install): ask the import system
+        from importlib import resources
+
+        return resources.files("stroute.scripts").joinpath(f"{name}.lua").read_text(encoding="utf-8")
+
+
+@functools.cache
+def script_sha(name: str) -> str:
+    """The SHA1 Redis knows the script by (EVALSHA)."""
+    return hashlib.sha1(script_source(name).encode("utf-8")).hexdigest()
+
+
+class Link(NamedTuple):
+    """One link. Immutable; a tuple, not a frozen dataclass, because a listing
+    builds one per link and a tuple builds in a third of the time."""
+
+    namespace: str
+    uid: str
+    service: str
+    pod: int
+    ttl_ms: int | None  # None = persistent
+
+    @property
+    def persistent(self) -> bool:
+        return self.ttl_ms is None
+
+    @property
+    def ttl(self) -> int | None:
+        """Whole seconds left (rounded up) for a temporary link, None if persistent."""
+        return None if self.ttl_ms is None else math.ceil(self.ttl_ms / 1000)
+
+
+@dataclass
+class LinkCounts:
+    """How many links each pod of each service has, of each kind (a count
+    over a scan: memory grows with the pods, not the links)."""
+
+    # (service, pod) -> [persistent, temporary]
+    counts: dict[tuple[str, int], list[int]] = field(default_factory=dict)
+    total: int = 0
+
+    def add(self, links: Iterable[Link]) -> None:
+        counts = self.counts
+        for link in links:
+            row = counts.get((link.service, link.pod))
+            if row is None:
+                row = counts[(link.service, link.pod)] = [0, 0]
+            row[link.ttl_ms is not None] += 1
+            self.total += 1
+
+    def services(self) -> dict[str, dict[int, tuple[int, int]]]:
+        """service -> pod -> (persistent, temporary), both sorted."""
+        out: dict[str, dict[int, tuple[int, int]]] = {}
+        for (service, pod), (persistent, temporary) in sorted(self.counts.items()):
+            out.setdefault(service, {})[pod] = (persistent, temporary)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class SetIfAbsent:
+    pod: int
+    created: bool
+    was_persistent: bool
+    # What a temporary link has left after the call (None: persistent); not
+    # part of equality, since it counts down.
+    ttl_ms: int | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class BatchLinks:
+    """Store.batch_links: the links of many uids of one service."""
+
+    pods: dict[int, list[str]]  # pod -> uids linked to it
+    missing: list[str]  # uids with no link
+    bad_keys: "BadKeys"  # uids whose link value is no pod index
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    heartbeat_ms: int
+    cordoned: bool
+    snapshot: Snapshot | None
+    previous: PodState | None = None  # the field before this heartbeat, if it parsed
+    written: bool = True  # False: the claim was refused and nothing was written
+
+
+_POD_TEXT: dict[str, int] = {}  # "3" -> 3: replies repeat a few pod values
+
+# Builds a Link from a tuple of its fields in C: Link(...) runs the
+# NamedTuple's __new__, a Python function, and a listing builds one per link.
+_new_tuple = tuple.__new__
+
+
+def _pod_of(raw: Any, key: str) -> int:
+    pod = _POD_TEXT.get(raw) if isinstance(raw, str) else None
+    if pod is not None:
+        return pod
+    # Plain ASCII digits only, no regex: this runs for every reply.
+    if isinstance(raw, str) and 0 < len(raw) <= 5 and raw.isascii() and raw.isdigit():
+        pod = int(raw)
+        if pod <= names.POD_MAX:
+            if raw == str(pod):  # canonical text only ("03" is checked every time)
+                _POD_TEXT[raw] = pod
+            return pod
+    elif isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw <= names.POD_MAX:
+        return raw
+    raise CorruptData(f"key {key!r} {_not_a_pod(raw)}", keys=(key,), hint=_REPAIR)
+
+
+def _not_a_pod(raw: Any) -> str:
+    return f"holds {names.show(raw)}, not a pod index"
+
+
+_REPAIR = ("'stroute doctor' checks the namespace's data; repair or delete such keys "
+           "('stroute link remove UID -s SVC' deletes a link whose value is no pod index)")
+
+
+# Bad keys listed one by one in a report; the count goes on past it.
+MAX_BAD_KEYS_KEPT = 100
+
+
+@dataclass
+class BadKeys:
+    """Keys a walk over many keys skipped: they hold what stroute cannot read
+    (a value that is no pod index, a key of another type, a key name that
+    breaks the naming rules). Counted; the first MAX_BAD_KEYS_KEPT are kept
+    with their problem. A walk given one finishes every good key; a walk
+    given none raises CorruptData at the first bad key instead.
+    """
+
+    count: int = 0
+    found: list[tuple[str, str]] = field(default_factory=list)  # (key, problem)
+
+    def add(self, key: str, problem: str) -> None:
+        self.count += 1
+        if len(self.found) < MAX_BAD_KEYS_KEPT:
+            self.found.append((key, problem))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "keys": [{"key": k, "problem": p} for k, p in self.found]}
+
+    def error(self, namespace: str, shown: int = 3) -> CorruptData | None:
+        """The CorruptData to end the command with (exit 7), naming the first
+        `shown` keys, or None when every key was good."""
+        if not self.count:
+            return None
+        first = "; ".join(f"{k!r} {p}" for k, p in self.found[:shown])
+        more = f"; and {self.count - shown} more" if self.count > shown else ""
+        keys, verb = ("key", "holds") if self.count == 1 else ("keys", "hold")
+        return CorruptData(
+            f"{self.count} {keys} in namespace {namespace!r} {verb} data stroute cannot read, skipped "
+            f"(every other key was processed): {first}{more}",
+            keys=tuple(k for k, _ in self.found), hint=_REPAIR,
+        )
+
+
+def _report(bad: BadKeys | None, key: str, problem: str) -> None:
+    """Count a bad key, or raise at once when nobody collects them."""
+    if bad is None:
+        raise CorruptData(f"key {key!r} {problem}", keys=(key,), hint=_REPAIR)
+    bad.add(key, problem)
+
+
+def parse_pod(raw: Any) -> int | None:
+    """The pod of a link value read from Redis, or None when it is no pod index."""
+    try:
+        return _pod_of(raw, "")
+    except CorruptData:
+        return None
+
+
+# A GET answered WRONGTYPE: the key is no string (see Store._as_mget).
+_WRONG_TYPE = object()
+
+
+def _optional_pod(raw: Any, key: str) -> int | None:
+    return None if raw is None else _pod_of(raw, key)
+
+
+def _pairs(flat: list[Any]) -> dict[str, str]:
+    return dict(zip(flat[0::2], flat[1::2]))
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    """The namespace's services registry, read whatever is in it.
+
+    Another program may write the set (or the key): `services` holds the
+    members that are service names, `invalid` the others, and `wrong_type`
+    the key's type when it is no set at all (then both lists are empty).
+    """
+
+    key: str
+    services: list[str]
+    invalid: list[str]
+    wrong_type: str | None = None
+    # With discover: services found by their state keys that are not in the
+    # registry (an original driver's pods never add their service to it).
+    unregistered: tuple[str, ...] = ()
+
+
+_TTL_MAX_MS = names.TTL_MAX_S * 1000
+
+
+def _ttl_arg(ttl_ms: int | None) -> int:
+    if ttl_ms is None:
+        return 0
+    if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int) or not 0 < ttl_ms <= _TTL_MAX_MS:
+        raise InvalidInput(f"invalid ttl {ttl_ms!r} ms: must be a whole number of milliseconds "
+                           f"from 1 to {_TTL_MAX_MS} (10 years)")
+    return ttl_ms
+
+
+def _set_if_absent_reply(reply: list[Any], key: str) -> SetIfAbsent:
+    pod, created, was_persistent, left = reply
+    return SetIfAbsent(_pod_of(pod, key), bool(created), bool(was_persistent), None if left < 0 else int(left))
+
+
 
 T = TypeVar("T")
 
@@ -157,7 +396,7 @@ def remove(ks: KeySpace, uid: str, service: str, *, after_ms: int = 0,
     return bool(removed), _optional_pod(current, keys[0])
 
 
-def links_of(ks: KeySpace, uid: str, *, bad: "BadKeys | None" = None) -> Op[dict[str, int]]:
+def links_of(ks: KeySpace, uid: str, *, bad: BadKeys | None = None) -> Op[dict[str, int]]:
     """Every persistent link of one user: {service: pod}. A field that is no
     pod index goes to `bad` (as 'KEY field SVC'), or raises CorruptData."""
     key = ks.index(names.uid(uid))
@@ -179,28 +418,33 @@ def links_of(ks: KeySpace, uid: str, *, bad: "BadKeys | None" = None) -> Op[dict
     return out
 
 
-def batch_pods(ks: KeySpace, uids: list[str], service: str, *, cluster: bool) -> Op[list[int | None]]:
-    """The pods of many uids of one service, in the order of uids (None: no
-    link). A value that is no pod index raises CorruptData. Not tracked:
-    nothing caches a batch's answers."""
+def batch_values(ks: KeySpace, uids: list[str], service: str, *,
+                 cluster: bool) -> Op[tuple[list[str], list[Any]]]:
+    """The link keys of uids and their raw values (None for a missing key or
+    one of another type). Not tracked: nothing caches a batch's answers."""
     names.service(service)
     names.uids(uids)
     keys = ks.links(uids, service)
     if not keys:
-        return []
+        return [], []
     if cluster:  # uids hash to many slots: a GET each, one pipeline per node
         values = yield [Command(("GET", key), key, untracked=True) for key in keys]
         for value in values:
             if isinstance(value, Exception) and "WRONGTYPE" not in str(value):
                 raise value
-        values = [None if isinstance(v, Exception) else v for v in values]  # another type reads as missing
-    else:
-        chunks = yield [Command(("MGET", *keys[i:i + _MGET_CHUNK]), None, untracked=True)
-                        for i in range(0, len(keys), _MGET_CHUNK)]
-        for chunk in chunks:
-            if isinstance(chunk, Exception):
-                raise chunk
-        values = [v for chunk in chunks for v in chunk]
+        return keys, [None if isinstance(v, Exception) else v for v in values]  # another type reads as missing
+    chunks = yield [Command(("MGET", *keys[i:i + _MGET_CHUNK]), None, untracked=True)
+                    for i in range(0, len(keys), _MGET_CHUNK)]
+    for chunk in chunks:
+        if isinstance(chunk, Exception):
+            raise chunk
+    return keys, [v for chunk in chunks for v in chunk]
+
+
+def batch_pods(ks: KeySpace, uids: list[str], service: str, *, cluster: bool) -> Op[list[int | None]]:
+    """The pods of many uids of one service, in the order of uids (None: no
+    link). A value that is no pod index raises CorruptData."""
+    keys, values = yield from batch_values(ks, uids, service, cluster=cluster)
     known = _POD_TEXT
     return [None if raw is None else known[raw] if raw in known else _pod_of(raw, key)
             for key, raw in zip(keys, values)]
