@@ -54,7 +54,7 @@ class AsyncClientDriver(ClientCore):
         self._owns_store = store is None
         store = store or config.open_async_store()
         super().__init__(config, store, clock=clock, cache_max_entries=cache_max_entries)
-        self._run = store.run
+        self._perform = store.run
         # The invalidation channel listens on its own connection, from a
         # thread, as the sync driver's does; the sync store it is opened on
         # is never used for commands, only to make that connection.
@@ -72,7 +72,7 @@ class AsyncClientDriver(ClientCore):
 
     async def close(self) -> None:
         try:
-            await self._run(self._leave_op())
+            await self._perform(self._leave_op())
         except StrouteError as exc:  # it then leaves the count when its registration expires
             log.info("could not leave the live gateways: %s", exc)
         self._close_source()
@@ -102,21 +102,21 @@ class AsyncClientDriver(ClientCore):
 
     async def snapshot(self, service: str, *, refresh: bool = False) -> Snapshot:
         """The service's pod states, re-read at most once per state.refresh seconds."""
-        return await self._run(self._snapshot_op(service, refresh=refresh))
+        return await self._perform(self._snapshot_op(service, refresh=refresh))
 
     # --- placement ----------------------------------------------------------------
 
     async def compute_linked_pod(self, namespace: str, uid: str, service: str, *, persist: bool = False) -> int:
         """The pod this user goes to, creating the link if needed (SPEC's placement)."""
-        return await self._run(self._compute_op(namespace, uid, service, persist))
+        return await self._perform(self._compute_op(namespace, uid, service, persist))
 
     async def place(self, uid: str, service: str, *, persist: bool = False, reassign: bool = False) -> Placement:
         """Like compute_linked_pod, and says where the answer came from."""
-        return await self._run(self._counted_place_op(uid, service, persist, reassign))
+        return await self._perform(self._counted_place_op(uid, service, persist, reassign))
 
     async def explain_place(self, uid: str, service: str, *, persist: bool = False) -> Explanation:
         """Place like `place`, and record what the decision was based on."""
-        return await self._run(self._explain_op(uid, service, persist))
+        return await self._perform(self._explain_op(uid, service, persist))
 
     async def place_many(self, uids: Iterable[str], service: str, *,
                          persist: bool = False) -> dict[str, Placement | Exception]:
@@ -124,33 +124,33 @@ class AsyncClientDriver(ClientCore):
 
         Returns uid -> Placement, or the exception that placement raised.
         """
-        return await self._run(self._place_many_op(uids, service, persist))
+        return await self._perform(self._place_many_op(uids, service, persist))
 
     # --- reads ----------------------------------------------------------------------
 
     async def get_linked_pod(self, namespace: str, uid: str, service: str) -> int | None:
         """The linked pod from the cache, else from Redis (and cached); None if none."""
-        return await self._run(self._get_linked_pod_op(namespace, uid, service))
+        return await self._perform(self._get_linked_pod_op(namespace, uid, service))
 
     async def get_linked_pod_not_cache(self, namespace: str, uid: str, service: str) -> int | None:
         """The linked pod read from Redis, bypassing (and then refreshing) the cache."""
-        return await self._run(self._get_linked_pod_not_cache_op(namespace, uid, service))
+        return await self._perform(self._get_linked_pod_not_cache_op(namespace, uid, service))
 
     async def get_link(self, uid: str, service: str) -> Link | None:
         """The full link (pod, kind, TTL) from Redis."""
-        return await self._run(self._get_link_op(uid, service))
+        return await self._perform(self._get_link_op(uid, service))
 
     async def get_linked_pod_in_cache_or_if_persist(self, namespace: str, uid: str, service: str) -> int | None:
         """The cached pod, else the persistent link from Redis; temporary links are not read."""
-        return await self._run(self._in_cache_or_if_persist_op(namespace, uid, service))
+        return await self._perform(self._in_cache_or_if_persist_op(namespace, uid, service))
 
     async def batch_get_linked_pod(self, namespace: str, uids: Iterable[str], service: str) -> BatchLinks:
         """Links of many users of one service, read from Redis in one round trip."""
-        return await self._run(self._batch_get_op(namespace, uids, service))
+        return await self._perform(self._batch_get_op(namespace, uids, service))
 
     async def links_of(self, namespace: str, uid: str) -> dict[str, int]:
         """Every persistent link of one user: {service: pod}."""
-        return await self._run(self._links_of_op(namespace, uid))
+        return await self._perform(self._links_of_op(namespace, uid))
 
     async def get_link_service(self, namespace: str, uid: str) -> dict[str, int]:
         """The user's linked services, {service: pod}: the Go original's GetLinkService."""
@@ -158,17 +158,17 @@ class AsyncClientDriver(ClientCore):
 
     async def resolve_tag(self, namespace: str, tag: str) -> str | None:
         """The service a tag points at (e.g. 'lobby' -> 'lobby-v2'), or None."""
-        return await self._run(self._tag_op(namespace, tag))
+        return await self._perform(self._tag_op(namespace, tag))
 
     # --- writes ------------------------------------------------------------------------
 
     async def set_linked_pod_if_absent(self, namespace: str, uid: str, service: str, pod: int, *,
                                        persist: bool = False) -> SetIfAbsent:
         """Create the link unless one exists; either way, the pod in force."""
-        return await self._run(self._set_if_absent_op(namespace, uid, service, pod, persist))
+        return await self._perform(self._set_if_absent_op(namespace, uid, service, pod, persist))
 
     # --- the local cache ------------------------------------------------------------------
 
     async def set_cache(self, namespace: str, uid: str, service: str, pod: int, *, persistent: bool = False) -> None:
         """Remember a link locally (see ClientDriver.set_cache)."""
-        await self._run(self._set_cache_op(namespace, uid, service, pod, persistent))
+        await self._perform(self._set_cache_op(namespace, uid, service, pod, persistent))

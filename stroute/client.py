@@ -52,14 +52,14 @@ class ClientDriver(ClientCore):
         self._owns_store = store is None
         store = store or config.open_store()
         super().__init__(config, store, clock=clock, cache_max_entries=cache_max_entries)
-        self._run = store.run
+        self._perform = store.run
         self._open_source(coherent, store)
 
     # --- lifecycle -------------------------------------------------------------
 
     def close(self) -> None:
         try:
-            self._run(self._leave_op())
+            self._perform(self._leave_op())
         except StrouteError as exc:  # it then leaves the count when its registration expires
             log.info("could not leave the live gateways: %s", exc)
         self._close_source()
@@ -87,17 +87,17 @@ class ClientDriver(ClientCore):
 
     def snapshot(self, service: str, *, refresh: bool = False) -> Snapshot:
         """The service's pod states, re-read at most once per state.refresh seconds."""
-        return self._run(self._snapshot_op(service, refresh=refresh))
+        return self._perform(self._snapshot_op(service, refresh=refresh))
 
     # --- placement ----------------------------------------------------------------
 
     def compute_linked_pod(self, namespace: str, uid: str, service: str, *, persist: bool = False) -> int:
         """The pod this user goes to, creating the link if needed (SPEC's placement)."""
-        return self._run(self._compute_op(namespace, uid, service, persist))
+        return self._perform(self._compute_op(namespace, uid, service, persist))
 
     def place(self, uid: str, service: str, *, persist: bool = False, reassign: bool = False) -> Placement:
         """Like compute_linked_pod, and says where the answer came from."""
-        return self._run(self._counted_place_op(uid, service, persist, reassign))
+        return self._perform(self._counted_place_op(uid, service, persist, reassign))
 
     def explain_place(self, uid: str, service: str, *, persist: bool = False) -> Explanation:
         """Place like `place`, and record what the decision was based on.
@@ -105,40 +105,40 @@ class ClientDriver(ClientCore):
         A placement that fails for want of a pod is recorded in `error`
         instead of raised, so the snapshot that explains it can be shown.
         """
-        return self._run(self._explain_op(uid, service, persist))
+        return self._perform(self._explain_op(uid, service, persist))
 
     def place_many(self, uids: Iterable[str], service: str, *, persist: bool = False) -> dict[str, Placement | Exception]:
         """Place many users with one pipelined round trip for the new ones.
 
         Returns uid -> Placement, or the exception that placement raised.
         """
-        return self._run(self._place_many_op(uids, service, persist))
+        return self._perform(self._place_many_op(uids, service, persist))
 
     # --- reads ----------------------------------------------------------------------
 
     def get_linked_pod(self, namespace: str, uid: str, service: str) -> int | None:
         """The linked pod from the cache, else from Redis (and cached); None if none."""
-        return self._run(self._get_linked_pod_op(namespace, uid, service))
+        return self._perform(self._get_linked_pod_op(namespace, uid, service))
 
     def get_linked_pod_not_cache(self, namespace: str, uid: str, service: str) -> int | None:
         """The linked pod read from Redis, bypassing (and then refreshing) the cache."""
-        return self._run(self._get_linked_pod_not_cache_op(namespace, uid, service))
+        return self._perform(self._get_linked_pod_not_cache_op(namespace, uid, service))
 
     def get_link(self, uid: str, service: str) -> Link | None:
         """The full link (pod, kind, TTL) from Redis."""
-        return self._run(self._get_link_op(uid, service))
+        return self._perform(self._get_link_op(uid, service))
 
     def get_linked_pod_in_cache_or_if_persist(self, namespace: str, uid: str, service: str) -> int | None:
         """The cached pod, else the persistent link from Redis; temporary links are not read."""
-        return self._run(self._in_cache_or_if_persist_op(namespace, uid, service))
+        return self._perform(self._in_cache_or_if_persist_op(namespace, uid, service))
 
     def batch_get_linked_pod(self, namespace: str, uids: Iterable[str], service: str) -> BatchLinks:
         """Links of many users of one service, read from Redis in one round trip."""
-        return self._run(self._batch_get_op(namespace, uids, service))
+        return self._perform(self._batch_get_op(namespace, uids, service))
 
     def links_of(self, namespace: str, uid: str) -> dict[str, int]:
         """Every persistent link of one user: {service: pod}."""
-        return self._run(self._links_of_op(namespace, uid))
+        return self._perform(self._links_of_op(namespace, uid))
 
     def get_link_service(self, namespace: str, uid: str) -> dict[str, int]:
         """The user's linked services, {service: pod}: the Go original's GetLinkService
@@ -148,7 +148,7 @@ class ClientDriver(ClientCore):
 
     def resolve_tag(self, namespace: str, tag: str) -> str | None:
         """The service a tag points at (e.g. 'lobby' -> 'lobby-v2'), or None."""
-        return self._run(self._tag_op(namespace, tag))
+        return self._perform(self._tag_op(namespace, tag))
 
     # --- writes ------------------------------------------------------------------------
 
@@ -156,7 +156,7 @@ class ClientDriver(ClientCore):
         self, namespace: str, uid: str, service: str, pod: int, *, persist: bool = False
     ) -> SetIfAbsent:
         """Create the link unless one exists; either way, the pod in force."""
-        return self._run(self._set_if_absent_op(namespace, uid, service, pod, persist))
+        return self._perform(self._set_if_absent_op(namespace, uid, service, pod, persist))
 
     # --- the local cache ------------------------------------------------------------------
 
@@ -168,5 +168,5 @@ class ClientDriver(ClientCore):
         Redis holds the same pod: an entry Redis does not know this driver
         holds would never be invalidated.
         """
-        self._run(self._set_cache_op(namespace, uid, service, pod, persistent))
+        self._perform(self._set_cache_op(namespace, uid, service, pod, persistent))
 
