@@ -222,3 +222,64 @@ def test_sync_and_async_drivers_agree(real_url, redis_server):
     assert strip(data(stores[1].client)) == strip(data(stores[0].client))
     for s in stores:
         s.close()
+
+
+@pytest.mark.realserver
+def test_placements_go_on_through_a_redis_restart(tmp_path):
+    """Under load, a restart fails the calls in flight with RedisUnavailable
+    (never a hang, never a wrong answer); once Redis is back, and its pods
+    have published again, every placement succeeds."""
+    from stroute.config import Config
+    from stroute.errors import RedisUnavailable
+    from stroute.testing import RedisServer
+
+    server = RedisServer().start()
+    raw = server.client()
+    config = Config().with_overrides(**{"redis.url": server.url, "state.expire": 60, "state.refresh": 0.2,
+                                        "redis.socket_timeout": 2})
+
+    def publish():
+        for pod in range(3):
+            put_state(raw, "game", pod, load=10)
+
+    publish()
+    outcomes: list[object] = []
+
+    async def main():
+        async with AsyncClientDriver(config) as driver:
+            stop = asyncio.Event()
+
+            async def worker(w):
+                i = 0
+                while not stop.is_set():
+                    i += 1
+                    try:
+                        placed = await driver.place(f"w{w}-{i}", "game")
+                        outcomes.append(placed.pod)
+                    except (RedisUnavailable, NoAvailablePod) as exc:
+                        outcomes.append(exc)
+                        await asyncio.sleep(0.01)
+
+            workers = [asyncio.ensure_future(worker(w)) for w in range(50)]
+            await until_count(lambda: len(outcomes) > 500)
+            server.restart()
+            publish()
+            mark = len(outcomes)
+            await until_count(lambda: sum(isinstance(o, int) for o in outcomes[mark:]) > 500)
+            stop.set()
+            await asyncio.gather(*workers)
+
+    async def until_count(predicate, timeout=30):
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not predicate():
+            assert asyncio.get_running_loop().time() < deadline, outcomes[-5:]
+            await asyncio.sleep(0.01)
+
+    try:
+        run(main())
+    finally:
+        raw.close()
+        server.close()
+    errors = [o for o in outcomes if not isinstance(o, int)]
+    assert all(isinstance(e, (RedisUnavailable, NoAvailablePod)) for e in errors)
+    assert all(o in (0, 1, 2) for o in outcomes if isinstance(o, int))
