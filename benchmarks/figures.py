@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from typing import Callable
 
-from benchmarks import coherence, drain, gateways
+from benchmarks import aio, coherence, drain, gateways
 from benchmarks.harness import SERVICE, Figure, Harness, count_round_trips, paired, rate
 from benchmarks.harness import publish_pods as _publish_pods
 from stroute.client import ClientDriver
@@ -426,4 +426,5 @@ ALL: dict[str, Callable[[Harness], Figure]] = {
     "shared_users": coherence.shared_users,
     "tracking_reconnect": coherence.tracking_reconnect,
     "drain": drain.drain,
+    "async_place": aio.async_place,
 }

@@ -425,10 +425,10 @@ def _following_pool_class() -> type:
     return FollowingPool
 
 
-@register("redis+sentinel", parser=parse_sentinel_url)
-def _sentinel(parsed: Parsed, options: ConnectOptions) -> Any:
-    parts = parsed.parts  # check() refused TLS files: no TLS to sentinels yet
-    common = _common(options)
+def _sentinel_kwargs(parts: dict[str, Any], options: ConnectOptions, retry: Any) -> tuple[dict, dict]:
+    """The master's connection arguments and the sentinels' own, from a
+    redis+sentinel:// URL's parts (check() refused TLS files: no TLS to sentinels yet)."""
+    common = {**_common(options), "retry": retry}
     if parts["password"] is not None:  # as with redis://, the URL's credentials win
         common["password"] = parts["password"]
     if parts["username"] is not None:
@@ -438,13 +438,20 @@ def _sentinel(parsed: Parsed, options: ConnectOptions) -> Any:
         "socket_timeout": options.socket_timeout,
         "socket_connect_timeout": options.socket_timeout,
         "decode_responses": True,
-        "retry": _retry(),
+        "retry": retry,
     }
     sentinel_password = parts["sentinel_password"] or options.sentinel_password
     if sentinel_password is not None:
         to_sentinels["password"] = sentinel_password
     if parts["sentinel_username"] is not None:
         to_sentinels["username"] = parts["sentinel_username"]
+    return common, to_sentinels
+
+
+@register("redis+sentinel", parser=parse_sentinel_url)
+def _sentinel(parsed: Parsed, options: ConnectOptions) -> Any:
+    parts = parsed.parts
+    common, to_sentinels = _sentinel_kwargs(parts, options, _retry())
     manager = _sentinel_class()(parts["sentinels"], sentinel_kwargs=to_sentinels)
     return manager.master_for(parts["master"], connection_pool_class=_following_pool_class(), db=parts["db"], **common)
 
@@ -615,6 +622,29 @@ def _parse_cluster(url: str) -> dict[str, Any]:
     return {"hosts": hosts, "username": username, "password": password}
 
 
+def _cluster_kwargs(parts: dict[str, Any], options: ConnectOptions) -> dict[str, Any]:
+    common = _common(options)
+    if parts["password"] is not None:
+        common["password"] = parts["password"]
+    if parts["username"] is not None:
+        common["username"] = parts["username"]
+    return common
+
+
+def _cluster_unreachable(parsed: Parsed, exc: Exception) -> RedisUnavailable:
+    where = redact(parsed.url)
+    reason = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, parsed.url)
+    if "cluster mode is not enabled" in reason.lower():
+        return RedisUnavailable(
+            f"Redis at {where} is not a cluster node (cluster mode is not enabled on it)",
+            hint="use redis://HOST:PORT/0 for a single server, redis+sentinel:// for Sentinel",
+        )
+    return RedisUnavailable(
+        f"Redis Cluster at {where} is unreachable: {reason}",
+        hint="check that the nodes are running and the URL, password and socket timeout are right",
+    )
+
+
 @register("redis+cluster", parser=_parse_cluster)
 def _cluster(parsed: Parsed, options: ConnectOptions) -> Any:
     import redis
@@ -622,22 +652,92 @@ def _cluster(parsed: Parsed, options: ConnectOptions) -> Any:
     from redis.exceptions import RedisClusterException
 
     parts = parsed.parts
-    common = _common(options)
-    if parts["password"] is not None:
-        common["password"] = parts["password"]
-    if parts["username"] is not None:
-        common["username"] = parts["username"]
-    where = redact(parsed.url)
     try:  # the client reads the slot map from the first node that answers
-        return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in parts["hosts"]], **common)
+        return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in parts["hosts"]],
+                            **_cluster_kwargs(parts, options))
     except (RedisClusterException, redis.RedisError) as exc:
-        reason = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, parsed.url)
-        if "cluster mode is not enabled" in reason.lower():
-            raise RedisUnavailable(
-                f"Redis at {where} is not a cluster node (cluster mode is not enabled on it)",
-                hint="use redis://HOST:PORT/0 for a single server, redis+sentinel:// for Sentinel",
-            ) from None
-        raise RedisUnavailable(
-            f"Redis Cluster at {where} is unreachable: {reason}",
-            hint="check that the nodes are running and the URL, password and socket timeout are right",
-        ) from None
+        raise _cluster_unreachable(parsed, exc) from None
+
+
+# --- asyncio clients -------------------------------------------------------------
+#
+# The same URLs and options give a redis.asyncio client (stroute.aio): one
+# parser and one set of checks for both, so a URL that `config validate`
+# accepts connects the same way from a sync or an asyncio driver.
+
+_ASYNC_REGISTRY: dict[str, Factory] = {}
+
+
+def register_async(*schemes: str) -> Callable[[Factory], Factory]:
+    """Serve schemes' asyncio clients with factory (the scheme's parser is register()'s)."""
+    def decorate(factory: Factory) -> Factory:
+        for scheme in schemes:
+            _ASYNC_REGISTRY[scheme] = factory
+        return factory
+
+    return decorate
+
+
+def connect_async(url: str, options: ConnectOptions | None = None) -> Any:
+    """A redis.asyncio client for URL, checked as connect() checks it. It does
+    not talk to Redis yet (a cluster client reads its slot map when first used)."""
+    options = options or ConnectOptions()
+    parsed = check(url, options)
+    factory = _ASYNC_REGISTRY.get(parsed.scheme)
+    if factory is None:  # a scheme registered by a plugin for sync clients only
+        raise ConfigError(f"{parsed.scheme}:// URLs have no asyncio client")
+    return factory(parsed, options)
+
+
+def _async_retry() -> Any:
+    import redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    return Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
+
+
+@register_async("redis", "rediss", "unix")
+def _redis_async(parsed: Parsed, options: ConnectOptions) -> Any:
+    import redis.asyncio
+
+    tls = _tls(parsed.scheme, options)
+    return redis.asyncio.Redis.from_url(parsed.url, **{**_common(options), "retry": _async_retry()}, **tls)
+
+
+@register_async("redis+sentinel")
+def _sentinel_async(parsed: Parsed, options: ConnectOptions) -> Any:
+    from redis.asyncio.sentinel import Sentinel
+
+    parts = parsed.parts
+    common, to_sentinels = _sentinel_kwargs(parts, options, _async_retry())
+    return Sentinel(parts["sentinels"], sentinel_kwargs=to_sentinels).master_for(
+        parts["master"], db=parts["db"], **common)
+
+
+@register_async("embedded")
+def _embedded_async(parsed: Parsed, options: ConnectOptions) -> Any:
+    import redis.asyncio
+
+    server = _embedded(parsed, options).stroute_embedded  # started (or found running) as for a sync client
+    client = redis.asyncio.Redis(unix_socket_path=server.socket_path, **{**_common(options), "retry": _async_retry()})
+    client.stroute_embedded = server
+    return client
+
+
+@register_async("memory")
+def _memory_async(parsed: Parsed, options: ConnectOptions) -> Any:
+    import fakeredis
+
+    sync = _memory(parsed, options)  # the named in-process server, shared with sync clients
+    return fakeredis.FakeAsyncRedis(server=sync.connection_pool.connection_kwargs["server"], decode_responses=True)
+
+
+@register_async("redis+cluster")
+def _cluster_async(parsed: Parsed, options: ConnectOptions) -> Any:
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+    parts = parsed.parts
+    kwargs = _cluster_kwargs(parts, options)
+    kwargs.pop("retry", None)  # the asyncio cluster client retries by its own rules
+    return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in parts["hosts"]], **kwargs)

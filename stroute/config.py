@@ -127,6 +127,13 @@ class Config:
 
         return Store.from_url(self.redis_url, prefix=self.prefix, options=self.connect_options(), layout=self.layout)
 
+    def open_async_store(self):
+        """The AsyncStore for this configuration (stroute.aio's drivers)."""
+        from stroute.store.aio import AsyncStore
+
+        return AsyncStore.from_url(self.redis_url, prefix=self.prefix, options=self.connect_options(),
+                                   layout=self.layout)
+
     def with_overrides(self, origin: str = "override", /, **dotted: Any) -> "Config":
         """A copy with keys replaced, e.g. with_overrides(**{"state.period": 1});
         `origin` names where they came from in error messages. A prefix that is

@@ -30,11 +30,12 @@ server hear of every key it writes through an in-process hook instead.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 log = logging.getLogger("stroute.invalidation")
 
@@ -387,6 +388,16 @@ class MemorySource(Source):
 
         direct._run = own_run
         hub.subscribe(self._changed)
+
+    @contextlib.contextmanager
+    def own_writes(self) -> Iterator[None]:
+        """Notices that arrive inside are this driver's own (an asyncio
+        driver's writes, which fakeredis runs as they are sent)."""
+        self._own.depth = getattr(self._own, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            self._own.depth -= 1
 
     def _changed(self, key: str) -> None:
         if not getattr(self._own, "depth", 0):

@@ -27,26 +27,18 @@ crashes on them.
 
 from __future__ import annotations
 
-import logging
-import os
 import signal
 import threading
 import time
 from typing import Callable
 
-from stroute import names
 from stroute.config import Config
 from stroute.errors import InvalidInput, PodClaimed, StrouteError
-from stroute.podstate import PodState, RoutingState
+from stroute.podstate import RoutingState
+from stroute.servercore import ServerCore, log
 from stroute.store import Published, Store
 
-log = logging.getLogger("stroute.server")
-
 _BACKOFF_FIRST_S = 0.2
-# Heartbeats between two re-registrations of the service in the namespace's
-# registry set (and re-sends of the pod's reason note): they change rarely,
-# so most heartbeats are one EVALSHA.
-_REGISTER_EVERY = 10
 # Beyond the drain window, stop() waits at most this long for DOWN to reach
 # Redis (a hung Redis must not hold a pod past Kubernetes' grace period:
 # the default 20 s window + 2 s stays inside its 30 s).
@@ -69,16 +61,6 @@ _IF_UNHANDLED = ("SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPR
                  "SIGSTKFLT")
 
 
-def cpu_load(cpu_factor: float) -> int | None:
-    """Load derived from the host's CPU use: 0..1000 scaled by cpu_factor;
-    None when the host does not say (a made-up 0 would attract every user)."""
-    try:
-        busy = os.getloadavg()[0] / (os.cpu_count() or 1)
-    except OSError:
-        return None
-    return round(1000 * cpu_factor * min(1.0, busy))
-
-
 def stop_signals() -> list[int]:
     """The signals run_until_signalled() stops on (when no handler of the application's has them)."""
     out = [getattr(signal, name) for name in (*_ALWAYS, *_IF_UNHANDLED) if hasattr(signal, name)]
@@ -96,8 +78,8 @@ def signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-class ServerDriver:
-    """Publishes one pod's state every `state.period` seconds.
+class ServerDriver(ServerCore):
+    """Publishes one pod's state every `state.period` seconds, from a thread.
 
     Load comes from, in order: a value set with set_load_state(), the
     `load_source` callable (read in its own thread every period; it returns
@@ -116,62 +98,28 @@ class ServerDriver:
     ) -> None:
         from stroute import config as config_module
 
-        self.config = config or config_module.load()
-        config_module.validate(self.config)
-        self.namespace = self.config.namespace
-        self.service = names.service(service)
-        self.pod = names.pod(pod)
+        config = config or config_module.load()
+        config_module.validate(config)
         self._owns_store = store is None
-        self.store = store or self.config.open_store()
-        self._load_source = load_source
-        self._load: int | None = None
-        self._state = RoutingState.READY
-        self._reason: str | None = None  # why the pod is in the state it asked for (a stop in progress)
-        self._published_state: RoutingState | None = None
-        self._published_reason: str | None = None
-        self._since_register = 0
-        self.epoch: int | None = None
-        self._owned = False  # a heartbeat of this incarnation reached the field
-        self._takeover = False
-        self._claims_raised = False
-        self.claimed_by: PodClaimed | None = None  # set when another instance holds or took the pod
-        self.cordoned = False
-        self.last_heartbeat_ms: int | None = None
-        # Redis time of the heartbeat that first published the current state
-        # (how long a pod has been DRAINING is what tells a stuck drain).
-        self.state_since_ms: int | None = None
-        self.heartbeats_ok = 0
-        self.heartbeats_failed = 0
-        self.last_load: int | None = None  # the load of the last heartbeat that reached Redis
-        self.links_set = 0  # links set through this driver's link methods
-        self.links_removed = 0
-        self._links_lock = threading.Lock()
-        # Called with the seconds each publish's Redis round trip took (failed ones too).
-        self.publish_observers: list[Callable[[float], None]] = []
+        store = store or config.open_store()
         self._lock = threading.Lock()  # one publish at a time, always of the current state
         self._wake = threading.Event()
         self._halt = threading.Event()
         self._abort_drain = threading.Event()
         self._thread: threading.Thread | None = None
         self._sampler: threading.Thread | None = None
-        self._load_lock = threading.Lock()
-        self._good_load: int | None = None  # the last good value of the load source
-        self._load_problem: str | None = None  # why its last reading failed
-        self._load_read_at: float | None = None  # monotonic time of its last reading
         self._load_read = threading.Event()
-        self._period = self.config.state.period
-        self._expire_ms = self.config.state.expire_ms
+        super().__init__(service, pod, config, store, load_source)
+        self._perform = store.run
 
-    # --- load and routing state ---------------------------------------------------
+    def _sampling(self) -> bool:
+        return self._sampler is not None and self._sampler.is_alive()
 
-    def set_load_state(self, load: int) -> None:
-        """Set the load published from the next heartbeat on (lower is better)."""
-        self._load = names.load(load)
+    def _wake_up(self) -> None:
+        self._wake.set()
 
-    def get_load_state(self) -> int:
-        """The load the next heartbeat will publish (0 while it is unknown:
-        the pod is then published DRAINING, see publishing())."""
-        return self._load_status()[0]
+    def _load_was_read(self) -> None:
+        self._load_read.set()
 
     def read_load(self) -> int | None:
         """Read the load source once, in this thread: the load, or None when
@@ -180,71 +128,10 @@ class ServerDriver:
         if source is None:
             return None
         try:
-            value = names.load(source())
+            value = source()
         except Exception as exc:  # any failure of the source is a reading without a load
-            problem = (str(exc).strip() or type(exc).__name__).splitlines()[0]
-            with self._load_lock:
-                changed, self._load_problem = problem != self._load_problem, problem
-                self._load_read_at, good = time.monotonic(), self._good_load
-            self._load_read.set()
-            if changed:
-                log.warning("%s; %s", problem, "no load yet: the pod is published DRAINING" if good is None
-                            else f"keeping the last good load {good}")
-            return None
-        with self._load_lock:
-            was, self._load_problem = self._load_problem, None
-            had, self._good_load, self._load_read_at = self._good_load, value, time.monotonic()
-        self._load_read.set()
-        if was is not None:
-            log.info("load source works %s: load %d", "again" if had is not None else "now", value)
-        return value
-
-    def _load_status(self) -> tuple[int, bool, str | None]:
-        """(load to publish, unknown?, why it is not a plain fresh reading)."""
-        if self._load is not None:
-            return self._load, False, None
-        if self._load_source is None:
-            load = cpu_load(self.config.server.cpu_factor)
-            if load is None:
-                return 0, True, "no load yet: the host's load average is not available (os.getloadavg failed)"
-            return load, False, None
-        with self._load_lock:
-            good, problem, read_at = self._good_load, self._load_problem, self._load_read_at
-        sampling = self._sampler is not None and self._sampler.is_alive()
-        silent = None if read_at is None else time.monotonic() - read_at
-        if problem is None and sampling and silent is not None and silent > 2 * self._period + 1:
-            problem = f"the load source has not answered for {silent:.0f} s"
-        if good is None:
-            return 0, True, f"no load yet: {problem or 'waiting for the first reading of the load source'}"
-        if problem is not None:
-            return good, False, f"load source failing, publishing the last good load {good}: {problem}"
-        return good, False, None
-
-    def publishing(self) -> tuple[RoutingState, str | None]:
-        """(state, reason) the next heartbeat publishes: the state asked
-        for, except DRAINING instead of READY while the load is unknown."""
-        state = self._state
-        _, unknown, load_reason = self._load_status()
-        if state is RoutingState.READY:
-            return (RoutingState.DRAINING if unknown else state), load_reason or self._reason
-        if state is RoutingState.DOWN:
-            return state, self._reason
-        return state, self._reason or load_reason
-
-    @property
-    def load_problem(self) -> str | None:
-        """Why the load is unknown or not fresh, or None."""
-        return self._load_status()[2]
-
-    def set_routing_state(self, state: RoutingState | str, reason: str | None = None) -> None:
-        """Change READY / DRAINING / DOWN (with an optional reason shown by
-        `stroute pods`); published at once when running."""
-        self._state = RoutingState.parse(state)
-        self._reason = reason
-        self._wake.set()
-
-    def get_routing_state(self) -> RoutingState:
-        return self._state
+            value = exc
+        return self._reading(value)
 
     @property
     def running(self) -> bool:
@@ -252,118 +139,14 @@ class ServerDriver:
 
     # --- heartbeats ---------------------------------------------------------------------
 
-    def _register_due(self, state: RoutingState) -> bool:
-        """Register on the first heartbeat, on a state change, after a failure, and every Nth."""
-        return state is not self._published_state or self._since_register == 0
-
     def publish(self, *, takeover: bool = False) -> Published:
         """Publish one heartbeat now. Raises StoreError when Redis fails and
         PodClaimed when another instance holds the pod (nothing written);
         with takeover, this heartbeat overwrites whatever the field holds."""
         if self._load_source is not None and self._load is None and self.epoch is None:
             self.read_load()  # never started, so no reader thread (serve --once): read it here
-        try:
-            return self._publish(takeover)
-        except Exception:
-            self.heartbeats_failed += 1
-            self._since_register = 0  # register again on the next heartbeat that gets through
-            raise
-
-    def _claim(self, takeover: bool) -> str:
-        if takeover or (self._takeover and not self._owned):
-            return "force"
-        return "continue" if self._owned else "start"
-
-    def _publish(self, takeover: bool = False) -> Published:
         with self._lock:
-            state, reason = self.publishing()
-            load = self.get_load_state()
-            register = self._register_due(state)
-            claim = self._claim(takeover)
-            started = time.perf_counter()
-            try:
-                result = self.store.publish_state(
-                    self.namespace,
-                    self.service,
-                    self.pod,
-                    load=load,
-                    state=state,
-                    epoch=self.epoch,
-                    expire_ms=self._expire_ms,
-                    summarize=self.pod == 0,
-                    register=register,
-                    claim=claim,
-                    # The note is re-sent whenever the service re-registers, so a
-                    # Redis that lost it (a restart) gets it back.
-                    reason=reason if register or reason != self._published_reason else False,
-                )
-            finally:
-                self._observe_publish(time.perf_counter() - started)
-            if not result.written:
-                raise self._claimed(result)
-            previous = result.previous
-            if (previous is not None and previous.epoch is None and self.epoch is not None
-                    and previous.heartbeat_ms > (self.last_heartbeat_ms or 0)
-                    and result.heartbeat_ms - previous.heartbeat_ms <= self._expire_ms
-                    and previous.state is not RoutingState.DOWN):
-                # An original Go/Java driver or `serve --once` names no instance:
-                # it is replaced, never fought over, but not silently.
-                log.warning("pod %d of %s: replaced a state field without an epoch (%s), written by an original "
-                            "driver or 'stroute serve --once' less than %g s ago",
-                            self.pod, self.service, previous.encode(), self.config.state.expire)
-            if self.epoch is not None:
-                self._owned = True
-            self.last_load = load
-            self._published_reason = reason
-            self._since_register = (self._since_register + 1) % _REGISTER_EVERY
-            if state is not self._published_state:
-                log.info(
-                    "%s pod %d of %s: %s%s",
-                    self.namespace,
-                    self.pod,
-                    self.service,
-                    state.name if self._published_state is None else f"{self._published_state.name} -> {state.name}",
-                    f" ({reason})" if reason else "",
-                )
-                self._published_state = state
-                self.state_since_ms = result.heartbeat_ms
-            if result.cordoned != self.cordoned:
-                log.info("pod %d of %s is %s by an operator", self.pod, self.service,
-                         "cordoned" if result.cordoned else "no longer cordoned")
-                self.cordoned = result.cordoned
-            self.last_heartbeat_ms = result.heartbeat_ms
-            self.heartbeats_ok += 1
-            log.debug("heartbeat pod %d of %s: %s, load %d%s", self.pod, self.service, state.name, load,
-                      ", cordoned" if result.cordoned else "")
-            return result
-
-    def _claimed(self, result: Published) -> PodClaimed:
-        other: PodState | None = result.previous
-        epoch = other.epoch if other else None
-        age = None if other is None else max(0, result.heartbeat_ms - other.heartbeat_ms)
-        seen = "" if other is None else f"heartbeat {age / 1000:.1f} s ago, {other.state.name}"
-        where = f"pod {self.pod} of {self.service!r} (namespace {self.namespace!r})"
-        if self._owned:
-            return PodClaimed(
-                f"{where} was taken over by another instance (epoch {epoch}, {seen}): this one "
-                f"(epoch {self.epoch}) stops publishing",
-                epoch=epoch, heartbeat_age_ms=age,
-                hint="two instances were started for one pod: the newer one took it over",
-            )
-        left = "" if age is None else f" in {max(0, self._expire_ms - age) / 1000:.1f} s"
-        return PodClaimed(
-            f"{where} is alive under another epoch {epoch} ({seen}): another instance publishes for it",
-            epoch=epoch, heartbeat_age_ms=age,
-            hint=f"stop that instance, or take the pod over (serve --takeover, start(takeover=True)): the other "
-                 f"one then stops at its next heartbeat; if it crashed, its pod goes stale{left} (state.expire)",
-        )
-
-    def _observe_publish(self, seconds: float) -> None:
-        for observe in self.publish_observers:
-            try:
-                observe(seconds)
-            except Exception:  # an observer must never stop heartbeats
-                log.exception("publish observer failed")
+            return self._perform(self._heartbeat_op(takeover))
 
     def start(self, *, takeover: bool = False) -> None:
         """Start heartbeats in a background thread (first one at once) as a
@@ -371,10 +154,7 @@ class ServerDriver:
         overwrites a pod alive under another epoch instead of refusing it."""
         if self.running:
             return
-        if self._state is RoutingState.DOWN:
-            self._state, self._reason = RoutingState.READY, None  # a restarted driver takes users again
-        self.epoch = int(time.time() * 1000)
-        self._owned, self._takeover, self.claimed_by = False, takeover, None
+        self._new_incarnation(takeover)
         # Each run has its own halt event: a thread of an earlier run still
         # stuck on a hung Redis ends when it returns, whatever this run does.
         halt = self._halt = threading.Event()
@@ -579,49 +359,19 @@ class ServerDriver:
     def set_linked_pod(self, namespace: str, uid: str, service: str, pod: int | None = None,
                        *, ttl: float | None = None) -> int | None:
         """Force a link (to this pod by default); returns the previous pod."""
-        names.bound_namespace(self.namespace, namespace)
-        previous = self.store.set(self.namespace, uid, service, self._pod(pod), _ttl_ms(ttl))
-        self._count_links(set_=1)
-        return previous
+        return self._perform(self._set_linked_pod_op(namespace, uid, service, pod, ttl))
 
     def try_set_linked_pod(self, namespace: str, uid: str, service: str, pod: int | None = None,
                            *, ttl: float | None = None) -> tuple[bool, int]:
         """Set unless a persistent link to another pod exists: (ok, pod in force)."""
-        names.bound_namespace(self.namespace, namespace)
-        ok, current = self.store.try_set(self.namespace, uid, service, self._pod(pod), _ttl_ms(ttl))
-        self._count_links(set_=int(ok))
-        return ok, current
+        return self._perform(self._try_set_linked_pod_op(namespace, uid, service, pod, ttl))
 
     def remove_linked_pod(self, namespace: str, uid: str, service: str, *, after: float | None = None,
                           delayed: bool = False) -> bool:
         """Remove a link now, after `after` seconds, or (delayed) after links.remove_delay."""
-        names.bound_namespace(self.namespace, namespace)
-        removed, _ = self.store.remove(self.namespace, uid, service, after_ms=self._after_ms(after, delayed))
-        self._count_links(removed=int(removed))
-        return removed
+        return self._perform(self._remove_linked_pod_op(namespace, uid, service, after, delayed))
 
     def remove_linked_pod_with_id(self, namespace: str, uid: str, service: str, pod: int | None = None,
                                   *, after: float | None = None, delayed: bool = False) -> bool:
         """Remove the link only if it points at `pod` (this pod by default): fencing."""
-        names.bound_namespace(self.namespace, namespace)
-        removed, _ = self.store.remove(self.namespace, uid, service, after_ms=self._after_ms(after, delayed),
-                                       if_pod=self._pod(pod))
-        self._count_links(removed=int(removed))
-        return removed
-
-    def _count_links(self, *, set_: int = 0, removed: int = 0) -> None:
-        with self._links_lock:
-            self.links_set += set_
-            self.links_removed += removed
-
-    def _after_ms(self, after: float | None, delayed: bool) -> int:
-        return self.config.links.removal_ms(after, delayed=delayed)
-
-    def _pod(self, pod: int | None) -> int:
-        return self.pod if pod is None else names.pod(pod)
-
-
-def _ttl_ms(ttl: float | None) -> int | None:
-    return None if ttl is None else names.ttl_ms(ttl)
-
-
+        return self._perform(self._remove_linked_pod_op(namespace, uid, service, after, delayed, if_pod=pod))

@@ -8,6 +8,7 @@ import threading
 import pytest
 from typer.testing import CliRunner
 
+from stroute.store import domain
 from stroute.cli.app import app
 from stroute.client import OUTCOMES, ClientDriver
 from stroute.errors import Conflict, NoAvailablePod, PodUnavailable
@@ -78,8 +79,13 @@ def test_contention(config, store):
         def __getattr__(self, name):
             return getattr(store, name)
 
-        def move(self, *args):
-            return False, None
+        def run(self, op):
+            def execute(step):
+                if isinstance(step, domain.Command) and step.script == "link_move":
+                    return [0, None]  # moved: no; the link in force: none readable
+                return store._execute(step)
+
+            return domain.run(op, execute)
 
     with ClientDriver(config, store=Racing()) as driver:
         with pytest.raises(Conflict):

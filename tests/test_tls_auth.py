@@ -370,3 +370,44 @@ def test_tls_options_are_checked_before_connecting(tmp_path, tls):
     del env["STROUTE_REDIS_TLS_KEY_FILE"]
     result = cli("--redis-url", server.url, "link", "get", "x", "-s", "lobby", env=env)
     assert result.exit_code == 2 and "redis.tls_key_file" in result.stderr, result.stderr
+
+
+def test_the_asyncio_store_over_tls_with_a_client_certificate(tls):
+    import asyncio
+
+    from stroute.store.aio import AsyncStore
+    from stroute.backends import ConnectOptions
+
+    server, client = tls
+    c = server.certs
+    options = ConnectOptions(tls_ca_file=str(c["ca.crt"]), tls_cert_file=str(c["client.crt"]),
+                             tls_key_file=str(c["client.key"]))
+
+    async def main():
+        store = AsyncStore.from_url(server.url, options=options)
+        try:
+            placed = await asyncio.gather(*(store.set_if_absent("default", f"u{i}", "lobby", i % 3)
+                                            for i in range(200)))
+            return [p.pod for p in placed]
+        finally:
+            await store.close()
+
+    assert asyncio.run(main()) == [i % 3 for i in range(200)]
+    assert client.get("sf:{default:lk:u7}lobby") == "1"
+
+
+def test_the_asyncio_store_with_an_acl_user_and_password(auth_server, admin):
+    import asyncio
+
+    from stroute.store.aio import AsyncStore
+    from stroute.backends import ConnectOptions
+
+    async def main():
+        store = AsyncStore.from_url(f"redis://{USER}@127.0.0.1:{auth_server.port}/0",
+                                    options=ConnectOptions(password=USER_PASSWORD))
+        try:
+            return (await store.set_if_absent("default", "acl-user", "lobby", 2)).pod
+        finally:
+            await store.close()
+
+    assert asyncio.run(main()) == 2

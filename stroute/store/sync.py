@@ -1,263 +1,48 @@
-"""The Redis store: every link and pod-state operation, one round trip each.
+"""The sync store: every link and pod-state operation, one round trip each.
 
 Each operation is one Lua script (run by SHA, every key through KEYS, all
-keys of one script under one hash tag) or one plain command. Names are
-validated here, before anything reaches Redis, and driver errors are wrapped
-into stroute's own exceptions at this border.
+keys of one script under one hash tag) or one plain command. The drivers'
+operations are `stroute.store.domain`'s, shared with the AsyncStore; this
+module runs them on kept connections (`stroute.direct`, per node on a
+Redis Cluster) and adds the command line's walks over many keys (listings,
+counts, imports). Names are validated before anything reaches Redis, and
+driver errors are wrapped into stroute's own exceptions at this border.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import math
-import os
-from dataclasses import dataclass, field
 from itertools import repeat
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from stroute import direct, names
+from stroute.store import domain
+from stroute.store.domain import (
+    _POD_TEXT,
+    _REPAIR,
+    _WRONG_TYPE,
+    LINK_KINDS,
+    BadKeys,
+    BatchLinks,
+    Link,
+    LinkCounts,
+    Published,
+    Registry,
+    SetIfAbsent,
+    _new_tuple,
+    _not_a_pod,
+    _optional_pod,
+    _pod_of,
+    _report,
+    parse_pod,
+    script_sha,
+    script_source,
+)
 from stroute.errors import ConfigError, CorruptData, InvalidInput, PermissionDenied, RedisUnavailable, StoreError
 from stroute.keys import DEFAULT_LAYOUT, KeySpace, keyspace, layout_class
 
 if TYPE_CHECKING:
     # Imported where used: a command that reads links never loads pod states.
-    from stroute.podstate import PodNotes, PodState, RoutingState, Snapshot
-
-SCRIPTS = (
-    "link_get",
-    "link_set",
-    "link_try_set",
-    "link_set_if_absent",
-    "link_move",
-    "link_remove",
-    "state_snapshot",
-    "state_publish",
-    "link_import",
-    "state_cordon",
-)
-
-# How a heartbeat claims its pod's field (see state_publish.lua).
-CLAIMS = ("start", "continue", "force")
-
-# What a link is: kept (no TTL) or expiring.
-LINK_KINDS = ("temporary", "persistent")
-
-# Keys per MGET: large enough to amortise, small enough not to block Redis.
-_MGET_CHUNK = 10_000
-
-
-_SCRIPT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts")
-
-
-@functools.cache
-def script_source(name: str) -> str:
-    """One of the package's Lua scripts (stroute/scripts/NAME.lua), read once."""
-    if name not in SCRIPTS:
-        raise KeyError(f"no script {name!r}")
-    try:
-        with open(os.path.join(_SCRIPT_DIR, f"{name}.lua"), encoding="utf-8") as fh:
-            return fh.read()
-    except OSError:  # not a directory on disk (a zipped install): ask the import system
-        from importlib import resources
-
-        return resources.files("stroute.scripts").joinpath(f"{name}.lua").read_text(encoding="utf-8")
-
-
-@functools.cache
-def script_sha(name: str) -> str:
-    """The SHA1 Redis knows the script by (EVALSHA)."""
-    return hashlib.sha1(script_source(name).encode("utf-8")).hexdigest()
-
-
-class Link(NamedTuple):
-    """One link. Immutable; a tuple, not a frozen dataclass, because a listing
-    builds one per link and a tuple builds in a third of the time."""
-
-    namespace: str
-    uid: str
-    service: str
-    pod: int
-    ttl_ms: int | None  # None = persistent
-
-    @property
-    def persistent(self) -> bool:
-        return self.ttl_ms is None
-
-    @property
-    def ttl(self) -> int | None:
-        """Whole seconds left (rounded up) for a temporary link, None if persistent."""
-        return None if self.ttl_ms is None else math.ceil(self.ttl_ms / 1000)
-
-
-@dataclass
-class LinkCounts:
-    """How many links each pod of each service has, of each kind (a count
-    over a scan: memory grows with the pods, not the links)."""
-
-    # (service, pod) -> [persistent, temporary]
-    counts: dict[tuple[str, int], list[int]] = field(default_factory=dict)
-    total: int = 0
-
-    def add(self, links: Iterable[Link]) -> None:
-        counts = self.counts
-        for link in links:
-            row = counts.get((link.service, link.pod))
-            if row is None:
-                row = counts[(link.service, link.pod)] = [0, 0]
-            row[link.ttl_ms is not None] += 1
-            self.total += 1
-
-    def services(self) -> dict[str, dict[int, tuple[int, int]]]:
-        """service -> pod -> (persistent, temporary), both sorted."""
-        out: dict[str, dict[int, tuple[int, int]]] = {}
-        for (service, pod), (persistent, temporary) in sorted(self.counts.items()):
-            out.setdefault(service, {})[pod] = (persistent, temporary)
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class SetIfAbsent:
-    pod: int
-    created: bool
-    was_persistent: bool
-    # What a temporary link has left after the call (None: persistent); not
-    # part of equality, since it counts down.
-    ttl_ms: int | None = field(default=None, compare=False)
-
-
-@dataclass(frozen=True)
-class BatchLinks:
-    """Store.batch_links: the links of many uids of one service."""
-
-    pods: dict[int, list[str]]  # pod -> uids linked to it
-    missing: list[str]  # uids with no link
-    bad_keys: "BadKeys"  # uids whose link value is no pod index
-
-
-@dataclass(frozen=True, slots=True)
-class Published:
-    heartbeat_ms: int
-    cordoned: bool
-    snapshot: Snapshot | None
-    previous: PodState | None = None  # the field before this heartbeat, if it parsed
-    written: bool = True  # False: the claim was refused and nothing was written
-
-
-_POD_TEXT: dict[str, int] = {}  # "3" -> 3: replies repeat a few pod values
-
-# Builds a Link from a tuple of its fields in C: Link(...) runs the
-# NamedTuple's __new__, a Python function, and a listing builds one per link.
-_new_tuple = tuple.__new__
-
-
-def _pod_of(raw: Any, key: str) -> int:
-    pod = _POD_TEXT.get(raw) if isinstance(raw, str) else None
-    if pod is not None:
-        return pod
-    # Plain ASCII digits only, no regex: this runs for every reply.
-    if isinstance(raw, str) and 0 < len(raw) <= 5 and raw.isascii() and raw.isdigit():
-        pod = int(raw)
-        if pod <= names.POD_MAX:
-            if raw == str(pod):  # canonical text only ("03" is checked every time)
-                _POD_TEXT[raw] = pod
-            return pod
-    elif isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw <= names.POD_MAX:
-        return raw
-    raise CorruptData(f"key {key!r} {_not_a_pod(raw)}", keys=(key,), hint=_REPAIR)
-
-
-def _not_a_pod(raw: Any) -> str:
-    return f"holds {names.show(raw)}, not a pod index"
-
-
-_REPAIR = ("'stroute doctor' checks the namespace's data; repair or delete such keys "
-           "('stroute link remove UID -s SVC' deletes a link whose value is no pod index)")
-
-
-# Bad keys listed one by one in a report; the count goes on past it.
-MAX_BAD_KEYS_KEPT = 100
-
-
-@dataclass
-class BadKeys:
-    """Keys a walk over many keys skipped: they hold what stroute cannot read
-    (a value that is no pod index, a key of another type, a key name that
-    breaks the naming rules). Counted; the first MAX_BAD_KEYS_KEPT are kept
-    with their problem. A walk given one finishes every good key; a walk
-    given none raises CorruptData at the first bad key instead.
-    """
-
-    count: int = 0
-    found: list[tuple[str, str]] = field(default_factory=list)  # (key, problem)
-
-    def add(self, key: str, problem: str) -> None:
-        self.count += 1
-        if len(self.found) < MAX_BAD_KEYS_KEPT:
-            self.found.append((key, problem))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"count": self.count, "keys": [{"key": k, "problem": p} for k, p in self.found]}
-
-    def error(self, namespace: str, shown: int = 3) -> CorruptData | None:
-        """The CorruptData to end the command with (exit 7), naming the first
-        `shown` keys, or None when every key was good."""
-        if not self.count:
-            return None
-        first = "; ".join(f"{k!r} {p}" for k, p in self.found[:shown])
-        more = f"; and {self.count - shown} more" if self.count > shown else ""
-        keys, verb = ("key", "holds") if self.count == 1 else ("keys", "hold")
-        return CorruptData(
-            f"{self.count} {keys} in namespace {namespace!r} {verb} data stroute cannot read, skipped "
-            f"(every other key was processed): {first}{more}",
-            keys=tuple(k for k, _ in self.found), hint=_REPAIR,
-        )
-
-
-def _report(bad: BadKeys | None, key: str, problem: str) -> None:
-    """Count a bad key, or raise at once when nobody collects them."""
-    if bad is None:
-        raise CorruptData(f"key {key!r} {problem}", keys=(key,), hint=_REPAIR)
-    bad.add(key, problem)
-
-
-def parse_pod(raw: Any) -> int | None:
-    """The pod of a link value read from Redis, or None when it is no pod index."""
-    try:
-        return _pod_of(raw, "")
-    except CorruptData:
-        return None
-
-
-# A GET answered WRONGTYPE: the key is no string (see Store._as_mget).
-_WRONG_TYPE = object()
-
-
-def _optional_pod(raw: Any, key: str) -> int | None:
-    return None if raw is None else _pod_of(raw, key)
-
-
-def _pairs(flat: list[Any]) -> dict[str, str]:
-    return dict(zip(flat[0::2], flat[1::2]))
-
-
-@dataclass(frozen=True, slots=True)
-class Registry:
-    """The namespace's services registry, read whatever is in it.
-
-    Another program may write the set (or the key): `services` holds the
-    members that are service names, `invalid` the others, and `wrong_type`
-    the key's type when it is no set at all (then both lists are empty).
-    """
-
-    key: str
-    services: list[str]
-    invalid: list[str]
-    wrong_type: str | None = None
-    # With discover: services found by their state keys that are not in the
-    # registry (an original driver's pods never add their service to it).
-    unregistered: tuple[str, ...] = ()
-
+    from stroute.podstate import PodNotes, RoutingState, Snapshot
 
 class Store:
     """All stroute data in one Redis deployment.
@@ -326,37 +111,12 @@ class Store:
     def _call(self, fn, *args, **kwargs):
         import redis
 
+        from stroute.store.domain import translate
+
         try:
             return fn(*args, **kwargs)
-        except redis.AuthenticationError as exc:
-            raise RedisUnavailable(
-                f"Redis at {self.where} refused the credentials: {_reason(exc)}",
-                hint="check the username and password (URL, STROUTE_REDIS_PASSWORD or redis.password_file)",
-            ) from None
-        except redis.exceptions.NoPermissionError as exc:
-            raise PermissionDenied(
-                f"Redis at {self.where} denied a command: {_reason(exc)}",
-                reason=str(exc).strip() or "NOPERM",
-                hint="the Redis user's ACL does not allow what stroute needs",
-            ) from None
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise RedisUnavailable(
-                f"Redis at {self.where} is unreachable: {_reason(exc)}",
-                hint="check that Redis is running and the URL, password and socket timeout are right",
-            ) from None
-        except redis.RedisError as exc:
-            text = str(exc)
-            if text.startswith("CORRUPT "):  # a link script's refusal (see link_set.lua): nothing written
-                key, _, problem = text[len("CORRUPT "):].partition(" ")
-                problem = problem.split(" script: ")[0]  # Redis 6 appends where the error came from
-                raise CorruptData(f"key {key!r} {problem}; nothing was written", keys=(key,),
-                                  hint=_REPAIR) from None
-            raise StoreError(f"Redis at {self.where} answered with an error: {_reason(exc)}") from None
-        except redis.exceptions.RedisClusterException as exc:  # not a RedisError: no node could serve it
-            raise RedisUnavailable(
-                f"Redis Cluster at {self.where} cannot serve the command: {_reason(exc)}",
-                hint="check that the cluster's nodes are running and every slot is covered",
-            ) from None
+        except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
+            raise translate(exc, self.where) from None
 
     def _script(self, name: str, keys: list[str], args: list[Any]):
         if self._direct is not None:
@@ -425,12 +185,7 @@ class Store:
     # --- links ----------------------------------------------------------------
 
     def get(self, namespace: str, uid: str, service: str) -> Link | None:
-        ks = self.keys(namespace)
-        key = ks.link(names.uid(uid), names.service(service))
-        raw, pttl = self._script("link_get", [key], [])
-        if raw is None:
-            return None
-        return Link(namespace, uid, service, _pod_of(raw, key), None if pttl < 0 else int(pttl))
+        return self.run(domain.get(self.keys(namespace), uid, service))
 
     def get_if_persistent(self, namespace: str, uid: str, service: str) -> int | None:
         ks = self.keys(namespace)
@@ -440,19 +195,7 @@ class Store:
     def links_of(self, namespace: str, uid: str, *, bad: BadKeys | None = None) -> dict[str, int]:
         """Every persistent link of one user: {service: pod}. A field that is
         no pod index goes to `bad` (as 'KEY field SVC'), or raises CorruptData."""
-        key = self.keys(namespace).index(names.uid(uid))
-        raw = self._read_index(self.client.hgetall, key)
-        out = {}
-        for svc, value in sorted(raw.items()):
-            pod = _POD_TEXT.get(value)
-            if pod is None:
-                try:
-                    pod = _pod_of(value, key)
-                except CorruptData:
-                    _report(bad, f"{key} field {svc}", _not_a_pod(value))
-                    continue
-            out[svc] = pod
-        return out
+        return self.run(domain.links_of(self.keys(namespace), uid, bad=bad))
 
     def _read_index(self, fn, key: str, *args: Any) -> Any:
         """A read of a user's index hash; another type there is CorruptData naming the key."""
@@ -473,20 +216,14 @@ class Store:
 
     def set(self, namespace: str, uid: str, service: str, pod: int, ttl_ms: int | None = None) -> int | None:
         """Force the link; returns the previous pod or None."""
-        keys = self._link_keys(namespace, uid, service)
-        args = [service, names.pod(pod), _ttl_arg(ttl_ms)]
-        return _optional_pod(self._script("link_set", keys, args), keys[0])
+        return self.run(domain.set_link(self.keys(namespace), uid, service, pod, ttl_ms))
 
     def try_set(self, namespace: str, uid: str, service: str, pod: int, ttl_ms: int | None = None) -> tuple[bool, int]:
         """Set unless a persistent link to another pod exists: (ok, pod in force)."""
-        keys = self._link_keys(namespace, uid, service)
-        ok, current = self._script("link_try_set", keys, [service, names.pod(pod), _ttl_arg(ttl_ms)])
-        return bool(ok), _pod_of(current, keys[0])
+        return self.run(domain.try_set(self.keys(namespace), uid, service, pod, ttl_ms))
 
     def set_if_absent(self, namespace: str, uid: str, service: str, pod: int, ttl_ms: int | None = None) -> SetIfAbsent:
-        keys = self._link_keys(namespace, uid, service)
-        reply = self._script("link_set_if_absent", keys, [service, names.pod(pod), _ttl_arg(ttl_ms)])
-        return _set_if_absent_reply(reply, keys[0])
+        return self.run(domain.set_if_absent(self.keys(namespace), uid, service, pod, ttl_ms))
 
     def set_if_absent_many(
         self, namespace: str, service: str, wanted: Iterable[tuple[str, int]], ttl_ms: int | None = None
@@ -494,17 +231,7 @@ class Store:
         """set_if_absent for many (uid, pod) pairs in one pipelined round trip;
         a uid whose link key or index holds bad data gets its CorruptData in
         its place (nothing was written for it), the others their results."""
-        ks = self.keys(namespace)
-        names.service(service)
-        ttl = _ttl_arg(ttl_ms)
-        wanted = list(wanted)
-        names.uids([uid for uid, _ in wanted])
-        calls = [(ks.link_keys(uid, service), [service, names.pod(pod), ttl]) for uid, pod in wanted]
-        if not calls:
-            return []
-        replies = self.run_script_many("link_set_if_absent", calls, keep_corrupt=True)
-        return [r if isinstance(r, CorruptData) else _set_if_absent_reply(r, keys[0])
-                for r, (keys, _) in zip(replies, calls)]
+        return self.run(domain.set_if_absent_many(self.keys(namespace), service, wanted, ttl_ms))
 
     def run_script_many(
         self, name: str, calls: list[tuple[list[str], list]], *, keep_corrupt: bool = False
@@ -599,9 +326,7 @@ class Store:
 
     def move(self, namespace: str, uid: str, service: str, expected: int, new: int) -> tuple[bool, int | None]:
         """Compare-and-set: (moved, pod in force)."""
-        keys = self._link_keys(namespace, uid, service)
-        moved, current = self._script("link_move", keys, [service, names.pod(expected), names.pod(new)])
-        return bool(moved), _optional_pod(current, keys[0])
+        return self.run(domain.move(self.keys(namespace), uid, service, expected, new))
 
     def move_many(
         self, namespace: str, service: str, moves: list[tuple[str, int, int]]
@@ -625,18 +350,7 @@ class Store:
         """Remove now (after_ms=0) or after a delay, fenced by if_pod: (removed, pod it held).
 
         (True, None): the key held a value that is no pod index, and was removed."""
-        keys = self._link_keys(namespace, uid, service)
-        expected = "" if if_pod is None else names.pod(if_pod)
-        if isinstance(after_ms, bool) or not isinstance(after_ms, int) or not 0 <= after_ms <= _TTL_MAX_MS:
-            raise InvalidInput(f"invalid delay {after_ms!r} ms: must be a whole number of milliseconds "
-                               f"from 0 to {_TTL_MAX_MS} (10 years)")
-        removed, current = self._script("link_remove", keys, [service, after_ms, expected])
-        if removed and current is not None:
-            try:
-                return True, _pod_of(current, keys[0])
-            except CorruptData:
-                return True, None  # an unfenced removal deletes a value that is no pod index too
-        return bool(removed), _optional_pod(current, keys[0])
+        return self.run(domain.remove(self.keys(namespace), uid, service, after_ms=after_ms, if_pod=if_pod))
 
     def remove_many(
         self, namespace: str, service: str, uids: list[str], *, if_pod: int | None = None
@@ -678,12 +392,7 @@ class Store:
     def batch_pods(self, namespace: str, uids: list[str], service: str) -> list[int | None]:
         """batch_get as a list in the order of uids (no dict to build).
         A value that is no pod index raises CorruptData (batch_links reports it instead)."""
-        keys, values = self._batch_values(namespace, uids, service)
-        known = _POD_TEXT
-        return [
-            None if raw is None else known[raw] if raw in known else _pod_of(raw, key)
-            for key, raw in zip(keys, values)
-        ]
+        return self.run(domain.batch_pods(self.keys(namespace), uids, service, cluster=self.cluster))
 
     def batch_links(self, namespace: str, uids: Iterable[str], service: str) -> BatchLinks:
         """Links of many uids of one service grouped by pod, in the same round
@@ -711,20 +420,8 @@ class Store:
         return result
 
     def _batch_values(self, namespace: str, uids: list[str], service: str) -> tuple[list[str], list[Any]]:
-        """The link keys of uids and their raw values (MGET: None for a missing key or one of another type)."""
-        ks = self.keys(namespace)
-        names.service(service)
-        names.uids(uids)
-        keys = ks.links(uids, service)
-        if not keys:
-            return [], []
-        if self.cluster:
-            # MGET per slot, one pipeline per node (redis-py groups them).
-            return keys, self._call(self.client.mget_nonatomic, keys)
-        # Not remembered by CLIENT TRACKING: nothing caches a batch's answers.
-        chunks = self._pipeline([("MGET", *keys[i:i + _MGET_CHUNK]) for i in range(0, len(keys), _MGET_CHUNK)],
-                                untracked=True)
-        return keys, [v for chunk in chunks for v in chunk]
+        """The link keys of uids and their raw values (None for a missing key or one of another type)."""
+        return self.run(domain.batch_values(self.keys(namespace), uids, service, cluster=self.cluster))
 
     def scan_links(
         self,
@@ -1024,26 +721,13 @@ class Store:
         """The service's pod states. A client driver that places users names
         itself (`gateway`): it is registered among the service's live gateways
         for `gateway_expire_ms`, and the snapshot says how many there are."""
-        ks = self.keys(namespace)
-        names.service(service)
-        keys = [ks.state(service), ks.control(service), ks.notes(service), ks.gateways(service)]
-        try:
-            states, controls, secs, micros, notes, gateways = self._script(
-                "state_snapshot", keys, [gateway or "", int(gateway_expire_ms)])
-        except StoreError as exc:
-            raise self._wrong_type(exc, keys[:2], "hash", f"the pod states of service {service!r}") from None
-        now_ms = int(secs) * 1000 + int(micros) // 1000
-        from stroute.podstate import Snapshot
-
-        return Snapshot.build(service, _pairs(states), _pairs(controls), now_ms, expire_ms,
-                              notes=_pairs(notes), gateways=int(gateways))
+        return self.run(domain.snapshot(self.keys(namespace), service, expire_ms=expire_ms, gateway=gateway,
+                                          gateway_expire_ms=gateway_expire_ms))
 
     def leave_gateways(self, namespace: str, services: list[str], gateway: str) -> None:
         """Take a client driver out of the live gateways of these services at once
         (a driver that closes), instead of when its registration expires."""
-        ks = self.keys(namespace)
-        for service in services:
-            self._call(self.client.zrem, ks.gateways(names.service(service)), gateway)
+        self.run(domain.leave_gateways(self.keys(namespace), services, gateway))
 
     def publish_state(
         self,
@@ -1060,50 +744,10 @@ class Store:
         claim: str = "force",
         reason: str | None | bool = False,
     ) -> Published:
-        """One heartbeat: the pod's state field (one EVALSHA), with register
-        also the services registry in the same round trip; with summarize
-        (pod 0) the workload summary too, in a second one.
-
-        `claim` is "start", "continue" or "force" (state_publish.lua says
-        what each refuses); a refused heartbeat writes nothing and returns
-        `written=False` with the field it found. `reason`: a text to note
-        beside the field, None to remove the note, False to leave it as is."""
-        if claim not in CLAIMS:
-            raise InvalidInput(f"invalid claim {claim!r}: must be one of {', '.join(CLAIMS)}")
-        ks = self.keys(namespace)
-        names.service(service)
-        keys = [ks.state(service), ks.control(service), ks.notes(service)]
-        note = ("keep", "") if reason is False else ("clear", "") if reason is None else ("set", str(reason))
-        from stroute.podstate import EPOCH_HISTORY
-
-        args = [names.pod(pod), names.load(load), int(state), "" if epoch is None else int(epoch), int(summarize),
-                claim, int(expire_ms), *note, EPOCH_HISTORY]
-        if register and not self.cluster:
-            commands = [("EVALSHA", script_sha("state_publish"), len(keys), *keys, *args),
-                        ("SADD", ks.services(), service)]
-            reply = self._pipeline(commands, "state_publish")[0]
-        else:
-            reply = self._script("state_publish", keys, args)
-            if register:  # a cluster: two hash tags, two slots, no shared pipeline
-                self._call(self.client.sadd, ks.services(), service)
-        millis, control, states, controls, previous, written = reply
-        from stroute.podstate import PodState
-
-        before = PodState.decode(previous) if isinstance(previous, str) else None
-        if not written:
-            return Published(int(millis), False, None, before, False)
-        snap = None
-        if summarize:
-            from stroute.podstate import Snapshot
-
-            snap = Snapshot.build(service, _pairs(states), _pairs(controls), int(millis), expire_ms)
-            # The workload key expires with the heartbeat, so a dead pod 0
-            # does not leave a READY summary behind.
-            if self._direct is None:
-                self._call(self.client.set, ks.workload(service), snap.workload, px=expire_ms)
-            else:
-                self._call(self._direct.call, "SET", ks.workload(service), snap.workload, "PX", expire_ms)
-        return Published(int(millis), control == "cordon", snap, before, True)
+        """One heartbeat (domain.publish_state says what it writes)."""
+        return self.run(domain.publish_state(
+            self.keys(namespace), service, pod, load=load, state=state, epoch=epoch, expire_ms=expire_ms,
+            summarize=summarize, register=register, claim=claim, reason=reason, cluster=self.cluster))
 
     def pod_notes(self, namespace: str, service: str) -> dict[int, PodNotes]:
         """What each pod noted beside its state field: its reason, its recent epochs."""
@@ -1120,12 +764,7 @@ class Store:
         return parse_notes(raw)
 
     def remove_state(self, namespace: str, service: str, pod: int) -> bool:
-        ks = self.keys(namespace)
-        service, pod = names.service(service), names.pod(pod)
-        removed = self._call(self.client.hdel, ks.state(service), pod)
-        # The notes only explain the field: without it they mean nothing.
-        self._call(self.client.hdel, ks.notes(service), f"{pod}:reason", f"{pod}:epochs")
-        return bool(removed)
+        return self.run(domain.remove_state(self.keys(namespace), service, pod))
 
     def workload(self, namespace: str, service: str) -> str | None:
         return self._call(self.client.get, self.keys(namespace).workload(names.service(service)))
@@ -1232,48 +871,75 @@ class Store:
     # --- tags ---------------------------------------------------------------------
 
     def get_tag(self, namespace: str, tag: str) -> str | None:
-        key = self.keys(namespace).tag(names.tag(tag))
-        try:
-            return self._call(self.client.get, key)
-        except StoreError as exc:
-            raise self._wrong_type(exc, [key], "string", f"tag {tag!r}") from None
+        return self.run(domain.get_tag(self.keys(namespace), tag))
 
     def _wrong_type(self, exc: StoreError, keys: list[str], wanted: str, what: str) -> StoreError:
         """`exc` as CorruptData naming the key of another type, when that is what
         Redis refused (WRONGTYPE); else `exc` itself."""
-        if type(exc) is not StoreError or "WRONGTYPE" not in str(exc):
-            return exc
-        wrong = [f"{key!r} is a {kind}" for key in keys if (kind := self.key_type(key)) not in (wanted, "none")]
-        if not wrong:
-            return exc
-        return CorruptData(
-            f"{what} cannot be read: {' and '.join(wrong)}, not a {wanted}",
-            keys=tuple(key for key in keys if self.key_type(key) not in (wanted, "none")),
-            hint="another program wrote there; 'stroute doctor' checks the namespace's data, and deleting "
-                 "the key (redis-cli DEL) lets stroute write it again",
-        )
+        return self.run(domain.wrong_type(exc, keys, wanted, what))
 
     def set_tag(self, namespace: str, tag: str, service: str) -> str | None:
         """Point a tag at a service; returns the service it pointed at before."""
         key = self.keys(namespace).tag(names.tag(tag))
         return self._call(self.client.set, key, names.service(service), get=True)
 
+    # --- operations shared with the AsyncStore (stroute.store.domain) ------------
 
-_TTL_MAX_MS = names.TTL_MAX_S * 1000
+    def run(self, op: Any) -> Any:
+        """Run one of `stroute.store.domain`'s operations on this store's connections."""
+        return domain.run(op, self._execute)
 
+    def _execute(self, step: Any) -> Any:
+        if isinstance(step, domain.Command):
+            return self._command(step)
+        return self._commands(step)
 
-def _ttl_arg(ttl_ms: int | None) -> int:
-    if ttl_ms is None:
-        return 0
-    if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int) or not 0 < ttl_ms <= _TTL_MAX_MS:
-        raise InvalidInput(f"invalid ttl {ttl_ms!r} ms: must be a whole number of milliseconds "
-                           f"from 1 to {_TTL_MAX_MS} (10 years)")
-    return ttl_ms
+    def _command(self, command: Any) -> Any:
+        args = command.args
+        if command.script is not None:
+            count = args[2]
+            return self._script(command.script, list(args[3:3 + count]), list(args[3 + count:]))
+        if self._direct is None:
+            return self._call(self.client.execute_command, *args)
+        if command.untracked:
+            return self._call(self._direct.pipeline, [args], untracked=True)[0]
+        return self._call(self._direct.call, *args)
 
+    def _commands(self, commands: list[Any]) -> list[Any]:
+        """One round trip (a pipeline per node on a cluster); each reply, or
+        its error as stroute's exception, in its command's place."""
+        import redis
 
-def _set_if_absent_reply(reply: list[Any], key: str) -> SetIfAbsent:
-    pod, created, was_persistent, left = reply
-    return SetIfAbsent(_pod_of(pod, key), bool(created), bool(was_persistent), None if left < 0 else int(left))
+        scripts = {c.script for c in commands if c.script is not None}
+        if not self.cluster:
+            for name in scripts:
+                if name not in self._loaded:
+                    self._call(self._direct.call, "SCRIPT", "LOAD", script_source(name))
+                    self._loaded.add(name)
+            untracked = any(c.untracked for c in commands)
+            for attempt in range(2):
+                replies = self._call(self._direct.pipeline, [c.args for c in commands], untracked=untracked)
+                if attempt or not any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+                    break
+                for name in scripts:
+                    self._call(self._direct.call, "SCRIPT", "LOAD", script_source(name))
+        elif len(scripts) == 1 and all(c.script is not None for c in commands):
+            calls = [(list(c.args[3:3 + c.args[2]]), list(c.args[3 + c.args[2]:])) for c in commands]
+            return self.run_script_many(scripts.pop(), calls, keep_corrupt=True)
+        elif not scripts:
+            pipe = self.client.pipeline()
+            for command in commands:
+                pipe.execute_command(*command.args)
+            replies = self._call(pipe.execute, raise_on_error=False)
+        else:  # scripts and commands of other slots together: one by one
+            replies = []
+            for command in commands:
+                try:
+                    replies.append(self._command(command))
+                except StoreError as exc:
+                    replies.append(exc)
+            return replies
+        return [domain.translate(r, self.where) or r if isinstance(r, Exception) else r for r in replies]
 
 
 def _is_cluster(client: Any) -> bool:
