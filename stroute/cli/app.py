@@ -46,7 +46,8 @@ def root(
         Optional[str], typer.Option("-n", "--namespace", metavar="NAMESPACE", help="Namespace. Env: STROUTE_NAMESPACE.")
     ] = None,
     layout: Annotated[
-        Optional[str], typer.Option("--layout", help="Key layout: homo-go (the default) or homo-java, the original "
+        Optional[str], typer.Option("--layout", metavar="LAYOUT", autocompletion=lambda: ["homo-go", "homo-java"],
+                                    help="Key layout: homo-go (the default) or homo-java, the original "
                                     "Go or Java driver's key names. Env: STROUTE_LAYOUT.", show_default=False)
     ] = None,
     output: Annotated[

@@ -13,7 +13,7 @@ from stroute.server import ServerDriver
 pytestmark = pytest.mark.usefixtures("isolated")
 
 POD_FIELDS = ["pod", "state", "load", "heartbeat_age_ms", "alive", "routable", "cordoned", "epoch_ms", "reason",
-              "recent_epochs", "flapping", "links"]
+              "recent_epochs", "flapping", "slow_start", "links"]
 
 
 def links(store):
