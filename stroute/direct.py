@@ -151,6 +151,7 @@ class DirectCommands:
         flight: list[list[Any]] = []
         try:
             try:
+                conn.connect()  # a refused connection raises here (redis-py 5.0 would write on nothing)
                 self._ready(conn)
             except redis.ConnectionError:
                 conn.disconnect()
@@ -236,7 +237,9 @@ class DirectCommands:
             conn.send_packed_command(packed)
             return _read_replies(conn, count, keep_errors)
         if not hasattr(conn, "_stroute_redirect"):
-            conn.register_connect_callback(self._forget_redirect)
+            # Public from redis-py 5.0.2 on (5.0.1 named it with an underscore).
+            register = getattr(conn, "register_connect_callback", None) or conn._register_connect_callback
+            register(self._forget_redirect)
         conn._stroute_redirect = None
         on = _pack([("CLIENT", "TRACKING", "ON", "REDIRECT", redirect, "OPTOUT", "NOLOOP")])
         conn.send_packed_command(on + packed)
