@@ -284,6 +284,12 @@ def show(reply, indent=""):
         return "\\n".join(f"{indent}{i}) {show(r)}" for i, r in enumerate(reply, 1))
     return str(reply)
 client = redis.Redis.from_url(os.environ["STROUTE_REDIS_URL"])
+if sys.argv[1:2] == ["--scan"]:  # redis-cli --scan [--pattern P]: one key a line, raw
+    args = sys.argv[2:]
+    match = args[args.index("--pattern") + 1] if "--pattern" in args else None
+    for key in client.scan_iter(match=match):
+        print(key.decode("utf-8", "backslashreplace"))
+    sys.exit(0)
 try:
     reply = client.execute_command(*sys.argv[1:])
 except redis.ResponseError as exc:
