@@ -42,6 +42,8 @@ services may write keys stroute would never build.
 
 from __future__ import annotations
 
+import abc
+
 from stroute import names
 from stroute.errors import InvalidInput
 
@@ -59,7 +61,7 @@ def layout(value: object) -> str:
     return value  # type: ignore[return-value]
 
 
-class KeySpace:
+class KeySpace(abc.ABC):
     """The keys of one namespace under one layout (this base: what every layout shares)."""
 
     __slots__ = ("prefix", "namespace", "_link_head")
@@ -90,8 +92,9 @@ class KeySpace:
         return hash((type(self), self.prefix, self.namespace))
 
     @classmethod
+    @abc.abstractmethod
     def check_namespace(cls, value: object) -> str:
-        raise NotImplementedError
+        ...
 
     def check_uid(self, uid: str) -> str:
         """The layout's own rule for a uid, past names.uid (which the caller checks)."""
@@ -101,14 +104,17 @@ class KeySpace:
         """KEYS of every link script: the link, then the user's index hash."""
         return [self.link(uid, service), self.index(uid)]
 
+    @abc.abstractmethod
     def link(self, uid: str, service: str) -> str:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def links(self, uids: list[str], service: str) -> list[str]:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def index(self, uid: str) -> str:
-        raise NotImplementedError
+        ...
 
     def parse_link(self, key: str) -> tuple[str, str] | None:
         """(uid, service) of a link key of this namespace, or None."""
@@ -159,8 +165,9 @@ class KeySpace:
         operations, or None (then keys are parsed one by one)."""
         return None
 
+    @abc.abstractmethod
     def _split_links(self, keys: list[str], unparseable: list[tuple[str, str]] | None) -> list[tuple[str, str, str]]:
-        raise NotImplementedError
+        ...
 
     def _name_problem(self, uid: str, service: str) -> str | None:
         """Why (uid, service) read from a key name is no link stroute can address, or None."""
@@ -180,8 +187,9 @@ class KeySpace:
             return f"names service {names.show(service)}, which breaks the name rule ({names.NAME_RULE})"
         return None
 
+    @abc.abstractmethod
     def state(self, service: str) -> str:
-        raise NotImplementedError
+        ...
 
     # The operator's and the pods' own hashes share the state key's hash tag:
     # one script reads or writes them together.

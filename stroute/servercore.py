@@ -19,6 +19,8 @@ Rules that keep a pod from being misreported:
 
 from __future__ import annotations
 
+import abc
+
 import logging
 import os
 import threading
@@ -50,7 +52,7 @@ def cpu_load(cpu_factor: float) -> int | None:
     return round(1000 * cpu_factor * min(1.0, busy))
 
 
-class ServerCore:
+class ServerCore(abc.ABC):
     """A server driver's state and decisions; its Redis work as operations.
 
     Load comes from, in order: a value set with set_load_state(), the
@@ -102,13 +104,15 @@ class ServerCore:
 
     # --- what the driver's own waiting provides ------------------------------------
 
+    @abc.abstractmethod
     def _sampling(self) -> bool:
         """Whether a reader of the load source is running."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def _wake_up(self) -> None:
         """Publish at once: the state asked for changed."""
-        raise NotImplementedError
+        ...
 
     def _load_was_read(self) -> None:
         """A reading of the load source ended (a first heartbeat may wait for it)."""
