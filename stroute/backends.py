@@ -190,6 +190,19 @@ def _retry() -> Any:
     return Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
 
 
+def _packing_safely(client: Any) -> Any:
+    """client, whose connections pack commands with direct.safe_command_packer:
+    with hiredis, redis-py's own packer crashes the process when a Ctrl-C
+    lands while it packs a number. A Cluster's node clients are made by
+    redis-py and keep its packer."""
+    from stroute.direct import safe_command_packer
+
+    packer = safe_command_packer()
+    if packer is not None:
+        client.connection_pool.connection_kwargs["command_packer"] = packer
+    return client
+
+
 def _common(options: ConnectOptions) -> dict[str, Any]:
     common: dict[str, Any] = {
         "socket_timeout": options.socket_timeout,
@@ -311,7 +324,7 @@ def _redis(parsed: Parsed, options: ConnectOptions) -> Any:
     import redis
 
     tls = _tls(parsed.scheme, options)
-    return redis.Redis.from_url(parsed.url, **_common(options), **tls)
+    return _packing_safely(redis.Redis.from_url(parsed.url, **_common(options), **tls))
 
 
 _SENTINEL_FORM = "redis+sentinel://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB]"
@@ -453,7 +466,8 @@ def _sentinel(parsed: Parsed, options: ConnectOptions) -> Any:
     parts = parsed.parts
     common, to_sentinels = _sentinel_kwargs(parts, options, _retry())
     manager = _sentinel_class()(parts["sentinels"], sentinel_kwargs=to_sentinels)
-    return manager.master_for(parts["master"], connection_pool_class=_following_pool_class(), db=parts["db"], **common)
+    return _packing_safely(manager.master_for(parts["master"], connection_pool_class=_following_pool_class(),
+                                              db=parts["db"], **common))
 
 
 _EMBEDDED_FORM = "embedded://[PATH][?idle=SECONDS]"
@@ -495,7 +509,7 @@ def _embedded(parsed: Parsed, options: ConnectOptions) -> Any:
     except OSError as exc:  # its lock or socket cannot be made beside the data file (/proc, read-only)
         raise ConfigError(f"embedded:// cannot use the data file {str(data_file)!r}: "
                           f"{exc.strerror or exc} ({exc.filename or data_file})") from None
-    client = redis.Redis(unix_socket_path=socket_path, **_common(options))
+    client = _packing_safely(redis.Redis(unix_socket_path=socket_path, **_common(options)))
     client.stroute_embedded = server  # the command line says where the data lives when it started the server
     return client
 

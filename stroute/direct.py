@@ -34,9 +34,43 @@ def _forked() -> None:
 os.register_at_fork(after_in_child=_forked)
 
 try:
-    from hiredis import pack_command as _pack_command
+    from hiredis import pack_command as _hiredis_pack
 except ImportError:  # redis-py's own packer then
-    _pack_command = None
+    _hiredis_pack = None
+
+_NUMBERS = frozenset((int, float))
+
+
+def _pack_command(command: tuple[Any, ...]) -> bytes:
+    """hiredis's pack_command, given numbers as text.
+
+    hiredis turns an int or a float into text with PyObject_Repr and does not
+    check the result. That repr fails when a signal is pending (the Ctrl-C
+    that stops a drain), and the process then dies of a segmentation fault
+    instead of exiting 130. A number is made text here first, as hiredis
+    would make it (repr), so only strings and bytes reach it.
+    """
+    if _NUMBERS.isdisjoint(map(type, command)):
+        return _hiredis_pack(command)
+    return _hiredis_pack(tuple([repr(arg) if type(arg) in _NUMBERS else arg for arg in command]))
+
+
+def safe_command_packer() -> Any:
+    """A command packer for redis-py's connections (its `command_packer`
+    argument) that gives hiredis numbers as text, as _pack_command does; None
+    without hiredis, where redis-py packs in Python and nothing crashes."""
+    if _hiredis_pack is None:
+        return None
+    from redis.connection import HiredisRespSerializer
+
+    class SafeHiredisPacker(HiredisRespSerializer):
+        def pack(self, *args: Any) -> list[bytes]:
+            if not _NUMBERS.isdisjoint(map(type, args)):
+                args = tuple([repr(arg) if type(arg) in _NUMBERS else arg for arg in args])
+            return super().pack(*args)
+
+    return SafeHiredisPacker()
+
 
 # What the bulk reply reader (_read_bulk) needs of redis-py and hiredis,
 # looked up on first use (importing redis here would slow every command's
@@ -372,7 +406,7 @@ def _pack(commands: list[Any]) -> list[bytes]:
     if any(type(part) is Packed for part in commands):
         return [b"".join(part.data if type(part) is Packed else _pack([part])[0] for part in commands)]
     try:
-        if _pack_command is not None:
+        if _hiredis_pack is not None:
             return [b"".join(map(_pack_command, commands))]
         from redis.connection import PythonRespSerializer
 

@@ -116,7 +116,7 @@ def test_an_argument_that_cannot_be_sent_is_refused_before_a_connection_is_taken
 def test_commands_are_packed_the_same_without_hiredis(monkeypatch):
     commands = [("EVALSHA", "0" * 40, 2, "sf:{d:lk:用户}s", "sf:{d:lk:用户}", "s", 3, ""), ("PTTL", "k"), ("PING",)]
     packed = direct._pack(commands)
-    monkeypatch.setattr(direct, "_pack_command", None)
+    monkeypatch.setattr(direct, "_hiredis_pack", None)
     assert direct._pack(commands) == packed
     assert packed[0].startswith(b"*8\r\n$7\r\nEVALSHA\r\n") and packed[0].endswith(b"*1\r\n$4\r\nPING\r\n")
 
@@ -340,3 +340,66 @@ def test_a_refused_connection_raises_connection_error_from_a_chain_and_a_pipelin
     with pytest.raises(redis.ConnectionError):
         commands.pipeline([("PING",), ("PING",)])
     commands.close()
+
+
+# --- a Ctrl-C while numbers are packed -----------------------------------------------------------
+
+_PACK_UNDER_SIGNAL = """
+import signal, sys
+from stroute import direct
+
+def stop(*_):
+    raise KeyboardInterrupt
+
+signal.signal(signal.SIGALRM, stop)
+commands = [("SET", f"k{i}", i, "PX", 300000, "x", 0.5) for i in range(400_000)]
+pack = direct._pack if sys.argv[1] == "stroute" else (lambda cs: b"".join(map(direct._hiredis_pack, cs)))
+signal.setitimer(signal.ITIMER_REAL, 0.05)
+try:
+    for _ in range(200):
+        pack(commands)
+except KeyboardInterrupt:
+    sys.exit(130)
+sys.exit(3)
+"""
+
+
+@pytest.mark.skipif(direct._hiredis_pack is None, reason="hiredis is not installed: redis-py packs in Python")
+def test_a_signal_while_numbers_are_packed_interrupts_and_does_not_crash(tmp_path):
+    """hiredis's pack_command makes a number text with PyObject_Repr, which
+    fails when a signal is pending, and then crashes on the NULL it got: a
+    Ctrl-C during `stroute pod drain` ended in a segmentation fault instead of
+    exit 130. The signal lands in the middle of a long packing run here, every
+    time: hiredis alone crashes on it (hiredis 3.x), stroute's packing is
+    interrupted."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "pack.py"
+    script.write_text(_PACK_UNDER_SIGNAL)
+    bare = subprocess.run([sys.executable, str(script), "hiredis"], capture_output=True, timeout=120)
+    ours = subprocess.run([sys.executable, str(script), "stroute"], capture_output=True, timeout=120)
+    assert bare.returncode in (-signal.SIGSEGV, 130), bare  # the signal did land while packing
+    assert ours.returncode == 130, ours.stderr.decode()
+
+
+@pytest.mark.skipif(direct._hiredis_pack is None, reason="hiredis is not installed: redis-py packs in Python")
+def test_redis_py_connections_give_hiredis_no_numbers(monkeypatch, real_url):
+    import redis.connection
+
+    seen: list[tuple] = []
+    real_pack = redis.connection.hiredis.pack_command
+
+    def watching(args):
+        seen.append(args)
+        return real_pack(args)
+
+    monkeypatch.setattr(redis.connection.hiredis, "pack_command", watching)
+    client = connect(real_url)
+    try:
+        client.set("packed", 7, px=300_000)
+        client.incrbyfloat("packed", 0.5)
+        assert client.get("packed") == "7.5"
+    finally:
+        client.close()
+    assert seen and all(type(arg) in (str, bytes) for args in seen for arg in args), seen
