@@ -29,12 +29,17 @@ out in several writes, in order, without waiting for replies in between.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import Any
 
 import redis.exceptions
 
 from stroute.direct import _pack
+
+# How often a pipeline on a Sentinel-managed master asks where the master is
+# (the sync path's Sentinel pool asks as often: backends._SENTINEL_RECHECK_S).
+MASTER_RECHECK_S = 1.0
 
 # A thousand EVALSHAs of a placement are about 200 KB: one write of that
 # size keeps the socket buffer busy without holding replies back for long.
@@ -87,6 +92,9 @@ class AutoPipeline:
         self._inflight_ready: asyncio.Event | None = None
         self._reader: asyncio.Task | None = None
         self._closed = False
+        # A Sentinel pool's master lookup (see follow_master) and when it last ran.
+        self._master_address: Any = None
+        self._master_checked = 0.0
         # Observability and tests: how many writes carried how many calls.
         self.writes = 0
         self.commands = 0
@@ -95,7 +103,22 @@ class AutoPipeline:
     def for_client(cls, client: Any, *, max_batch: int = MAX_BATCH) -> "AutoPipeline":
         """A pipeline on a connection made the way `client` (a redis.asyncio.Redis) makes them."""
         pool = client.connection_pool
-        return cls(pool.connection_class, pool.connection_kwargs, max_batch=max_batch)
+        pipeline = cls(pool.connection_class, pool.connection_kwargs, max_batch=max_batch)
+        if hasattr(pool, "get_master_address"):  # redis+sentinel://
+            pipeline.follow_master(pool.get_master_address)
+        return pipeline
+
+    def follow_master(self, master_address: Any) -> None:
+        """Ask `master_address()` (a Sentinel pool's lookup, a coroutine giving
+        (host, port)) where the master is, at most every MASTER_RECHECK_S, as
+        the sync path's Sentinel pool does. A healthy connection to a master
+        that Sentinel has replaced would otherwise keep writing to it until it
+        is made a replica, and what it took in the meantime is lost. When the
+        answer changes, or a reply says the server is now a read-only replica
+        (that call fails as a lost connection does), the connection is retired: the next write goes out on a new one (to
+        the master Sentinel names), and the old one is closed once every call
+        written on it has its reply."""
+        self._master_address = master_address
 
     # -- the caller's side ---------------------------------------------------
 
@@ -195,12 +218,35 @@ class AutoPipeline:
             self._writing = False
 
     async def _connect(self) -> Any:
+        if self._connection is not None and self._master_address is not None:
+            await self._check_master()
         if self._connection is None:
             connection = self._connection_class(**self._connection_kwargs)
             await connection.connect()
             connection._stroute_replies = _BulkReplies.of(connection)
             self._connection = connection
         return self._connection
+
+    async def _check_master(self) -> None:
+        now = time.monotonic()
+        if now - self._master_checked < MASTER_RECHECK_S:
+            return
+        self._master_checked = now
+        try:
+            address = await self._master_address()
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            return  # no sentinel answers: keep the connection we have
+        connection = self._connection
+        if connection is not None and (connection.host, connection.port) != tuple(address):
+            self._retire(connection)
+
+    def _retire(self, connection: Any) -> None:
+        """No new call goes out on `connection`; it is closed when the last
+        call written on it is answered (see _read_replies)."""
+        if connection is self._connection:
+            self._connection = None
+            if not any(entry[0] is connection for entry in self._inflight):
+                asyncio.ensure_future(_disconnect(connection))
 
     def _tracking(self) -> Any:
         return self.tracking if self.tracking_from is None else self.tracking_from()
@@ -263,6 +309,14 @@ class AutoPipeline:
                                 reply = await connection.read_response()
                             except redis.exceptions.ResponseError as exc:
                                 reply = exc
+                    if isinstance(reply, redis.exceptions.ReadOnlyError) and self._master_address is not None:
+                        # A replica now: Sentinel moved the master. As redis-py's
+                        # Sentinel connections do, the call fails as a broken
+                        # connection (retry it), not as a refusal.
+                        self._retire(connection)
+                        reply = redis.exceptions.ConnectionError(
+                            f"the master at {connection.host}:{connection.port} is now a read-only replica "
+                            "(a Sentinel failover)")
                     if future.done():  # the caller was cancelled; its reply is dropped
                         continue
                     if isinstance(reply, Exception):
@@ -278,6 +332,8 @@ class AutoPipeline:
                 continue
             if self._inflight and self._inflight[0] is entry:
                 self._inflight.popleft()
+                if connection is not self._connection and not any(e[0] is connection for e in self._inflight):
+                    await _disconnect(connection)  # retired, and now answered in full
 
     # -- failure -------------------------------------------------------------
 

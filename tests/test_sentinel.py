@@ -245,3 +245,80 @@ def test_commands_and_serve_carry_on_through_a_failover(tmp_path, sentinels):
     assert_no_secrets(serve.stdout, serve.stderr)
     print(f"\nsentinel failover: switched after {switched:.2f} s, serve heartbeats on the new master "
           f"{carried_on:.2f} s after SENTINEL FAILOVER")
+
+
+@pytest.mark.realserver
+def test_the_asyncio_driver_follows_a_failover_under_load(sentinels):
+    """50 coroutines place new users through one AsyncClientDriver while
+    Sentinel moves the master. Calls in the switch fail as RedisUnavailable
+    (never another error, never a hang); within a recheck period of the
+    switch, every placement lands on the new master, and placements go on."""
+    import asyncio
+
+    from stroute.aio import AsyncClientDriver
+    from stroute.autopipeline import MASTER_RECHECK_S
+    from stroute.config import Config
+    from stroute.errors import NoAvailablePod, RedisUnavailable
+    from support import put_state
+
+    old, new = sentinels.master(), sentinels.replica()
+    old_client, new_client = sentinels.client(old), sentinels.client(new)
+    old_client.flushall()
+    for pod in range(3):
+        put_state(old_client, "game", pod, load=10)
+    assert old_client.wait(1, 5000) == 1
+    config = Config().with_overrides(**{"redis.url": sentinels.url(), "redis.sentinel_password": SENTINEL_PASSWORD,
+                                        "state.expire": 120, "state.refresh": 0.2, "redis.socket_timeout": 2})
+    outcomes: list[tuple[float, str, object]] = []  # (when it completed, uid, pod or error)
+    switched: list[float] = []
+
+    async def main():
+        async with AsyncClientDriver(config) as driver:
+            stop = asyncio.Event()
+
+            async def worker(w):
+                i = 0
+                while not stop.is_set():
+                    i += 1
+                    uid = f"w{w}-{i}"
+                    try:
+                        placed = await driver.place(uid, "game")
+                        outcomes.append((time.monotonic(), uid, placed.pod))
+                    except (RedisUnavailable, NoAvailablePod) as exc:
+                        outcomes.append((time.monotonic(), uid, exc))
+                        await asyncio.sleep(0.01)
+
+            async def until(predicate, what, timeout=30):
+                deadline = time.monotonic() + timeout
+                while not predicate():
+                    assert time.monotonic() < deadline, f"{what}: {outcomes[-3:]}\n{sentinels.sentinel.log()}"
+                    await asyncio.sleep(0.02)
+
+            workers = [asyncio.ensure_future(worker(w)) for w in range(50)]
+            try:
+                await until(lambda: len(outcomes) > 500, "placements before the failover")
+                await asyncio.to_thread(sentinels.failover)
+                await until(lambda: sentinels.sentinel.master_port() == new.port, "the switch")
+                switched.append(time.monotonic())
+                settled = switched[0] + MASTER_RECHECK_S + 0.5
+                await until(lambda: sum(1 for when, _, pod in outcomes if when > settled and isinstance(pod, int))
+                            > 1000, "placements on the new master")
+            finally:
+                stop.set()
+                await asyncio.gather(*workers)
+
+    try:
+        asyncio.run(asyncio.wait_for(main(), 120))
+    finally:
+        old_client.close()
+    errors = [pod for _, _, pod in outcomes if not isinstance(pod, int)]
+    assert all(isinstance(e, RedisUnavailable) for e in errors), {type(e).__name__: str(e) for e in errors}
+    settled = switched[0] + MASTER_RECHECK_S + 0.5
+    late = [(uid, pod) for when, uid, pod in outcomes if when > settled and isinstance(pod, int)]
+    keys = [f"sf:{{default:lk:{uid}}}game" for uid, _ in late]
+    stored = new_client.mget(keys)
+    assert [int(v) if v is not None else None for v in stored] == [pod for _, pod in late]
+    assert new_client.info("replication")["role"] == "master"
+    new_client.close()
+    print(f"\nasyncio driver through a failover: {len(outcomes)} placements, {len(errors)} failed "
+          f"(RedisUnavailable), {len(late)} checked on the new master")
