@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -230,7 +231,9 @@ class Listener:
         self._on_trust()
         pending: deque[float] = deque()
         next_ping = clock()
-        next_check = clock() + bound / 2
+        # Without a check (no Sentinel to ask), never: a deadline in the past
+        # would turn the wait below into a busy loop.
+        next_check = clock() + bound / 2 if self._check is not None else math.inf
         while not self._stop.is_set():
             now = clock()
             if now >= next_ping:

@@ -354,3 +354,20 @@ def test_a_slot_moved_to_another_primary_is_followed():
                 c.close()
     finally:
         cluster.close()
+
+
+@pytest.mark.realserver
+def test_an_idle_gateway_uses_no_cpu(real_url, redis_server):
+    """The invalidation listener waits for messages and its PINGs; it never
+    polls. It once waited with a deadline that had passed, a busy loop that
+    kept a core at 100 % in every gateway. Measured by the process's CPU time
+    over a window several times links.coherence_bound long (the window is
+    what is measured, not a wait for something)."""
+    config = Config().with_overrides(**{"redis.url": real_url, "links.coherence_bound": 0.5})
+    with ClientDriver(config) as gateway:
+        assert gateway.wait_coherent()
+        began_cpu, began = time.process_time(), time.monotonic()
+        time.sleep(2.0)
+        cpu, wall = time.process_time() - began_cpu, time.monotonic() - began
+        assert gateway.wait_coherent(timeout=0)  # the channel stayed up: its PINGs were answered
+    assert cpu < 0.2 * wall, f"{cpu:.2f} s of CPU in {wall:.2f} s idle"
