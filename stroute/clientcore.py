@@ -46,6 +46,11 @@ _MAX_RACE_ROUNDS = 4
 # channel is down) is re-read at most this often: 10 reads a second per
 # service, however many pods heartbeat. A cordon is re-read at once.
 REREAD_MIN_SECONDS = 0.1
+# While one caller re-reads a service's view, the others keep using the view
+# they have, if it is at most state.refresh plus this old. Past that they read
+# it too: a re-read that hangs (Redis unreachable) does not hold them to an
+# old view for long.
+STALE_WHILE_REREAD_S = 1.0
 
 log = logging.getLogger("stroute.client")
 _monotonic = time.monotonic
@@ -155,6 +160,7 @@ class ClientCore:
         self._random = random.Random().random
         self.cache = LinkCache(lifetime=self.config.links.cache_seconds, max_entries=cache_max_entries, clock=clock)
         self._views: dict[str, _ServiceView] = {}
+        self._refreshing: dict[str, int] = {}  # service -> callers re-reading its view now
         self._marks: dict[str, tuple[int, int]] = {}  # service -> (state mark, control mark)
         self._mark_seq = 0
         self._lock = threading.Lock()
@@ -246,11 +252,25 @@ class ClientCore:
     def _view_op(self, service: str, *, refresh: bool = False) -> Op[_ServiceView]:
         """The service's view, re-read at most once per state.refresh seconds."""
         view = self._views.get(service)  # one dict read: atomic, no lock needed
-        if view is not None and not refresh and self._fresh(service, view):
-            return view
+        if view is not None and not refresh:
+            if self._fresh(service, view):
+                return view
+            if service in self._refreshing and self._clock() - view.fetched < self._refresh + STALE_WHILE_REREAD_S:
+                # Another caller is re-reading it: without this, every request
+                # of a busy gateway that arrives before the answer would send
+                # the same read and decode the same answer.
+                return view
         marks = self._marks.get(service, (0, 0))
-        snap = yield from domain.snapshot(self._ks, service, expire_ms=self._expire_ms, gateway=self.gateway_id,
-                                            gateway_expire_ms=self._gateway_expire_ms)
+        with self._lock:
+            self._refreshing[service] = self._refreshing.get(service, 0) + 1
+        try:
+            snap = yield from domain.snapshot(self._ks, service, expire_ms=self._expire_ms, gateway=self.gateway_id,
+                                                gateway_expire_ms=self._gateway_expire_ms)
+        finally:
+            with self._lock:
+                left = self._refreshing.pop(service) - 1
+                if left:
+                    self._refreshing[service] = left
         fetched = self._clock()
         new = _ServiceView(snap, fetched, marks, bump=max(1, snap.gateways))
         warming = placement.slow_start(snap, snap.now_ms, self._slow_start_ms)

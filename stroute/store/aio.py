@@ -132,6 +132,9 @@ class AsyncStore:
                     step = op.send(reply)
         except StopIteration as stop:
             return stop.value
+        except BaseException:
+            op.close()  # its finally blocks run now, not whenever the traceback goes
+            raise
 
     async def _execute(self, step: domain.Step) -> Any:
         if isinstance(step, domain.Command):
