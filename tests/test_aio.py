@@ -283,3 +283,45 @@ def test_placements_go_on_through_a_redis_restart(tmp_path):
     errors = [o for o in outcomes if not isinstance(o, int)]
     assert all(isinstance(e, (RedisUnavailable, NoAvailablePod)) for e in errors)
     assert all(o in (0, 1, 2) for o in outcomes if isinstance(o, int))
+
+
+@pytest.mark.realserver
+def test_a_due_view_is_reread_once_not_once_per_caller(real_url, redis_server, monkeypatch):
+    """With state.refresh at 50 ms, 200 coroutines placing users one after
+    another find the pods' view due again and again. One of them re-reads it;
+    the others keep the view they have until the answer is in, instead of
+    each sending the same read and decoding the same answer."""
+    import time
+
+    from stroute import clientcore
+    from stroute.config import Config
+
+    raw = redis_server.client()
+    for pod in range(4):
+        put_state(raw, "game", pod, load=10)
+    reads = []
+    real_snapshot = clientcore.domain.snapshot
+
+    def counted(*args, **kwargs):
+        reads.append(1)
+        return (yield from real_snapshot(*args, **kwargs))
+
+    monkeypatch.setattr(clientcore.domain, "snapshot", counted)
+    config = Config().with_overrides(**{"redis.url": real_url, "state.expire": 60, "state.refresh": 0.05})
+
+    async def main():
+        async with AsyncClientDriver(config, coherent=False) as driver:
+            await driver.place("warm", "game")
+
+            async def worker(w):
+                for j in range(20):
+                    await driver.place(f"r{w}-{j}", "game")
+
+            began = time.monotonic()
+            await asyncio.gather(*(worker(w) for w in range(200)))
+            return time.monotonic() - began
+
+    elapsed = run(main())
+    raw.close()
+    due = elapsed / 0.05 + 2  # times the view fell due, and the first read
+    assert len(reads) <= 2 * due, f"{len(reads)} reads in {elapsed:.2f} s (due {due:.0f} times)"
