@@ -6,7 +6,8 @@ pass through redis-py's per-command machinery; sent together, a thousand
 cost about what one does. `AutoPipeline.call` queues its command and
 returns a future; the first call of a loop iteration schedules one flush,
 which runs after every coroutine resumed in that iteration has queued its
-commands, and writes them all in one `send_packed_command`. One reader task
+commands, and writes them all in one write (from that callback itself when
+the connection is up: no task per write). One reader task
 takes the replies off the connection in order and hands each caller its
 own reply, or its own exception: an error reply fails that call alone.
 This is ioredis's `enableAutoPipelining` and Lettuce's command coalescing.
@@ -40,6 +41,10 @@ from stroute.direct import _pack
 # How often a pipeline on a Sentinel-managed master asks where the master is
 # (the sync path's Sentinel pool asks as often: backends._SENTINEL_RECHECK_S).
 MASTER_RECHECK_S = 1.0
+
+# Written from the flush callback while the socket's send buffer holds less
+# than this; past it, the writing task waits for the buffer to drain.
+WRITE_BUFFER_LIMIT = 1 << 20
 
 # A thousand EVALSHAs of a placement are about 200 KB: one write of that
 # size keeps the socket buffer busy without holding replies back for long.
@@ -177,15 +182,58 @@ class AutoPipeline:
 
     def _start_flush(self) -> None:
         self._flush_scheduled = False
-        if self._pending and not self._writing and not self._closed:
-            self._writing = True
-            asyncio.ensure_future(self._write_pending())
+        if not self._pending or self._writing or self._closed:
+            return
+        if self._write_now():
+            return
+        self._writing = True
+        asyncio.ensure_future(self._write_pending())
+
+    def _write_now(self) -> bool:
+        """Write what is pending in this callback, with no task and no await,
+        when nothing needs one: the connection is up, its send buffer is
+        below WRITE_BUFFER_LIMIT (else the task waits for it to drain), no
+        master check is due and the connection is a socket. redis-py's
+        send_packed_command would start a task for its write timeout; the
+        timeout that matters is the reply's, which the reader keeps. True
+        when everything pending went out."""
+        connection = self._connection
+        if connection is None or self.own_writes is not None or not connection.is_connected:
+            return False
+        if getattr(connection, "_stroute_replies", None) is None:
+            return False  # not a socket this pipeline reads itself (fakeredis's transport)
+        if self._master_address is not None and time.monotonic() - self._master_checked >= MASTER_RECHECK_S:
+            return False
+        writer = connection._writer
+        while self._pending:
+            if writer.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
+                return False
+            batch = self._take_batch()
+            if not batch:
+                continue
+            try:
+                batch = self._with_tracking(connection, batch)
+                packed = _pack([c for commands, _ in batch for c in commands])
+                self._inflight.append((connection, batch))
+                self._wake_reader()
+                writer.writelines(packed)
+            except BaseException as exc:
+                self._fail(batch, exc)
+                asyncio.ensure_future(self._broken(connection, exc))
+                continue
+            self.writes += 1
+            self.commands += len(batch)
+        return True
+
+    def _take_batch(self) -> list[_Entry]:
+        batch = [entry for entry in self._pending[: self.max_batch] if not entry[1].cancelled()]
+        del self._pending[: self.max_batch]
+        return batch
 
     async def _write_pending(self) -> None:
         try:
             while self._pending and not self._closed:
-                batch = [entry for entry in self._pending[: self.max_batch] if not entry[1].cancelled()]
-                del self._pending[: self.max_batch]
+                batch = self._take_batch()
                 if not batch:
                     continue
                 connection = None
