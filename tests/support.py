@@ -177,3 +177,50 @@ def run_in_lockstep(args: list[list[str]], payload: str, *, timeout: float = 60)
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+class PlacingLoad:
+    """`workers` coroutines placing new users through an async driver until
+    stop() is awaited; each outcome is recorded as (when it completed, uid,
+    pod or the RedisUnavailable / NoAvailablePod it raised). A failed call
+    waits 10 ms before the next, as a client backing off would."""
+
+    def __init__(self, driver: Any, service: str, *, workers: int = 50) -> None:
+        import asyncio
+
+        from stroute.errors import NoAvailablePod, RedisUnavailable
+
+        self.outcomes: list[tuple[float, str, Any]] = []
+        self._stop = asyncio.Event()
+
+        async def worker(w: int) -> None:
+            i = 0
+            while not self._stop.is_set():
+                i += 1
+                uid = f"w{w}-{i}"
+                try:
+                    placed = await driver.place(uid, service)
+                    self.outcomes.append((time.monotonic(), uid, placed.pod))
+                except (RedisUnavailable, NoAvailablePod) as exc:
+                    self.outcomes.append((time.monotonic(), uid, exc))
+                    await asyncio.sleep(0.01)
+
+        self._tasks = [asyncio.ensure_future(worker(w)) for w in range(workers)]
+
+    def placed_since(self, since: float) -> int:
+        return sum(1 for when, _, pod in self.outcomes if when > since and isinstance(pod, int))
+
+    async def until(self, predicate: Callable[[], bool], what: str, timeout: float = 30) -> None:
+        """Poll predicate() with a deadline, letting the workers run."""
+        import asyncio
+
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, f"{what}: {self.outcomes[-3:]}"
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        import asyncio
+
+        self._stop.set()
+        await asyncio.gather(*self._tasks)

@@ -4,6 +4,7 @@ the sync driver's decisions, over automatic pipelining."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -11,7 +12,7 @@ from stroute.aio import AsyncClientDriver
 from stroute.client import ClientDriver
 from stroute.errors import CorruptData, InvalidInput, NoAvailablePod
 from stroute.store import Store
-from support import CommandCounter, put_state, wait_until
+from support import CommandCounter, PlacingLoad, put_state, wait_until
 
 
 def run(coro):
@@ -247,33 +248,16 @@ def test_placements_go_on_through_a_redis_restart(tmp_path):
 
     async def main():
         async with AsyncClientDriver(config) as driver:
-            stop = asyncio.Event()
-
-            async def worker(w):
-                i = 0
-                while not stop.is_set():
-                    i += 1
-                    try:
-                        placed = await driver.place(f"w{w}-{i}", "game")
-                        outcomes.append(placed.pod)
-                    except (RedisUnavailable, NoAvailablePod) as exc:
-                        outcomes.append(exc)
-                        await asyncio.sleep(0.01)
-
-            workers = [asyncio.ensure_future(worker(w)) for w in range(50)]
-            await until_count(lambda: len(outcomes) > 500)
-            server.restart()
-            publish()
-            mark = len(outcomes)
-            await until_count(lambda: sum(isinstance(o, int) for o in outcomes[mark:]) > 500)
-            stop.set()
-            await asyncio.gather(*workers)
-
-    async def until_count(predicate, timeout=30):
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not predicate():
-            assert asyncio.get_running_loop().time() < deadline, outcomes[-5:]
-            await asyncio.sleep(0.01)
+            load = PlacingLoad(driver, "game")
+            try:
+                await load.until(lambda: len(load.outcomes) > 500, "placements before the restart")
+                server.restart()
+                publish()
+                since = time.monotonic()
+                await load.until(lambda: load.placed_since(since) > 500, "placements after the restart")
+            finally:
+                await load.stop()
+                outcomes.extend(pod for _, _, pod in load.outcomes)
 
     try:
         run(main())
@@ -291,8 +275,6 @@ def test_a_due_view_is_reread_once_not_once_per_caller(real_url, redis_server, m
     another find the pods' view due again and again. One of them re-reads it;
     the others keep the view they have until the answer is in, instead of
     each sending the same read and decoding the same answer."""
-    import time
-
     from stroute import clientcore
     from stroute.config import Config
 

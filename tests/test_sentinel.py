@@ -258,8 +258,8 @@ def test_the_asyncio_driver_follows_a_failover_under_load(sentinels):
     from stroute.aio import AsyncClientDriver
     from stroute.autopipeline import MASTER_RECHECK_S
     from stroute.config import Config
-    from stroute.errors import NoAvailablePod, RedisUnavailable
-    from support import put_state
+    from stroute.errors import RedisUnavailable
+    from support import PlacingLoad, put_state
 
     old, new = sentinels.master(), sentinels.replica()
     old_client, new_client = sentinels.client(old), sentinels.client(new)
@@ -274,38 +274,17 @@ def test_the_asyncio_driver_follows_a_failover_under_load(sentinels):
 
     async def main():
         async with AsyncClientDriver(config) as driver:
-            stop = asyncio.Event()
-
-            async def worker(w):
-                i = 0
-                while not stop.is_set():
-                    i += 1
-                    uid = f"w{w}-{i}"
-                    try:
-                        placed = await driver.place(uid, "game")
-                        outcomes.append((time.monotonic(), uid, placed.pod))
-                    except (RedisUnavailable, NoAvailablePod) as exc:
-                        outcomes.append((time.monotonic(), uid, exc))
-                        await asyncio.sleep(0.01)
-
-            async def until(predicate, what, timeout=30):
-                deadline = time.monotonic() + timeout
-                while not predicate():
-                    assert time.monotonic() < deadline, f"{what}: {outcomes[-3:]}\n{sentinels.sentinel.log()}"
-                    await asyncio.sleep(0.02)
-
-            workers = [asyncio.ensure_future(worker(w)) for w in range(50)]
+            load = PlacingLoad(driver, "game")
             try:
-                await until(lambda: len(outcomes) > 500, "placements before the failover")
+                await load.until(lambda: len(load.outcomes) > 500, "placements before the failover")
                 await asyncio.to_thread(sentinels.failover)
-                await until(lambda: sentinels.sentinel.master_port() == new.port, "the switch")
+                await load.until(lambda: sentinels.sentinel.master_port() == new.port, "the switch")
                 switched.append(time.monotonic())
-                settled = switched[0] + MASTER_RECHECK_S + 0.5
-                await until(lambda: sum(1 for when, _, pod in outcomes if when > settled and isinstance(pod, int))
-                            > 1000, "placements on the new master")
+                await load.until(lambda: load.placed_since(switched[0] + MASTER_RECHECK_S + 0.5) > 1000,
+                                 "placements on the new master")
             finally:
-                stop.set()
-                await asyncio.gather(*workers)
+                await load.stop()
+                outcomes.extend(load.outcomes)
 
     try:
         asyncio.run(asyncio.wait_for(main(), 120))
