@@ -120,9 +120,10 @@ class AutoPipeline:
         that Sentinel has replaced would otherwise keep writing to it until it
         is made a replica, and what it took in the meantime is lost. When the
         answer changes, or a reply says the server is now a read-only replica
-        (that call fails as a lost connection does), the connection is retired: the next write goes out on a new one (to
-        the master Sentinel names), and the old one is closed once every call
-        written on it has its reply."""
+        (that call fails as a lost connection does), the connection is
+        retired: the next write goes out on a new one (to the master Sentinel
+        names), and the old one is closed once every call written on it has
+        its reply."""
         self._master_address = master_address
 
     # -- the caller's side ---------------------------------------------------
