@@ -193,13 +193,35 @@ def _retry() -> Any:
 def _packing_safely(client: Any) -> Any:
     """client, whose connections pack commands with direct.safe_command_packer:
     with hiredis, redis-py's own packer crashes the process when a Ctrl-C
-    lands while it packs a number. A Cluster's node clients are made by
-    redis-py and keep its packer."""
+    lands while it packs a number. On a Cluster, the node clients it has and
+    the ones it makes later (the slot map changed) get the packer too."""
     from stroute.direct import safe_command_packer
 
     packer = safe_command_packer()
-    if packer is not None:
-        client.connection_pool.connection_kwargs["command_packer"] = packer
+    if packer is None:
+        return client
+    manager = getattr(client, "nodes_manager", None)
+    if manager is None:
+        return _use_packer(client, packer)
+    create = manager.create_redis_node
+
+    def create_redis_node(host: str, port: int, **kwargs: Any) -> Any:
+        return _use_packer(create(host, port, **kwargs), packer)
+
+    manager.create_redis_node = create_redis_node
+    for node in client.get_nodes():
+        if node.redis_connection is not None:
+            _use_packer(node.redis_connection, packer)
+    return client
+
+
+def _use_packer(client: Any, packer: Any) -> Any:
+    """The connections client's pool makes from now on, and the ones it has, pack with packer."""
+    pool = client.connection_pool
+    pool.connection_kwargs["command_packer"] = packer
+    for name in ("_available_connections", "_in_use_connections"):
+        for connection in list(getattr(pool, name, ())):
+            connection._command_packer = packer
     return client
 
 
@@ -667,8 +689,8 @@ def _cluster(parsed: Parsed, options: ConnectOptions) -> Any:
 
     parts = parsed.parts
     try:  # the client reads the slot map from the first node that answers
-        return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in parts["hosts"]],
-                            **_cluster_kwargs(parts, options))
+        return _packing_safely(RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in parts["hosts"]],
+                                            **_cluster_kwargs(parts, options)))
     except (RedisClusterException, redis.RedisError) as exc:
         raise _cluster_unreachable(parsed, exc) from None
 

@@ -384,9 +384,13 @@ def test_a_signal_while_numbers_are_packed_interrupts_and_does_not_crash(tmp_pat
 
 
 @pytest.mark.skipif(direct._hiredis_pack is None, reason="hiredis is not installed: redis-py packs in Python")
-def test_redis_py_connections_give_hiredis_no_numbers(monkeypatch, real_url):
+@pytest.mark.parametrize("where", ["server", "cluster"])
+def test_redis_py_connections_give_hiredis_no_numbers(monkeypatch, request, where):
+    """On a single server, and on a Cluster's node clients (those made at
+    connect and those made later, as after a slot moved)."""
     import redis.connection
 
+    real_url = request.getfixturevalue("real_url" if where == "server" else "cluster_url")
     seen: list[tuple] = []
     real_pack = redis.connection.hiredis.pack_command
 
@@ -396,10 +400,16 @@ def test_redis_py_connections_give_hiredis_no_numbers(monkeypatch, real_url):
 
     monkeypatch.setattr(redis.connection.hiredis, "pack_command", watching)
     client = connect(real_url)
+    seen.clear()  # a Cluster's first node clients talk while they are made, before connect() returns
     try:
         client.set("packed", 7, px=300_000)
         client.incrbyfloat("packed", 0.5)
         assert client.get("packed") == "7.5"
+        if where == "cluster":  # a node client made after connect
+            node = client.get_node_from_key("packed")
+            made = client.nodes_manager.create_redis_node(node.host, node.port)
+            assert made.set("packed", 8, px=300_000)
+            made.close()
     finally:
         client.close()
     assert seen and all(type(arg) in (str, bytes) for args in seen for arg in args), seen
