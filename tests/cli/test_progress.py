@@ -549,3 +549,32 @@ def test_a_live_bar_leaves_stdout_to_the_data(monkeypatch, capfd, kind):
         live.stop() if kind == "bar" else live.done()
     assert "a row" not in err.getvalue()
     assert "a row" in capfd.readouterr().out
+
+
+# --- a Ctrl-C while the command line is still loading ----------------------------------------------
+
+
+def test_a_ctrl_c_while_the_command_line_loads_exits_130(monkeypatch):
+    """The console script is stroute.cli:main, which imports the command line
+    itself: a KeyboardInterrupt raised by that import (a Ctrl-C in the first
+    tenth of a second) is exit 130, as during a command, not a traceback."""
+    import builtins
+    import sys
+    from importlib.metadata import entry_points
+
+    import stroute.cli
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "stroute"]
+    assert script.value == "stroute.cli:main"
+    real_import = builtins.__import__
+
+    def interrupted(name, *args, **kwargs):
+        if name == "stroute.cli.app":
+            raise KeyboardInterrupt
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "stroute.cli.app", raising=False)
+    monkeypatch.setattr(builtins, "__import__", interrupted)
+    with pytest.raises(SystemExit) as stopped:
+        stroute.cli.main()
+    assert stopped.value.code == 130
