@@ -60,12 +60,8 @@ class AsyncClientDriver(ClientCore):
     ) -> None:
         from stroute import config as config_module
 
-        config = config or config_module.load()
-        config_module.validate(config)
-        self._owns_store = store is None
-        store = store or config.open_async_store()
+        config, store, self._owns_store = config_module.for_driver(config, store, lambda c: c.open_async_store())
         super().__init__(config, store, clock=clock, cache_max_entries=cache_max_entries)
-        self._perform = store.run
         # The invalidation channel listens on its own connection, from a
         # thread, as the sync driver's does; the sync store it is opened on
         # is never used for commands, only to make that connection.
@@ -209,10 +205,7 @@ class AsyncServerDriver(ServerCore):
     ) -> None:
         from stroute import config as config_module
 
-        config = config or config_module.load()
-        config_module.validate(config)
-        self._owns_store = store is None
-        store = store or config.open_async_store()
+        config, store, self._owns_store = config_module.for_driver(config, store, lambda c: c.open_async_store())
         self._heartbeats: asyncio.Task | None = None
         self._sampler: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
@@ -220,7 +213,6 @@ class AsyncServerDriver(ServerCore):
         self._first_reading: asyncio.Event | None = None
         self._abort_drain: asyncio.Event | None = None
         super().__init__(service, pod, config, store, load_source)
-        self._perform = store.run
 
     def _sampling(self) -> bool:
         return self._sampler is not None and not self._sampler.done()

@@ -214,10 +214,7 @@ class AutoPipeline:
                 continue
             try:
                 batch = self._with_tracking(connection, batch)
-                packed = _pack([c for commands, _ in batch for c in commands])
-                self._inflight.append((connection, batch))
-                self._wake_reader()
-                writer.writelines(packed)
+                writer.writelines(self._in_flight(connection, batch))
             except BaseException as exc:
                 self._fail(batch, exc)
                 asyncio.ensure_future(self._broken(connection, exc))
@@ -225,6 +222,15 @@ class AutoPipeline:
             self.writes += 1
             self.commands += len(batch)
         return True
+
+    def _in_flight(self, connection: Any, batch: list[_Entry]) -> list[bytes]:
+        """The batch packed, and queued for the reader on `connection`. In
+        flight before it is written: the reader must find the batch queued
+        when its first reply arrives."""
+        packed = _pack([c for commands, _ in batch for c in commands])
+        self._inflight.append((connection, batch))
+        self._wake_reader()
+        return packed
 
     def _take_batch(self) -> list[_Entry]:
         batch = [entry for entry in self._pending[: self.max_batch] if not entry[1].cancelled()]
@@ -241,11 +247,7 @@ class AutoPipeline:
                 try:
                     connection = await self._connect()
                     batch = self._with_tracking(connection, batch)
-                    packed = _pack([c for commands, _ in batch for c in commands])
-                    # In flight before the write: the reader must find the
-                    # batch queued when its first reply arrives.
-                    self._inflight.append((connection, batch))
-                    self._wake_reader()
+                    packed = self._in_flight(connection, batch)
                     if self.own_writes is None:
                         await connection.send_packed_command(packed, check_health=False)
                     else:

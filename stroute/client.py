@@ -47,12 +47,8 @@ class ClientDriver(ClientCore):
     ) -> None:
         from stroute import config as config_module
 
-        config = config or config_module.load()
-        config_module.validate(config)
-        self._owns_store = store is None
-        store = store or config.open_store()
+        config, store, self._owns_store = config_module.for_driver(config, store, lambda c: c.open_store())
         super().__init__(config, store, clock=clock, cache_max_entries=cache_max_entries)
-        self._perform = store.run
         self._open_source(coherent, store)
 
     # --- lifecycle -------------------------------------------------------------

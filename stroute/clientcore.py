@@ -145,6 +145,7 @@ class ClientCore:
         self.config = config  # validated by the driver
         self.namespace = self.config.namespace
         self.store = store
+        self._perform = store.run  # runs an operation: a call, or a coroutine (the asyncio store)
         self.strategy = placement.make(
             self.config.placement.strategy, good_load_range=self.config.placement.good_load_range
         )

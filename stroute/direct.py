@@ -50,9 +50,13 @@ def _pack_command(command: tuple[Any, ...]) -> bytes:
     instead of exiting 130. A number is made text here first, as hiredis
     would make it (repr), so only strings and bytes reach it.
     """
-    if _NUMBERS.isdisjoint(map(type, command)):
-        return _hiredis_pack(command)
-    return _hiredis_pack(tuple([repr(arg) if type(arg) in _NUMBERS else arg for arg in command]))
+    return _hiredis_pack(_numbers_as_text(command))
+
+
+def _numbers_as_text(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    if _NUMBERS.isdisjoint(map(type, args)):
+        return args
+    return tuple([repr(arg) if type(arg) in _NUMBERS else arg for arg in args])
 
 
 def safe_command_packer() -> Any:
@@ -65,9 +69,7 @@ def safe_command_packer() -> Any:
 
     class SafeHiredisPacker(HiredisRespSerializer):
         def pack(self, *args: Any) -> list[bytes]:
-            if not _NUMBERS.isdisjoint(map(type, args)):
-                args = tuple([repr(arg) if type(arg) in _NUMBERS else arg for arg in args])
-            return super().pack(*args)
+            return super().pack(*_numbers_as_text(args))
 
     return SafeHiredisPacker()
 

@@ -98,10 +98,7 @@ class ServerDriver(ServerCore):
     ) -> None:
         from stroute import config as config_module
 
-        config = config or config_module.load()
-        config_module.validate(config)
-        self._owns_store = store is None
-        store = store or config.open_store()
+        config, store, self._owns_store = config_module.for_driver(config, store, lambda c: c.open_store())
         self._lock = threading.Lock()  # one publish at a time, always of the current state
         self._wake = threading.Event()
         self._halt = threading.Event()
@@ -110,7 +107,6 @@ class ServerDriver(ServerCore):
         self._sampler: threading.Thread | None = None
         self._load_read = threading.Event()
         super().__init__(service, pod, config, store, load_source)
-        self._perform = store.run
 
     def _sampling(self) -> bool:
         return self._sampler is not None and self._sampler.is_alive()

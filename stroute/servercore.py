@@ -68,6 +68,7 @@ class ServerCore(abc.ABC):
         self.service = names.service(service)
         self.pod = names.pod(pod)
         self.store = store
+        self._perform = store.run  # runs an operation: a call, or a coroutine (the asyncio store)
         self._ks = store.keys(self.namespace)
         self._load_source = load_source
         self._load: int | None = None

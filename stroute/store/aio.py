@@ -105,9 +105,10 @@ class AsyncStore:
 
     async def run(self, op: domain.Op) -> Any:
         """Run one of `stroute.store.domain`'s operations."""
-        # domain.run_async, with the common step (one command, not shared)
-        # sent inline: a placement is a few of these, and each coroutine
-        # layer costs about as much as the command's share of a write.
+        # domain.run's loop, awaiting each step. The common step (one
+        # command, not shared) is sent inline: a placement is a few of these,
+        # and each coroutine layer costs about as much as the command's share
+        # of a write.
         import redis
 
         command_type, send, where = domain.Command, self._send, self.where

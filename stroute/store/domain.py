@@ -643,17 +643,3 @@ def run(op: Op[T], execute) -> T:
     except StopIteration as stop:
         return stop.value
 
-
-async def run_async(op: Op[T], execute) -> T:
-    """run() with a coroutine `execute`."""
-    try:
-        step = next(op)
-        while True:
-            try:
-                reply = await execute(step)
-            except StoreError as exc:
-                step = op.throw(exc)
-            else:
-                step = op.send(reply)
-    except StopIteration as stop:
-        return stop.value
