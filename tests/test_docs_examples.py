@@ -549,9 +549,9 @@ def test_the_comparison_tolerates_times_and_nothing_else():
 
 
 @pytest.mark.realserver
-def test_a_listing_on_a_terminal_is_not_overwritten_by_the_scan_count(tmp_path):
+def test_a_listing_or_export_on_a_terminal_is_not_overwritten_by_the_scan_count(tmp_path):
     # With stdout and stderr on one terminal, the live count on stderr used to
-    # draw over the rows (or the JSON) that `link list` prints as it scans.
+    # draw over the rows (or the JSON) that `link list` and `export` print as they scan.
     session = Session(tmp_path)
     try:
         for uid in ("a", "b", "c"):
@@ -563,6 +563,10 @@ def test_a_listing_on_a_terminal_is_not_overwritten_by_the_scan_count(tmp_path):
         assert code == 0 and "scanning links" not in output, output
         rows = [row.split()[0] for row in output.splitlines() if row.strip() and not row.startswith("stroute:")]
         assert sorted(rows) == ["a", "b", "c"], output
+        output, code = session.run("stroute export -s game")  # its lines are data on the terminal too
+        assert code == 0 and "exporting links" not in output, output
+        lines = [line for line in output.splitlines() if line.startswith("{")]
+        assert sorted(json.loads(line)["uid"] for line in lines) == ["a", "b", "c"], output
     finally:
         session.close()
 

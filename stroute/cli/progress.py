@@ -158,10 +158,12 @@ class Bar:
 class Counter:
     """A running count whose total is unknown: Rich's progress with the rate on a terminal."""
 
-    def __init__(self, description: str, unit: str = "links") -> None:
+    def __init__(self, description: str, unit: str = "links", *, shown: bool = True) -> None:
+        """shown=False: no count at all (the command's rows go to the terminal the count would draw on)."""
         self.description = description
         self.unit = unit
         self.tty = sys.stderr.isatty()
+        self.enabled = shown
         self.shown = False
         self._progress: Any = None
         self._task: Any = None
@@ -169,6 +171,8 @@ class Counter:
         self._last = time.monotonic()
 
     def tick(self, n: int) -> None:
+        if not self.enabled:
+            return
         if self.tty:
             if self._progress is None:
                 self._progress = _rich_progress(self.unit, total_known=False)

@@ -45,7 +45,8 @@ def export(
         raise InvalidInput("export writes JSON lines; -o yaml does not apply", hint="leave out -o")
     filters = link_cli.link_filters(service, pod, uid_pattern, kind, ttl_below)
     ns = g.config().namespace
-    counter = Counter("exporting links")
+    # A count on stderr, unless the lines go to the terminal too: it would draw over them.
+    counter = Counter("exporting links", shown=not sys.stdout.isatty())
     n = 0
     out = sys.stdout
     bad = BadKeys()
