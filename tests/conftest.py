@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import uuid
 
@@ -51,6 +52,24 @@ def redis_cluster():
 def cluster_url(redis_cluster):
     redis_cluster.flush()
     return redis_cluster.url
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def event_loop_kind(request):
+    """Each test using this runs twice: on asyncio's own event loop and on
+    uvloop's, which asyncio servers such as uvicorn run by default. The
+    policy makes every loop the test starts (asyncio.run, new_event_loop)."""
+    if request.param == "asyncio":
+        yield request.param
+        return
+    import uvloop  # in the test extra: a missing uvloop fails these tests, never skips them
+
+    before = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    try:
+        yield request.param
+    finally:
+        asyncio.set_event_loop_policy(before)
 
 
 @pytest.fixture(

@@ -14,6 +14,8 @@ from stroute.errors import CorruptData, InvalidInput, NoAvailablePod
 from stroute.store import Store
 from support import CommandCounter, PlacingLoad, put_state, wait_until
 
+pytestmark = pytest.mark.usefixtures("event_loop_kind")  # asyncio's loop and uvloop
+
 
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 60))
@@ -51,6 +53,17 @@ def test_concurrent_placements_agree_and_are_cached(config, pods):
     again, stats = run(main())
     assert again.source == "cache"
     assert stats["new"] == 200 and stats["new"] + stats["existing"] + stats["cache"] == 2001
+
+
+def test_the_driver_runs_on_the_event_loop_of_each_variant(event_loop_kind, config, pods):
+    async def main():
+        async with AsyncClientDriver(config) as driver:
+            placed = await driver.place("looped", "game")
+            return type(asyncio.get_running_loop()).__module__, placed.pod
+
+    module, pod = run(main())
+    assert module.split(".")[0] == event_loop_kind  # asyncio.unix_events or uvloop
+    assert pods.get("default", "looped", "game").pod == pod
 
 
 def test_a_link_changed_elsewhere_reaches_the_async_cache(config, pods):

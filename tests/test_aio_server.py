@@ -12,6 +12,8 @@ from stroute.aio import AsyncServerDriver
 from stroute.errors import PodClaimed
 from stroute.podstate import RoutingState
 
+pytestmark = pytest.mark.usefixtures("event_loop_kind")  # asyncio's loop and uvloop
+
 NS = "default"
 READY, DRAINING, DOWN = RoutingState.READY, RoutingState.DRAINING, RoutingState.DOWN
 

@@ -18,7 +18,7 @@ from stroute.errors import CorruptData, InvalidInput
 from stroute.store import Store
 from test_differential import EXPIRE_MS, NS, data, operations, outcome
 
-pytestmark = pytest.mark.realserver
+pytestmark = [pytest.mark.realserver, pytest.mark.usefixtures("event_loop_kind")]
 
 
 def run(coro):

@@ -12,7 +12,7 @@ import redis.asyncio as aredis
 
 from stroute.autopipeline import AutoPipeline, PipelineClosed
 
-pytestmark = pytest.mark.realserver
+pytestmark = [pytest.mark.realserver, pytest.mark.usefixtures("event_loop_kind")]
 
 
 def run(coro):

@@ -10,6 +10,8 @@ from stroute import backends
 from stroute.autopipeline import AutoPipeline, ClusterAutoPipeline
 from stroute.errors import ConfigError
 
+pytestmark = pytest.mark.usefixtures("event_loop_kind")  # asyncio's loop and uvloop
+
 
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 30))

@@ -14,7 +14,7 @@ from aiohttp import web
 from stroute.config import Config
 from support import CommandCounter, put_state
 
-pytestmark = pytest.mark.realserver
+pytestmark = [pytest.mark.realserver, pytest.mark.usefixtures("event_loop_kind")]
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "examples" / "gateway.py"
 
