@@ -158,12 +158,12 @@ class Bar:
 class Counter:
     """A running count whose total is unknown: Rich's progress with the rate on a terminal."""
 
-    def __init__(self, description: str, unit: str = "links", *, shown: bool = True) -> None:
-        """shown=False: no count at all (the command's rows go to the terminal the count would draw on)."""
+    def __init__(self, description: str, unit: str = "links", *, enabled: bool = True) -> None:
+        """enabled=False: no count at all (the command's rows go to the terminal the count would draw on)."""
         self.description = description
         self.unit = unit
         self.tty = sys.stderr.isatty()
-        self.enabled = shown
+        self.enabled = enabled
         self.shown = False
         self._progress: Any = None
         self._task: Any = None

@@ -46,7 +46,7 @@ def export(
     filters = link_cli.link_filters(service, pod, uid_pattern, kind, ttl_below)
     ns = g.config().namespace
     # A count on stderr, unless the lines go to the terminal too: it would draw over them.
-    counter = Counter("exporting links", shown=not sys.stdout.isatty())
+    counter = Counter("exporting links", enabled=not sys.stdout.isatty())
     n = 0
     out = sys.stdout
     bad = BadKeys()
