@@ -60,7 +60,7 @@ class AsyncClientDriver(ClientCore):
     ) -> None:
         from stroute import config as config_module
 
-        config, store, self._owns_store = config_module.for_driver(config, store, lambda c: c.open_async_store())
+        config, store, self._owns_store = config_module.for_driver(config, store, config_module.Config.open_async_store)
         super().__init__(config, store, clock=clock, cache_max_entries=cache_max_entries)
         # The invalidation channel listens on its own connection, from a
         # thread, as the sync driver's does; the sync store it is opened on
@@ -205,7 +205,7 @@ class AsyncServerDriver(ServerCore):
     ) -> None:
         from stroute import config as config_module
 
-        config, store, self._owns_store = config_module.for_driver(config, store, lambda c: c.open_async_store())
+        config, store, self._owns_store = config_module.for_driver(config, store, config_module.Config.open_async_store)
         self._heartbeats: asyncio.Task | None = None
         self._sampler: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None

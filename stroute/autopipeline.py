@@ -296,8 +296,12 @@ class AutoPipeline:
         call written on it is answered (see _read_replies)."""
         if connection is self._connection:
             self._connection = None
-            if not any(entry[0] is connection for entry in self._inflight):
+            if not self._awaits_replies(connection):
                 asyncio.ensure_future(_disconnect(connection))
+
+    def _awaits_replies(self, connection: Any) -> bool:
+        """Whether a batch written on `connection` still waits for replies."""
+        return any(entry[0] is connection for entry in self._inflight)
 
     def _tracking(self) -> Any:
         return self.tracking if self.tracking_from is None else self.tracking_from()
@@ -383,7 +387,7 @@ class AutoPipeline:
                 continue
             if self._inflight and self._inflight[0] is entry:
                 self._inflight.popleft()
-                if connection is not self._connection and not any(e[0] is connection for e in self._inflight):
+                if connection is not self._connection and not self._awaits_replies(connection):
                     await _disconnect(connection)  # retired, and now answered in full
 
     # -- failure -------------------------------------------------------------

@@ -176,7 +176,7 @@ def connect(url: str, options: ConnectOptions | None = None) -> Any:
     except for redis+cluster://, whose client asks a node for the slot map."""
     options = options or ConnectOptions()
     parsed = check(url, options)
-    return _REGISTRY[parsed.scheme][1](parsed, options)
+    return _packing_safely(_REGISTRY[parsed.scheme][1](parsed, options))
 
 
 def _retry() -> Any:
@@ -193,7 +193,8 @@ def _retry() -> Any:
 def _packing_safely(client: Any) -> Any:
     """client, whose connections pack commands with direct.safe_command_packer:
     with hiredis, redis-py's own packer crashes the process when a Ctrl-C
-    lands while it packs a number. On a Cluster, the node clients it has and
+    lands while it packs a number. Every client connect() makes gets it,
+    whatever factory made it. On a Cluster, the node clients it has and
     the ones it makes later (the slot map changed) get the packer too."""
     from stroute.direct import safe_command_packer
 
@@ -346,7 +347,7 @@ def _redis(parsed: Parsed, options: ConnectOptions) -> Any:
     import redis
 
     tls = _tls(parsed.scheme, options)
-    return _packing_safely(redis.Redis.from_url(parsed.url, **_common(options), **tls))
+    return redis.Redis.from_url(parsed.url, **_common(options), **tls)
 
 
 _SENTINEL_FORM = "redis+sentinel://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB]"
@@ -488,8 +489,7 @@ def _sentinel(parsed: Parsed, options: ConnectOptions) -> Any:
     parts = parsed.parts
     common, to_sentinels = _sentinel_kwargs(parts, options, _retry())
     manager = _sentinel_class()(parts["sentinels"], sentinel_kwargs=to_sentinels)
-    return _packing_safely(manager.master_for(parts["master"], connection_pool_class=_following_pool_class(),
-                                              db=parts["db"], **common))
+    return manager.master_for(parts["master"], connection_pool_class=_following_pool_class(), db=parts["db"], **common)
 
 
 _EMBEDDED_FORM = "embedded://[PATH][?idle=SECONDS]"
@@ -531,7 +531,7 @@ def _embedded(parsed: Parsed, options: ConnectOptions) -> Any:
     except OSError as exc:  # its lock or socket cannot be made beside the data file (/proc, read-only)
         raise ConfigError(f"embedded:// cannot use the data file {str(data_file)!r}: "
                           f"{exc.strerror or exc} ({exc.filename or data_file})") from None
-    client = _packing_safely(redis.Redis(unix_socket_path=socket_path, **_common(options)))
+    client = redis.Redis(unix_socket_path=socket_path, **_common(options))
     client.stroute_embedded = server  # the command line says where the data lives when it started the server
     return client
 
@@ -689,8 +689,8 @@ def _cluster(parsed: Parsed, options: ConnectOptions) -> Any:
 
     parts = parsed.parts
     try:  # the client reads the slot map from the first node that answers
-        return _packing_safely(RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in parts["hosts"]],
-                                            **_cluster_kwargs(parts, options)))
+        return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in parts["hosts"]],
+                            **_cluster_kwargs(parts, options))
     except (RedisClusterException, redis.RedisError) as exc:
         raise _cluster_unreachable(parsed, exc) from None
 

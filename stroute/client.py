@@ -47,7 +47,7 @@ class ClientDriver(ClientCore):
     ) -> None:
         from stroute import config as config_module
 
-        config, store, self._owns_store = config_module.for_driver(config, store, lambda c: c.open_store())
+        config, store, self._owns_store = config_module.for_driver(config, store, config_module.Config.open_store)
         super().__init__(config, store, clock=clock, cache_max_entries=cache_max_entries)
         self._open_source(coherent, store)
 

@@ -601,7 +601,6 @@ def find_file(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Pa
     return next((regular_file(p, "config file") for p in default_paths() if _kind_of_path(p) != "missing"), None)
 
 
-
 def for_driver(config: Config | None, store: Any, open_store: Callable[[Config], Any]) -> tuple[Config, Any, bool]:
     """What a driver's constructor starts from: its configuration (`config`,
     else load()), validated; its store (`store`, else open_store(config));
@@ -611,6 +610,7 @@ def for_driver(config: Config | None, store: Any, open_store: Callable[[Config],
     if store is not None:
         return config, store, False
     return config, open_store(config), True
+
 
 def load(
     path: str | os.PathLike[str] | None = None,

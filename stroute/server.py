@@ -98,7 +98,7 @@ class ServerDriver(ServerCore):
     ) -> None:
         from stroute import config as config_module
 
-        config, store, self._owns_store = config_module.for_driver(config, store, lambda c: c.open_store())
+        config, store, self._owns_store = config_module.for_driver(config, store, config_module.Config.open_store)
         self._lock = threading.Lock()  # one publish at a time, always of the current state
         self._wake = threading.Event()
         self._halt = threading.Event()

@@ -369,8 +369,8 @@ def list_(
     else:
         if limit is not None:
             pages = _limited(pages, limit)
-        if not sys.stdout.isatty():  # a count on stderr, unless the rows (table, columns or JSON) go to the terminal
-            pages = _counted(pages, "scanning links")
+        # A count on stderr, unless the rows (table, columns or JSON) go to the terminal too.
+        pages = _counted(pages, "scanning links", enabled=not sys.stdout.isatty())
     try:
         _print_links(g, ns, pages, bad, sorted_=sort, key=store.keys(ns).link)
     except BrokenPipeError:  # the reader stopped early (| head): its choice, not an error
@@ -379,11 +379,11 @@ def list_(
     _raise_bad_keys(bad, ns)
 
 
-def _counted(pages, description: str):
-    """The pages, with a count of their links on stderr (only while nothing prints on stdout)."""
+def _counted(pages, description: str, *, enabled: bool = True):
+    """The pages, with a count of their links on stderr (see progress.Counter's `enabled`)."""
     from stroute.cli.progress import Counter
 
-    progress = Counter(description)
+    progress = Counter(description, enabled=enabled)
     n = 0
     try:
         for page in pages:
